@@ -1,0 +1,154 @@
+"""Conversations and their append-only chunk log (SPEC §1–§3)."""
+
+import hashlib
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+REASONING_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+DEFAULT_REASONING_EFFORT = "high"
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        QUEUED = "queued"
+        IDLE = "idle"
+        CLOSED = "closed"
+
+    id = models.CharField(
+        primary_key=True, max_length=128, validators=[RegexValidator(CONVERSATION_ID_PATTERN)]
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.IDLE)
+    model = models.CharField(max_length=300, blank=True, default="")
+    reasoning_effort = models.CharField(
+        max_length=10,
+        choices=[(e, e) for e in REASONING_EFFORTS],
+        default=DEFAULT_REASONING_EFFORT,
+    )
+    cwd = models.CharField(max_length=1000, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_activity_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The log's counters: the seq of the last chunk and the ordinal of the last message.
+    # Bumped under a row lock by services.chunks_append.
+    last_seq = models.PositiveBigIntegerField(default=0)
+    last_message_ordinal = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-last_activity_at"]
+        indexes = [models.Index(fields=["owner", "-last_activity_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} · {self.title}" if self.title else self.id
+
+    @property
+    def group_name(self) -> str:
+        """The channel-layer group of this conversation (group names are ASCII-only)."""
+        return group_name_for(self.id)
+
+
+def group_name_for(conversation_id: str) -> str:
+    return "conv." + hashlib.sha1(conversation_id.encode()).hexdigest()
+
+
+class Chunk(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system"
+        USER = "user"
+        ASSISTANT = "assistant"
+        TOOL = "tool"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveBigIntegerField()
+    message = models.PositiveBigIntegerField(help_text="ordinal of the message this chunk is in")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    type = models.CharField(max_length=20)
+    payload = models.JSONField(help_text="the wire chunk, exactly as SPEC §2 shapes it")
+    turn_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    step_id = models.CharField(max_length=80, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="chunk_unique_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.seq} {self.role} {self.type}"
+
+    def to_wire(self) -> dict:
+        return {"seq": self.seq, "role": self.role, "chunk": self.payload}
+
+
+class Turn(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SEALED = "sealed"
+
+    id = models.CharField(primary_key=True, max_length=64)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=40, blank=True, default="")
+    model = models.CharField(max_length=300, blank=True, default="")
+    worker = models.CharField(max_length=200, blank=True, default="", help_text="owning worker")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class QueuedMessage(models.Model):
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="queued_messages"
+    )
+    text = models.TextField()
+    queued_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["queued_at", "id"]
+
+    def to_wire(self) -> dict:
+        return {"id": str(self.id), "text": self.text, "queuedAt": self.queued_at.isoformat()}
+
+
+class Tab(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tabs")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="tabs")
+    position = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["user", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "conversation"], name="tab_unique_conversation"),
+        ]
+
+
+class ApiToken(models.Model):
+    """A bearer token for JSON clients. Only the SHA-256 of the token is stored."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, default="")
+    prefix = models.CharField(max_length=12, help_text="first characters, to tell tokens apart")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -1,0 +1,50 @@
+"""The agent runtime kernel: pure asyncio, no Django (ARCHITECTURE.md)."""
+
+from chat.runtime.ids import new_turn_id, step_id
+from chat.runtime.reconcile import INTERRUPTED_RESULT, reconcile
+from chat.runtime.turn import TurnConfig, TurnPorts, TurnRunner, run_turn
+from chat.runtime.types import (
+    Finish,
+    Message,
+    Provider,
+    ProviderError,
+    ProviderEvent,
+    ProviderRequest,
+    ReasoningDelta,
+    StatusChange,
+    TextDelta,
+    Tool,
+    ToolCallReady,
+    ToolContext,
+    ToolOutcome,
+    ToolSpec,
+    Usage,
+    UsageReport,
+)
+
+__all__ = [
+    "INTERRUPTED_RESULT",
+    "Finish",
+    "Message",
+    "Provider",
+    "ProviderError",
+    "ProviderEvent",
+    "ProviderRequest",
+    "ReasoningDelta",
+    "StatusChange",
+    "TextDelta",
+    "Tool",
+    "ToolCallReady",
+    "ToolContext",
+    "ToolOutcome",
+    "ToolSpec",
+    "TurnConfig",
+    "TurnPorts",
+    "TurnRunner",
+    "Usage",
+    "UsageReport",
+    "new_turn_id",
+    "reconcile",
+    "run_turn",
+    "step_id",
+]

@@ -1,0 +1,417 @@
+"""``run_turn``: one user message → the agent's complete response (SPEC §3).
+
+The kernel is pure asyncio. It talks to the outside only through ``TurnPorts``: a provider,
+tools, an event sink and the persistence hooks. It decides the order of everything; the
+ports decide where things go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.runtime.ids import step_id as make_step_id
+from chat.runtime.reconcile import reconcile
+from chat.runtime.types import (
+    Finish,
+    Message,
+    Provider,
+    ProviderError,
+    ProviderRequest,
+    ReasoningDelta,
+    StatusChange,
+    TextDelta,
+    Tool,
+    ToolCallReady,
+    ToolContext,
+    ToolOutcome,
+    Usage,
+    UsageReport,
+    WireChunk,
+    WireEvent,
+)
+
+DEFAULT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+DEFAULT_MAX_STEPS = 25
+
+
+@dataclass
+class TurnConfig:
+    conversation_id: str
+    turn_id: str
+    prompt: str
+    history: list[Message]  # the conversation so far, raw (reconciled here before use)
+    model: str = ""  # "<credential>/<model>", reported in metrics
+    provider_model: str = ""  # the part the provider is asked for
+    reasoning_effort: str | None = None
+    cwd: str = "."
+    max_steps: int = DEFAULT_MAX_STEPS
+    max_tokens: int | None = None
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
+
+
+@dataclass
+class TurnPorts:
+    provider: Provider
+    emit: Callable[[WireEvent], Awaitable[None]]
+    persist_user: Callable[[Message], Awaitable[None]]
+    # The step's assistant message and tool message, committed in one transaction.
+    persist_step: Callable[[list[Message]], Awaitable[None]]
+    drain_queue: Callable[[], Awaitable[list[str]]]
+    # Persist TurnMetrics and mark the turn sealed; returns once committed.
+    seal: Callable[[dict[str, Any]], Awaitable[None]]
+    tools: Mapping[str, Tool] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass
+class _Step:
+    index: int
+    id: str
+    chunks: list[WireChunk] = field(default_factory=list)
+    text: WireChunk | None = None
+    thinking: WireChunk | None = None
+    calls: list[WireChunk] = field(default_factory=list)
+    results: dict[str, WireChunk] = field(default_factory=dict)
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+    error: ProviderError | None = None
+    stream_start: float | None = None
+    first_token: float | None = None
+    stream_end: float | None = None
+
+    @property
+    def has_content(self) -> bool:
+        return bool(self.chunks)
+
+    def timing(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.stream_start is None or self.stream_end is None:
+            return out
+        if self.first_token is not None:
+            out["ttftMs"] = _ms(self.first_token - self.stream_start)
+            out["decodeMs"] = _ms(self.stream_end - self.first_token)
+        out["genTotalMs"] = _ms(self.stream_end - self.stream_start)
+        return out
+
+    def metrics(self) -> dict[str, Any]:
+        return {"stepId": self.id, "usage": (self.usage or Usage()).to_wire(), **self.timing()}
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+class TurnAborted(Exception):
+    pass
+
+
+class TurnRunner:
+    """Runs one turn. ``abort()`` stops it at the next event boundary."""
+
+    def __init__(self, config: TurnConfig, ports: TurnPorts):
+        self.config = config
+        self.ports = ports
+        self.aborted = False
+        self._inner: asyncio.Task[Any] | None = None
+        self._steps: list[_Step] = []
+
+    def abort(self) -> None:
+        self.aborted = True
+        if self._inner is not None:
+            self._inner.cancel()
+
+    # ------------------------------------------------------------------ events
+
+    async def _emit(self, type_: str, **fields: Any) -> None:
+        event = {"type": type_, "conversationId": self.config.conversation_id}
+        if type_ != "status":
+            event["turnId"] = self.config.turn_id
+        event.update(fields)
+        await self.ports.emit(event)
+
+    # ------------------------------------------------------------------ the turn
+
+    async def run(self) -> dict[str, Any]:
+        """Run the turn to its end; returns the TurnMetrics (SPEC §2) that were sealed."""
+        cfg, ports = self.config, self.ports
+        started = ports.clock()
+        await self._emit("user-message", text=cfg.prompt)
+        await self._emit("turn-start")
+        reason = "error"
+        try:
+            user = Message("user", [{"type": "text", "text": cfg.prompt}])
+            await ports.persist_user(user)
+            history = [*cfg.history, user]
+            reason = await self._steps_loop(history)
+        except TurnAborted:
+            reason = "aborted"
+        except Exception as exc:  # a port failed: the turn still ends with done + turn-sealed
+            if self.aborted:
+                reason = "aborted"
+            else:
+                await self._emit("error", message=f"turn failed: {exc}")
+                reason = "error"
+        return await self._finish(reason, started)
+
+    async def _finish(self, reason: str, started: float) -> dict[str, Any]:
+        steps = self._steps
+        usage = sum((s.usage for s in steps if s.usage), Usage())
+        done: dict[str, Any] = {"reason": reason, "durationMs": _ms(self.ports.clock() - started)}
+        reported = any(s.usage for s in steps)
+        if reported:
+            done["usage"] = usage.to_wire()
+        last = steps[-1].usage if steps else None
+        if last is not None:
+            done["contextSize"] = last.input_tokens + last.output_tokens
+        await self._emit("done", **done)
+        metrics: dict[str, Any] = {
+            "turnId": self.config.turn_id,
+            "usage": usage.to_wire(),
+            "durationMs": done["durationMs"],
+            "finishReason": reason,
+            "steps": [s.metrics() for s in steps if s.stream_start is not None],
+        }
+        if self.config.model:
+            metrics["model"] = self.config.model
+        if "contextSize" in done:
+            metrics["contextSize"] = done["contextSize"]
+        await self.ports.seal(metrics)
+        await self._emit("turn-sealed")
+        return metrics
+
+    async def _steps_loop(self, history: list[Message]) -> str:
+        cfg = self.config
+        for index in range(cfg.max_steps):
+            step = _Step(index, make_step_id(cfg.turn_id, index))
+            self._steps.append(step)
+            await self._interruptible(self._stream_step(step, reconcile(history)), step)
+            await self._emit("step-complete", stepId=step.id, **step.timing())
+            if step.error is not None:
+                error = {"type": "error", "message": step.error.message}
+                if step.error.code:
+                    error["code"] = step.error.code
+                step.chunks.append(error)
+                await self._persist_step(step, history)
+                fields = {"code": step.error.code} if step.error.code else {}
+                await self._emit("error", message=step.error.message, **fields)
+                return "error"
+            if step.calls:
+                await self._interruptible(self._run_tools(step), step)
+            await self._persist_step(step, history)
+            if not step.calls:
+                return step.finish_reason if step.finish_reason != "tool-calls" else "stop"
+            if self.aborted:
+                raise TurnAborted
+            queued = await self.ports.drain_queue()
+            if queued:
+                text = "\n\n".join(queued)
+                await self._emit("steering", text=text)
+                steering = Message("user", [{"type": "text", "text": text}])
+                await self.ports.persist_user(steering)
+                history.append(steering)
+        return "max-steps"
+
+    async def _interruptible(self, work: Awaitable[None], step: _Step) -> None:
+        """Run ``work`` as the turn's inner task so that ``abort()`` can cancel it."""
+        if self.aborted:
+            raise self._aborted_in(step)
+        self._inner = asyncio.ensure_future(work)
+        try:
+            await self._inner
+        except asyncio.CancelledError:
+            if not self.aborted:
+                raise  # the turn itself is being cancelled, not aborted
+        finally:
+            self._inner = None
+        if self.aborted:
+            raise self._aborted_in(step)
+
+    def _aborted_in(self, step: _Step) -> TurnAborted:
+        """Abort rule: keep partial text/thinking and finished call/result pairs only."""
+        step.stream_end = step.stream_end or self.ports.clock()
+        step.calls = [c for c in step.calls if c["toolCallId"] in step.results]
+        kept_ids = {c["toolCallId"] for c in step.calls}
+        step.chunks = [
+            c for c in step.chunks if c["type"] != "tool-call" or c["toolCallId"] in kept_ids
+        ]
+        return TurnAborted()
+
+    async def _persist_step(self, step: _Step, history: list[Message]) -> None:
+        messages = []
+        if step.chunks:
+            messages.append(Message("assistant", step.chunks))
+        results = [step.results[c["toolCallId"]] for c in step.calls]
+        if results:
+            messages.append(Message("tool", results))
+        if messages:
+            await self.ports.persist_step(messages)
+            history.extend(messages)
+
+    # ------------------------------------------------------------------ streaming
+
+    async def _stream_step(self, step: _Step, messages: list[Message]) -> None:
+        cfg, ports = self.config, self.ports
+        request = ProviderRequest(
+            model=cfg.provider_model,
+            messages=messages,
+            tools=[tool.spec for tool in ports.tools.values()],
+            reasoning_effort=cfg.reasoning_effort,
+            max_tokens=cfg.max_tokens,
+        )
+        attempt = 0
+        while True:
+            step.stream_start = ports.clock()
+            try:
+                async with contextlib.aclosing(ports.provider.stream(request)) as stream:  # type: ignore[type-var]
+                    async for event in stream:
+                        await self._on_provider_event(step, event)
+                step.stream_end = ports.clock()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                step.stream_end = ports.clock()
+                error = (
+                    exc if isinstance(exc, ProviderError) else ProviderError(f"provider failed: {exc}")
+                )
+                if error.retryable and not step.has_content and attempt < len(cfg.retry_delays):
+                    delay = cfg.retry_delays[attempt]
+                    attempt += 1
+                    fields = {"code": error.code} if error.code else {}
+                    await self._emit(
+                        "provider-retry",
+                        attempt=attempt,
+                        delayMs=_ms(delay),
+                        message=error.message,
+                        **fields,
+                    )
+                    await ports.sleep(delay)
+                    continue
+                step.error = error
+                return
+
+    async def _on_provider_event(self, step: _Step, event: object) -> None:
+        if isinstance(event, TextDelta):
+            if not event.text:
+                return
+            if step.first_token is None:
+                step.first_token = self.ports.clock()
+            if step.text is None:
+                step.text = {"type": "text", "text": ""}
+                step.chunks.append(step.text)
+            step.text["text"] += event.text
+            await self._emit("text-delta", delta=event.text)
+        elif isinstance(event, ReasoningDelta):
+            if not event.text:
+                return
+            if step.first_token is None:
+                step.first_token = self.ports.clock()
+            if step.thinking is None:
+                step.thinking = {"type": "thinking", "text": ""}
+                step.chunks.append(step.thinking)
+            step.thinking["text"] += event.text
+            await self._emit("reasoning-delta", delta=event.text)
+        elif isinstance(event, ToolCallReady):
+            call = {
+                "type": "tool-call",
+                "toolCallId": event.tool_call_id,
+                "toolName": event.tool_name,
+                "input": event.input,
+                "stepId": step.id,
+            }
+            step.calls.append(call)
+            step.chunks.append(call)
+            await self._emit(
+                "tool-call",
+                stepId=step.id,
+                toolCallId=event.tool_call_id,
+                toolName=event.tool_name,
+                input=event.input,
+            )
+        elif isinstance(event, UsageReport):
+            step.usage = event.usage
+            await self._emit("usage", stepId=step.id, usage=event.usage.to_wire())
+        elif isinstance(event, Finish):
+            step.finish_reason = event.reason
+        elif isinstance(event, StatusChange):
+            await self._emit("status", status=event.status)
+
+    # ------------------------------------------------------------------ tools
+
+    async def _run_tools(self, step: _Step) -> None:
+        """Run the step's calls: identical calls once; safe tools together, unsafe alone."""
+        runs: dict[str, asyncio.Future[tuple[ToolOutcome, float]]] = {}
+        batch: list[WireChunk] = []
+
+        async def flush() -> None:
+            if batch:
+                await asyncio.gather(*(self._finish_call(step, c, runs) for c in batch))
+                batch.clear()
+
+        for call in step.calls:
+            tool = self.ports.tools.get(call["toolName"])
+            if tool is not None and not tool.concurrency_safe:
+                await flush()
+                await self._finish_call(step, call, runs)
+            else:
+                batch.append(call)
+        await flush()
+
+    async def _finish_call(
+        self, step: _Step, call: WireChunk, runs: dict[str, asyncio.Future[tuple[ToolOutcome, float]]]
+    ) -> None:
+        key = call["toolName"] + "\0" + json.dumps(call["input"], sort_keys=True)
+        first = key not in runs
+        if first:
+            runs[key] = asyncio.ensure_future(self._execute(call))
+        outcome, duration_ms = await runs[key]
+        result = {
+            "type": "tool-result",
+            "toolCallId": call["toolCallId"],
+            "toolName": call["toolName"],
+            "content": outcome.content,
+            "isError": outcome.is_error,
+            "stepId": step.id,
+        }
+        step.results[call["toolCallId"]] = result
+        await self._emit(
+            "tool-result",
+            stepId=step.id,
+            toolCallId=call["toolCallId"],
+            toolName=call["toolName"],
+            content=outcome.content,
+            isError=outcome.is_error,
+            durationMs=duration_ms,
+        )
+
+    async def _execute(self, call: WireChunk) -> tuple[ToolOutcome, float]:
+        tool = self.ports.tools.get(call["toolName"])
+        started = self.ports.clock()
+        if tool is None:
+            outcome = ToolOutcome(f"unknown tool: {call['toolName']}", is_error=True)
+        else:
+
+            async def emit_output(data: str, stream: str) -> None:
+                await self._emit(
+                    "tool-output", toolCallId=call["toolCallId"], data=data, stream=stream
+                )
+
+            try:
+                outcome = await tool.run(call["input"], ToolContext(self.config.cwd, emit_output))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                outcome = ToolOutcome(f"{type(exc).__name__}: {exc}", is_error=True)
+        return outcome, _ms(self.ports.clock() - started)
+
+
+async def run_turn(config: TurnConfig, ports: TurnPorts) -> dict[str, Any]:
+    """Run one turn (SPEC §3) and return its sealed TurnMetrics."""
+    return await TurnRunner(config, ports).run()

@@ -1,0 +1,168 @@
+"""The runtime's vocabulary: messages, provider events, tools and the ports a turn is given.
+
+Pure Python, no Django. Wire shapes (camelCase dicts) are built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant", "tool"]
+WireChunk = dict[str, Any]
+WireEvent = dict[str, Any]
+
+
+# ---------------------------------------------------------------- messages and usage
+
+
+@dataclass
+class Message:
+    """One message of a conversation: a role and its wire chunks (SPEC §2), in order."""
+
+    role: Role
+    chunks: list[WireChunk] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage. ``input_tokens`` is the whole prompt INCLUDING cached tokens."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        def add(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            add(self.cache_read_tokens, other.cache_read_tokens),
+            add(self.cache_write_tokens, other.cache_write_tokens),
+        )
+
+    def to_wire(self) -> dict[str, int]:
+        wire = {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens}
+        if self.cache_read_tokens is not None:
+            wire["cacheReadTokens"] = self.cache_read_tokens
+        if self.cache_write_tokens is not None:
+            wire["cacheWriteTokens"] = self.cache_write_tokens
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> Usage:
+        return cls(
+            wire.get("inputTokens", 0),
+            wire.get("outputTokens", 0),
+            wire.get("cacheReadTokens"),
+            wire.get("cacheWriteTokens"),
+        )
+
+
+# ---------------------------------------------------------------- provider events
+
+FinishReason = str  # "stop" | "length" | "tool-calls" | "content-filter" | provider-specific
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallReady:
+    """A complete tool call parsed from the stream (arguments fully assembled)."""
+
+    tool_call_id: str
+    tool_name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    usage: Usage
+    # Provider-side timings when the server reports them (llama.cpp ``timings``), kept as is.
+    timings: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: FinishReason
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """The provider is waiting for capacity (``queued``) or generating again (``active``)."""
+
+    status: Literal["queued", "active"]
+
+
+ProviderEvent = TextDelta | ReasoningDelta | ToolCallReady | UsageReport | Finish | StatusChange
+
+
+class ProviderError(Exception):
+    """Raised from a provider stream. ``retryable`` marks connection failures, 429 and 5xx."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """What a provider is told about a tool: name, description and JSON-schema parameters."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass
+class ProviderRequest:
+    model: str  # the provider-side model name (the part after the first "/")
+    messages: list[Message]  # reconciled history, ending with the newest user/tool message
+    tools: Sequence[ToolSpec] = ()
+    reasoning_effort: str | None = None
+    max_tokens: int | None = None
+
+
+class Provider(Protocol):
+    def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        """Stream one step. Raises ProviderError on failure. Closing the iterator cancels."""
+        ...
+
+
+# ---------------------------------------------------------------- tools
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    content: str
+    is_error: bool = False
+
+
+@dataclass
+class ToolContext:
+    cwd: str
+    # Streams a running tool's output: (data, "stdout" | "stderr").
+    emit_output: Callable[[str, str], Awaitable[None]]
+
+
+class Tool(Protocol):
+    spec: ToolSpec
+    concurrency_safe: bool  # safe tools run in parallel; unsafe ones run alone
+
+    async def run(self, input: dict[str, Any], ctx: ToolContext) -> ToolOutcome:
+        """Run the tool. Failures are returned as ``ToolOutcome(is_error=True)``."""
+        ...

@@ -1,0 +1,2 @@
+def on_process_start() -> None:
+    pass

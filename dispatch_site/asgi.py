@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP (Django) and WebSocket (Channels) on one Daphne."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dispatch_site.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from chat.auth import WebSocketAuthMiddleware  # noqa: E402
+from chat.worker import on_process_start  # noqa: E402
+from dispatch_site.routing import websocket_urlpatterns  # noqa: E402
+
+on_process_start()
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(
+            WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

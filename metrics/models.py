@@ -1,0 +1,45 @@
+"""Durable per-turn and per-step metrics (SPEC §2 TurnMetrics / StepMetrics)."""
+
+from django.db import models
+
+
+class TurnMetrics(models.Model):
+    turn = models.OneToOneField("chat.Turn", on_delete=models.CASCADE, related_name="metrics")
+    conversation = models.ForeignKey(
+        "chat.Conversation", on_delete=models.CASCADE, related_name="turn_metrics"
+    )
+    model = models.CharField(max_length=300, blank=True, default="")
+    finish_reason = models.CharField(max_length=40)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    cache_write_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    context_size = models.PositiveBigIntegerField(null=True, blank=True)
+    # Sum over steps, kept so throughput aggregates in SQL without joining steps.
+    gen_total_ms = models.FloatField(null=True, blank=True)
+    decode_ms = models.FloatField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True, help_text="first step's TTFT")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "turn metrics"
+        indexes = [models.Index(fields=["created_at", "model"])]
+
+
+class StepMetrics(models.Model):
+    turn_metrics = models.ForeignKey(TurnMetrics, on_delete=models.CASCADE, related_name="steps")
+    step_id = models.CharField(max_length=80)
+    index = models.PositiveIntegerField()
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    cache_write_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    decode_ms = models.FloatField(null=True, blank=True)
+    gen_total_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["turn_metrics", "index"]
+        verbose_name_plural = "step metrics"
