@@ -1,9 +1,345 @@
+"""WebSocket transport for API clients: the JSON protocol of SPEC §5.
+
+Thin: frames are validated with chat.schemas and handed to chat.services; events arrive from
+the conversation's channel-layer group. A subscription joins the group first, then asks the
+turn's owner for a replay; live events that arrive meanwhile are buffered, and each event's
+index in its turn drops anything already delivered, so replay + live has no gap and no
+duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from pydantic import ValidationError
+
+from chat import services, surfaces
+from chat.models import Conversation, group_name_for
+from chat.ratelimit import TurnRateLimited
+from chat.registry import registry
+from chat.schemas import (
+    ChatIn,
+    ConversationRef,
+    InvokeFrame,
+    QueueCancelFrame,
+    QueueFrame,
+    SurfaceFrame,
+)
+from chat.selectors import NotFound
+
+log = logging.getLogger(__name__)
+
+REPLAY_TIMEOUT = 5.0
+UNAUTHORIZED = 4401
+
+
+@dataclass
+class Subscription:
+    conversation_id: str
+    owner_checked: bool = False
+    pending: bool = False  # waiting for a replay: live events are buffered
+    buffer: list[dict] = field(default_factory=list)
+    turn: str | None = None  # the turn whose events were delivered last
+    last_index: int = -1
+
+
+def user_group(user) -> str:
+    return f"user.{user.pk}"
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
-    pass
+    async def connect(self):
+        self.user = self.scope.get("user")
+        await self.accept()
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=UNAUTHORIZED)
+            return
+        self.subscriptions: dict[str, Subscription] = {}
+        self.surface_subscriptions: set[tuple[str, str | None]] = set()
+        await self.channel_layer.group_add(user_group(self.user), self.channel_name)
+        await self.send_json({"type": "catalog", "catalog": surfaces.CATALOG})
+
+    async def disconnect(self, code):
+        # Dropping subscriptions never affects a turn.
+        if not getattr(self, "subscriptions", None) and not hasattr(self, "user"):
+            return
+        for conversation_id in list(getattr(self, "subscriptions", {})):
+            await self.channel_layer.group_discard(
+                group_name_for(conversation_id), self.channel_name
+            )
+        if self.user is not None and self.user.is_authenticated:
+            await self.channel_layer.group_discard(user_group(self.user), self.channel_name)
+
+    # ------------------------------------------------------------------ frames in
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if text_data is None:
+            await self._error("frames must be JSON text")
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self._error("malformed frame: not JSON")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self._error("malformed frame: expected an object with a string 'type'")
+            return
+        handler = self.OPS.get(frame["type"])
+        if handler is None:
+            await self._error(f"unknown frame type: {frame['type'][:80]}")
+            return
+        conversation_id = frame.get("conversationId")
+        conversation_id = conversation_id if isinstance(conversation_id, str) else None
+        try:
+            await handler(self, frame)
+        except ValidationError as exc:
+            await self._error(_describe(exc), conversation_id)
+        except NotFound:
+            await self._error(f"conversation not found: {conversation_id}", conversation_id)
+        except (
+            services.Conflict,
+            services.InvalidInput,
+            surfaces.SurfaceError,
+            TurnRateLimited,
+        ) as exc:
+            await self._error(str(exc), conversation_id)
+        except Exception:
+            log.exception("socket frame %s failed", frame["type"])
+            await self._error("internal error", conversation_id)
+
+    async def _error(self, message: str, conversation_id: str | None = None) -> None:
+        frame = {"type": "chat.error", "message": message}
+        if conversation_id:
+            frame["conversationId"] = conversation_id
+        await self.send_json(frame)
+
+    async def op_send(self, frame: dict) -> None:
+        payload = ChatIn.model_validate(frame)
+        conversation_id = payload.conversationId or _new_id()
+        created = not await _exists(conversation_id)
+        await self._subscribe(conversation_id, replay=False)
+        await services.turn_start(
+            user=self.user,
+            request=services.TurnRequest(
+                message=payload.message,
+                conversation_id=conversation_id,
+                model=payload.model,
+                reasoning_effort=payload.reasoningEffort,
+                cwd=payload.cwd,
+            ),
+        )
+        sub = self.subscriptions[conversation_id]
+        sub.owner_checked = True
+        if created:
+            await self.channel_layer.group_send(
+                user_group(self.user),
+                {"type": "conversation.open", "conversation": conversation_id},
+            )
+
+    async def op_subscribe(self, frame: dict) -> None:
+        ref = ConversationRef.model_validate(frame)
+        await self._subscribe(ref.conversationId, replay=True)
+
+    async def op_unsubscribe(self, frame: dict) -> None:
+        ref = ConversationRef.model_validate(frame)
+        if self.subscriptions.pop(ref.conversationId, None) is not None:
+            await self.channel_layer.group_discard(
+                group_name_for(ref.conversationId), self.channel_name
+            )
+
+    async def op_queue(self, frame: dict) -> None:
+        payload = QueueFrame.model_validate(frame)
+        await services.queue_enqueue(
+            user=self.user, conversation_id=payload.conversationId, text=payload.text
+        )
+
+    async def op_queue_cancel(self, frame: dict) -> None:
+        payload = QueueCancelFrame.model_validate(frame)
+        cancelled, _ = await services.queue_remove(
+            user=self.user, conversation_id=payload.conversationId, message_id=payload.messageId
+        )
+        if not cancelled:
+            await self._error(f"no queued message {payload.messageId}", payload.conversationId)
+
+    async def op_surface_subscribe(self, frame: dict) -> None:
+        payload = SurfaceFrame.model_validate(frame)
+        spec = await surfaces.surface_spec(
+            user=self.user, surface_id=payload.surfaceId, conversation_id=payload.conversationId
+        )
+        self.surface_subscriptions.add((payload.surfaceId, payload.conversationId))
+        if payload.conversationId and payload.conversationId not in self.subscriptions:
+            # Queue updates travel on the conversation's group.
+            await self.channel_layer.group_add(
+                group_name_for(payload.conversationId), self.channel_name
+            )
+        await self.send_json({"type": "surface", **_with_conversation({"spec": spec}, payload)})
+
+    async def op_surface_unsubscribe(self, frame: dict) -> None:
+        payload = SurfaceFrame.model_validate(frame)
+        self.surface_subscriptions.discard((payload.surfaceId, payload.conversationId))
+
+    async def op_invoke(self, frame: dict) -> None:
+        payload = InvokeFrame.model_validate(frame)
+        spec = await surfaces.surface_invoke(
+            user=self.user,
+            surface_id=payload.surfaceId,
+            action_id=payload.actionId,
+            conversation_id=payload.conversationId,
+        )
+        update = _with_conversation({"surfaceId": payload.surfaceId, "spec": spec}, payload)
+        await self.send_json({"type": "update", "update": update})
+
+    OPS = {
+        "chat.send": op_send,
+        "chat.subscribe": op_subscribe,
+        "chat.unsubscribe": op_unsubscribe,
+        "chat.queue": op_queue,
+        "chat.queue.cancel": op_queue_cancel,
+        "subscribe": op_surface_subscribe,
+        "unsubscribe": op_surface_unsubscribe,
+        "invoke": op_invoke,
+    }
+
+    # ------------------------------------------------------------------ subscriptions
+
+    async def _subscribe(self, conversation_id: str, *, replay: bool) -> None:
+        conversation = await _conversation(conversation_id)
+        if conversation is not None and conversation.owner_id != self.user.pk:
+            raise NotFound(conversation_id)
+        sub = self.subscriptions.get(conversation_id)
+        if sub is None:
+            sub = Subscription(conversation_id, owner_checked=conversation is not None)
+            self.subscriptions[conversation_id] = sub
+            await self.channel_layer.group_add(group_name_for(conversation_id), self.channel_name)
+        if not replay:
+            return
+        owner = await _turn_owner(conversation_id)
+        if owner is None:
+            return
+        sub.pending = True
+        await services.worker_start()
+        await registry.request_replay(
+            owner=owner, conversation_id=conversation_id, reply_to=self.channel_name
+        )
+        asyncio.get_running_loop().call_later(
+            REPLAY_TIMEOUT, lambda: asyncio.ensure_future(self._replay_timeout(sub))
+        )
+
+    async def _replay_timeout(self, sub: Subscription) -> None:
+        if sub.pending:  # the owner never answered (it died): deliver what came live
+            await self._flush(sub)
+
+    async def _flush(self, sub: Subscription) -> None:
+        sub.pending = False
+        buffered, sub.buffer = sub.buffer, []
+        for message in buffered:
+            await self._deliver(sub, message)
+
+    async def _deliver(self, sub: Subscription, message: dict) -> None:
+        turn, index = message["turn"], message["index"]
+        if turn == sub.turn and index <= sub.last_index:
+            return  # already delivered by the replay
+        if not sub.owner_checked:
+            # Subscribed before the conversation existed: make sure it became the caller's.
+            conversation = await _conversation(sub.conversation_id)
+            if conversation is None or conversation.owner_id != self.user.pk:
+                return
+            sub.owner_checked = True
+        sub.turn, sub.last_index = turn, index
+        await self.send_json({"type": "chat.delta", "event": message["event"]})
+
+    # ------------------------------------------------------------------ group messages
+
+    async def chat_event(self, message: dict) -> None:
+        sub = self.subscriptions.get(message["event"]["conversationId"])
+        if sub is None:
+            return
+        if sub.pending:
+            sub.buffer.append(message)
+        else:
+            await self._deliver(sub, message)
+
+    async def chat_replay(self, message: dict) -> None:
+        sub = self.subscriptions.get(message["conversation"])
+        if sub is None or not sub.pending:
+            return
+        if message["turn"] is not None:
+            for index, event in enumerate(message["events"]):
+                await self._deliver(sub, {"turn": message["turn"], "index": index, "event": event})
+        await self._flush(sub)
+
+    async def chat_status(self, message: dict) -> None:
+        conversation_id = message["conversation"]
+        if conversation_id not in self.subscriptions:
+            return
+        await self.send_json(
+            {
+                "type": "conversation.statusChanged",
+                "conversationId": conversation_id,
+                "status": message["status"],
+            }
+        )
+
+    async def chat_queue(self, message: dict) -> None:
+        conversation_id = message["conversation"]
+        if ("message-queue", conversation_id) not in self.surface_subscriptions:
+            return
+        update = {
+            "surfaceId": "message-queue",
+            "spec": surfaces.queue_spec(message["queue"]),
+            "conversationId": conversation_id,
+        }
+        await self.send_json({"type": "update", "update": update})
+
+    async def conversation_open(self, message: dict) -> None:
+        await self.send_json(
+            {"type": "conversation.open", "conversationId": message["conversation"]}
+        )
 
 
 class UIConsumer(AsyncJsonWebsocketConsumer):
-    pass
+    """The web app's socket (htmx hx-ws): pushes HTML fragments. Built in chat.ui."""
+
+
+def _with_conversation(body: dict, payload) -> dict:
+    if payload.conversationId:
+        body["conversationId"] = payload.conversationId
+    return body
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg')}" if where else err.get("msg", "invalid"))
+    return "invalid frame: " + "; ".join(parts)
+
+
+def _new_id() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+@database_sync_to_async
+def _conversation(conversation_id: str) -> Conversation | None:
+    return Conversation.objects.filter(pk=conversation_id).first()
+
+
+@database_sync_to_async
+def _exists(conversation_id: str) -> bool:
+    return Conversation.objects.filter(pk=conversation_id).exists()
+
+
+async def _turn_owner(conversation_id: str) -> str | None:
+    """The worker channel of the process running the conversation's turn, if any."""
+    if conversation_id in registry.turns:
+        await services.worker_start()
+        return registry.worker
+    turn = await database_sync_to_async(services.running_turn_row)(conversation_id=conversation_id)
+    return turn.worker if turn is not None and turn.worker else None

@@ -1,0 +1,126 @@
+"""The in-process turn registry: running turns, their event buffers, fan-out and replay.
+
+Each process (worker) owns the turns it started. A turn's events go to local listeners (the
+NDJSON response of ``POST /chat``) and to the conversation's channel-layer group, tagged with
+their index in the turn so a subscriber can join a replay and the live stream with no gap and
+no duplicate. Another worker asks the owning worker for a replay, or to stop a turn, through
+the owner's worker channel (its name is stored on the Turn row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from channels.layers import get_channel_layer
+
+from chat.models import group_name_for
+from chat.runtime import TurnRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningTurn:
+    conversation_id: str
+    turn_id: str
+    runner: TurnRunner | None = None
+    task: asyncio.Task | None = None
+    events: list[dict] = field(default_factory=list)
+    listeners: set[asyncio.Queue] = field(default_factory=set)
+
+    def listen(self) -> asyncio.Queue:
+        """A queue of this turn's events: every event so far, then the live ones (never drops)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        for event in self.events:
+            queue.put_nowait(event)
+        self.listeners.add(queue)
+        return queue
+
+
+class TurnRegistry:
+    def __init__(self) -> None:
+        self.turns: dict[str, RunningTurn] = {}
+        self.worker: str = ""
+        self._background: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def ensure_started(self, *background: Callable[[], Awaitable[None]]) -> str:
+        """Start this worker's channel listener and ``background`` loops (once per event loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            layer = get_channel_layer()
+            self.worker = await layer.new_channel("dispatch.worker.")
+            self._background = [asyncio.ensure_future(self._listen(layer))]
+            self._background += [asyncio.ensure_future(job()) for job in background]
+        return self.worker
+
+    # ------------------------------------------------------------------ fan-out
+
+    async def publish(self, turn: RunningTurn, event: dict) -> None:
+        """Buffer the event for replay, hand it to local listeners, send it to the group."""
+        index = len(turn.events)
+        turn.events.append(event)
+        for queue in turn.listeners:
+            queue.put_nowait(event)
+        await get_channel_layer().group_send(
+            group_name_for(turn.conversation_id),
+            {"type": "chat.event", "event": event, "turn": turn.turn_id, "index": index},
+        )
+
+    def replay_of(self, conversation_id: str) -> dict | None:
+        turn = self.turns.get(conversation_id)
+        if turn is None:
+            return None
+        return {"turn": turn.turn_id, "events": list(turn.events)}
+
+    async def request_replay(self, *, owner: str, conversation_id: str, reply_to: str) -> None:
+        """Ask ``owner`` (a worker channel) to send the running turn's events to ``reply_to``."""
+        if owner == self.worker:
+            await self._send_replay(conversation_id, reply_to)
+            return
+        await get_channel_layer().send(
+            owner,
+            {"type": "turn.replay", "conversation": conversation_id, "reply_to": reply_to},
+        )
+
+    async def request_stop(self, *, owner: str, conversation_id: str) -> None:
+        if owner == self.worker:
+            self.abort(conversation_id)
+            return
+        await get_channel_layer().send(
+            owner, {"type": "turn.stop", "conversation": conversation_id}
+        )
+
+    def abort(self, conversation_id: str) -> bool:
+        turn = self.turns.get(conversation_id)
+        if turn is None or turn.runner is None:
+            return False
+        turn.runner.abort()
+        return True
+
+    async def _send_replay(self, conversation_id: str, reply_to: str) -> None:
+        replay = self.replay_of(conversation_id) or {"turn": None, "events": []}
+        await get_channel_layer().send(
+            reply_to, {"type": "chat.replay", "conversation": conversation_id, **replay}
+        )
+
+    async def _listen(self, layer) -> None:
+        while True:
+            try:
+                message = await layer.receive(self.worker)
+                if message["type"] == "turn.replay":
+                    await self._send_replay(message["conversation"], message["reply_to"])
+                elif message["type"] == "turn.stop":
+                    self.abort(message["conversation"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the listener must outlive a bad message or a layer hiccup
+                log.exception("worker channel listener")
+                await asyncio.sleep(1)
+
+
+registry = TurnRegistry()

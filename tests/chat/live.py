@@ -1,0 +1,124 @@
+"""A live stack for transport tests: a real Daphne worker whose model is a scripted
+OpenAI-format SSE server running in the test process.
+
+The worker's config names one credential, ``scripted``, pointing at the scripted server, so
+``scripted/test-model`` is its default model. Tests script replies on ``stack.scripted`` and talk
+to ``stack.url`` over real HTTP and WebSockets.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.chat.providers.sse_server import ScriptedServer
+from tests.servers import DaphneWorker, manage
+
+COMPLETIONS = "/v1/chat/completions"
+MODEL = "scripted/test-model"
+DEADLINE = 30.0
+
+
+def write_config(directory: Path, scripted_url: str, extra: str = "") -> Path:
+    config = directory / "dispatch.toml"
+    config.write_text(
+        f"""
+[runtime]
+retry_delays = [0.05, 0.05]
+
+[[credentials]]
+name = "scripted"
+kind = "openai"
+base_url = "{scripted_url}/v1"
+api_key_env = "SCRIPTED_API_KEY"
+models = ["test-model", "other-model"]
+context_window = 8192
+{extra}
+"""
+    )
+    return config
+
+
+def create_user(env: dict[str, str], username: str) -> str:
+    """Create a user in the stack's database; its API token."""
+    out = manage(
+        [
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; from chat.auth import api_token_create; "
+            f"print(api_token_create(user=User.objects.create_user({username!r})))",
+        ],
+        **env,
+    )
+    return out.strip().splitlines()[-1]
+
+
+@dataclass
+class Stack:
+    scripted: ScriptedServer
+    env: dict[str, str]
+    workers: list[DaphneWorker]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.workers[0].url
+
+    @property
+    def token(self) -> str:
+        return self.tokens["alice"]
+
+    def headers(self, user: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+    def client(self, user: str = "alice", worker: int = 0) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.workers[worker].url, headers=self.headers(user), timeout=30
+        )
+
+    def ws_url(self, user: str = "alice", worker: int = 0, path: str = "/ws") -> str:
+        base = self.workers[worker].url.replace("http://", "ws://")
+        return f"{base}{path}?token={self.tokens[user]}"
+
+
+def start_stack(env_extra: dict[str, str] | None = None, workers: int = 1) -> Iterator[Stack]:
+    scripted = ScriptedServer().start()
+    var_dir = Path(tempfile.mkdtemp(prefix="dispatch-stack-"))
+    env = {
+        "DISPATCH_VAR_DIR": str(var_dir),
+        "DISPATCH_CONFIG": str(write_config(var_dir, scripted.url)),
+        "SCRIPTED_API_KEY": "test-key",
+        **(env_extra or {}),
+    }
+    manage(["migrate", "--noinput"], **env)
+    stack = Stack(scripted, env, [])
+    stack.tokens = {name: create_user(env, name) for name in ("alice", "bob")}
+    try:
+        for _ in range(workers):
+            stack.workers.append(DaphneWorker(env).start())
+        yield stack
+    finally:
+        scripted.close()
+        for worker in stack.workers:
+            worker.stop()
+
+
+def ndjson(response: httpx.Response) -> list[dict]:
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def wait_for(predicate, what: str, deadline: float = DEADLINE):
+    """Poll ``predicate`` until it returns a truthy value (a bounded wait on a condition)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
