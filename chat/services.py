@@ -175,8 +175,6 @@ def queue_cancel(*, conversation_id: str, message_id: str) -> bool:
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 5.0
-STALE_AFTER = timedelta(seconds=30)
 
 
 class InvalidInput(ValueError):
@@ -265,7 +263,7 @@ async def turn_start(*, user, request: TurnRequest) -> RunningTurn:
 
 async def worker_start() -> str:
     """Start this process's worker services (channel listener, heartbeat, sweep); its name."""
-    return await registry.ensure_started(_heartbeat_loop, _sweep_loop)
+    return await registry.ensure_started(_heartbeat_loop)
 
 
 async def _launch(*, conversation: Conversation, prompt: str, resolved) -> RunningTurn:
@@ -499,6 +497,11 @@ def turns_recover(*, stale_before=None) -> list[str]:
     return sealed
 
 
+def stale_before():
+    """Turns whose heartbeat is older than this moment have lost their worker."""
+    return timezone.now() - timedelta(seconds=settings.DISPATCH_STALE_SECONDS)
+
+
 def turns_heartbeat(*, worker: str, turn_ids: list[str]) -> None:
     Turn.objects.filter(pk__in=turn_ids, worker=worker, status=Turn.Status.RUNNING).update(
         heartbeat_at=timezone.now()
@@ -507,7 +510,7 @@ def turns_heartbeat(*, worker: str, turn_ids: list[str]) -> None:
 
 async def _heartbeat_loop() -> None:
     while True:
-        await asyncio.sleep(HEARTBEAT_SECONDS)
+        await asyncio.sleep(settings.DISPATCH_HEARTBEAT_SECONDS)
         try:
             turn_ids = [t.turn_id for t in registry.turns.values()]
             if turn_ids:
@@ -516,18 +519,6 @@ async def _heartbeat_loop() -> None:
                 )
         except Exception:
             log.exception("heartbeat")
-
-
-async def _sweep_loop() -> None:
-    """With several workers, any of them seals turns whose worker stopped beating."""
-    if "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"].lower():
-        return
-    while True:
-        await asyncio.sleep(STALE_AFTER.total_seconds() / 2)
-        try:
-            await database_sync_to_async(turns_recover)(stale_before=timezone.now() - STALE_AFTER)
-        except Exception:
-            log.exception("recovery sweep")
 
 
 # ====================================================================== tabs

@@ -1,12 +1,13 @@
 """What a server process does when it starts."""
 
 import logging
+import threading
+import time
 
 from django.conf import settings
-from django.db import DatabaseError
-from django.utils import timezone
+from django.db import DatabaseError, close_old_connections
 
-from chat.services import STALE_AFTER, turns_recover
+from chat.services import stale_before, turns_recover
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +21,23 @@ def on_process_start() -> None:
     """Seal turns left running by a dead process as ``interrupted``.
 
     The only worker owns every running turn, so at its start-up all of them are orphans. With
-    several workers only turns whose heartbeat went stale are; the periodic sweep catches the rest.
+    several workers only turns whose heartbeat went stale are, and a sweep thread keeps looking
+    for turns whose worker dies later.
     """
     try:
-        turns_recover(stale_before=None if single_process() else timezone.now() - STALE_AFTER)
+        turns_recover(stale_before=None if single_process() else stale_before())
     except DatabaseError as exc:  # not migrated yet: nothing to recover
         log.warning("recovery skipped: %s", exc)
+    if not single_process():
+        threading.Thread(target=_sweep_forever, name="dispatch-sweep", daemon=True).start()
+
+
+def _sweep_forever() -> None:
+    while True:
+        time.sleep(settings.DISPATCH_STALE_SECONDS / 2)
+        try:
+            turns_recover(stale_before=stale_before())
+        except Exception:  # the sweep must outlive a database hiccup
+            log.exception("recovery sweep")
+        finally:
+            close_old_connections()

@@ -109,6 +109,11 @@ else:
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000}}
     }
 
+# Turn ownership: each worker beats for its running turns; a turn whose heartbeat is older than
+# the stale limit is sealed `interrupted` by another worker's sweep (only with several workers).
+DISPATCH_HEARTBEAT_SECONDS = float(os.environ.get("DISPATCH_HEARTBEAT_SECONDS", "5"))
+DISPATCH_STALE_SECONDS = float(os.environ.get("DISPATCH_STALE_SECONDS", "30"))
+
 # The Dispatch config file (credentials, tools, MCP servers). Optional.
 DISPATCH_CONFIG = os.environ.get("DISPATCH_CONFIG", "dispatch.toml")
 # Where conversations' working directories live when a conversation sets no cwd.
@@ -139,3 +144,40 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
+
+# ---------------------------------------------------------------- hardening (docs/security.md)
+
+# DISPATCH_HTTPS=1: the site is served over HTTPS (directly or by a TLS-terminating proxy).
+DISPATCH_HTTPS = _env_flag("DISPATCH_HTTPS")
+SESSION_COOKIE_SECURE = DISPATCH_HTTPS
+CSRF_COOKIE_SECURE = DISPATCH_HTTPS
+# A proxy that already redirects http → https can turn Django's redirect off.
+SECURE_SSL_REDIRECT = DISPATCH_HTTPS and _env_flag("DISPATCH_SSL_REDIRECT", default=True)
+SECURE_HSTS_SECONDS = (
+    int(os.environ.get("DISPATCH_HSTS_SECONDS", "31536000")) if DISPATCH_HTTPS else 0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = DISPATCH_HTTPS and _env_flag(
+    "DISPATCH_HSTS_INCLUDE_SUBDOMAINS", default=True
+)
+SECURE_HSTS_PRELOAD = DISPATCH_HTTPS and _env_flag("DISPATCH_HSTS_PRELOAD", default=True)
+# Behind a reverse proxy that terminates TLS: trust its X-Forwarded-Proto (only then —
+# a client could send the header itself to a server it reaches directly).
+if _env_flag("DISPATCH_BEHIND_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Request size limits: whole request bodies, and one chat message (chat.schemas → 400).
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DISPATCH_MAX_REQUEST_BYTES", str(2_621_440)))
+DISPATCH_MAX_MESSAGE_CHARS = int(os.environ.get("DISPATCH_MAX_MESSAGE_CHARS", "200000"))
+
+# Turns a user may start per window (chat.ratelimit); 0 turns the limit off. Counters live in
+# the cache: per process by default, shared by every worker when REDIS_URL is set.
+DISPATCH_TURN_RATE_LIMIT = int(os.environ.get("DISPATCH_TURN_RATE_LIMIT", "20"))
+DISPATCH_TURN_RATE_WINDOW = int(os.environ.get("DISPATCH_TURN_RATE_WINDOW", "60"))
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": "dispatch",
+        }
+    }
