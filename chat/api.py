@@ -13,14 +13,14 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import StreamingHttpResponse
-from ninja import NinjaAPI, Query, Schema
+from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from chat import selectors, services
 from chat.auth import api_auth
 from chat.models import CONVERSATION_ID_PATTERN, DEFAULT_REASONING_EFFORT, REASONING_EFFORTS
 from chat.ratelimit import TurnRateLimited
-from chat.schemas import ChatIn, EffortIn, ModelIn, QueueIn, ReasoningEffort, TitleIn
+from chat.schemas import ChatIn, EffortIn, Error, ModelIn, QueueIn, ReasoningEffort, TitleIn
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ _ID = re.compile(CONVERSATION_ID_PATTERN)
 
 
 # ---------------------------------------------------------------- errors
-
-
-class Error(Schema):
-    error: str
 
 
 def _error(request, message: str, status: int):
@@ -212,6 +208,27 @@ class HealthOut(Schema):
     "/chat",
     response={200: None, 400: Error, 401: Error, 404: Error, 409: Error, 429: Error},
     summary="Start a turn; streams its AgentEvents as NDJSON",
+    openapi_extra={
+        "responses": {
+            "200": {
+                "description": "One AgentEvent per line, from user-message to turn-sealed",
+                "headers": {"X-Conversation-Id": {"schema": {"type": "string"}}},
+                "content": {
+                    "application/x-ndjson": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["type", "conversationId"],
+                            "properties": {
+                                "type": {"type": "string"},
+                                "conversationId": {"type": "string"},
+                                "turnId": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            }
+        }
+    },
 )
 async def chat(request, payload: ChatIn):
     conversation_id = payload.conversationId or str(uuid.uuid4())
@@ -437,7 +454,7 @@ async def health(request):
     except Exception as exc:
         checks["channelLayer"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return (200 if ok else 503), {"ok": ok, **checks}
+    return Status(200 if ok else 503, {"ok": ok, **checks})
 
 
 def _ping_database() -> None:

@@ -61,6 +61,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self.subscriptions: dict[str, Subscription] = {}
         self.surface_subscriptions: set[tuple[str, str | None]] = set()
+        self.owned: set[str] = set()  # conversations seen to be this user's
         await self.channel_layer.group_add(user_group(self.user), self.channel_name)
         await self.send_json({"type": "catalog", "catalog": surfaces.CATALOG})
 
@@ -275,7 +276,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_status(self, message: dict) -> None:
         conversation_id = message["conversation"]
-        if conversation_id not in self.subscriptions:
+        if conversation_id not in self.subscriptions or not await self._owns(conversation_id):
             return
         await self.send_json(
             {
@@ -289,6 +290,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         conversation_id = message["conversation"]
         if ("message-queue", conversation_id) not in self.surface_subscriptions:
             return
+        if not await self._owns(conversation_id):
+            return
         update = {
             "surfaceId": "message-queue",
             "spec": surfaces.queue_spec(message["queue"]),
@@ -296,14 +299,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         }
         await self.send_json({"type": "update", "update": update})
 
+    async def _owns(self, conversation_id: str) -> bool:
+        """Whether the conversation is this user's. A subscription may predate the
+        conversation (and so its owner): whoever creates it, only its owner gets its news."""
+        if conversation_id not in self.owned:
+            conversation = await _conversation(conversation_id)
+            if conversation is None or conversation.owner_id != self.user.pk:
+                return False
+            self.owned.add(conversation_id)
+        return True
+
     async def conversation_open(self, message: dict) -> None:
         await self.send_json(
             {"type": "conversation.open", "conversationId": message["conversation"]}
         )
-
-
-class UIConsumer(AsyncJsonWebsocketConsumer):
-    """The web app's socket (htmx hx-ws): pushes HTML fragments. Built in chat.ui."""
 
 
 def _with_conversation(body: dict, payload) -> dict:

@@ -125,7 +125,9 @@ class QueuedMessage(models.Model):
 
 
 class Tab(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tabs")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tabs"
+    )
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="tabs")
     position = models.PositiveIntegerField(default=0)
     active = models.BooleanField(default=False)
@@ -133,7 +135,9 @@ class Tab(models.Model):
     class Meta:
         ordering = ["user", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "conversation"], name="tab_unique_conversation"),
+            models.UniqueConstraint(
+                fields=["user", "conversation"], name="tab_unique_conversation"
+            ),
         ]
 
 

@@ -11,6 +11,10 @@ from chat.models import CONVERSATION_ID_PATTERN
 ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
 
 
+class Error(Schema):
+    error: str
+
+
 class _In(Schema):
     model_config = ConfigDict(strict=True, extra="ignore")
 

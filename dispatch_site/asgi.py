@@ -2,15 +2,17 @@
 
 import os
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dispatch_site.settings")
-django_asgi_app = get_asgi_application()
+# The web app's CSS/JS (and htmx, vendored by django-htmx) come from this same process:
+# a self-hosted server with no separate static file server in front of it.
+django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat.auth import WebSocketAuthMiddleware  # noqa: E402
+from chat.auth import WebSocketAuthMiddleware, WebSocketOriginValidator  # noqa: E402
 from chat.worker import on_process_start  # noqa: E402
 from dispatch_site.routing import websocket_urlpatterns  # noqa: E402
 
@@ -19,7 +21,7 @@ on_process_start()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": WebSocketOriginValidator(
             WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),
     }

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from chat.consumers import ChatConsumer, UIConsumer
+from chat.consumers import ChatConsumer
+from chat.ui import UIConsumer
 
 websocket_urlpatterns = [
     path("ws/ui", UIConsumer.as_asgi()),

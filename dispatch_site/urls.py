@@ -5,6 +5,7 @@ from chat.api import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("chat.accounts")),
     path("", include("chat.urls")),
     path("", include("metrics.urls")),
     path("", api.urls),

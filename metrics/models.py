@@ -19,13 +19,24 @@ class TurnMetrics(models.Model):
     # Sum over steps, kept so throughput aggregates in SQL without joining steps.
     gen_total_ms = models.FloatField(null=True, blank=True)
     decode_ms = models.FloatField(null=True, blank=True)
+    # Sum over steps of (decodeMs ?? genTotalMs): the time TPS divides by. Summing the two
+    # turn-level columns above cannot give it, since a tool-call-only step has no decodeMs.
+    generation_ms = models.FloatField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True, help_text="first step's TTFT")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name_plural = "turn metrics"
-        indexes = [models.Index(fields=["created_at", "model"])]
+        indexes = [
+            models.Index(fields=["created_at", "model"]),
+            # A conversation's turns in order (the metrics endpoint) and an owner's window
+            # (joined through the conversation) both walk this index.
+            models.Index(fields=["conversation", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.turn_id
 
 
 class StepMetrics(models.Model):

@@ -1,5 +1,6 @@
 """Writes of the metrics app: called by chat.services.turn_seal inside its transaction."""
 
+from metrics.format import turn_generation_ms
 from metrics.models import StepMetrics, TurnMetrics
 
 
@@ -15,7 +16,7 @@ def turn_metrics_record(*, turn, metrics: dict) -> TurnMetrics:
     row = TurnMetrics.objects.create(
         turn=turn,
         conversation_id=turn.conversation_id,
-        model=metrics.get("model", ""),
+        model=metrics.get("model") or "",
         finish_reason=metrics["finishReason"],
         input_tokens=usage.get("inputTokens", 0),
         output_tokens=usage.get("outputTokens", 0),
@@ -25,6 +26,7 @@ def turn_metrics_record(*, turn, metrics: dict) -> TurnMetrics:
         context_size=metrics.get("contextSize"),
         gen_total_ms=_sum(s.get("genTotalMs") for s in steps),
         decode_ms=_sum(s.get("decodeMs") for s in steps),
+        generation_ms=turn_generation_ms(metrics),
         ttft_ms=steps[0].get("ttftMs") if steps else None,
     )
     StepMetrics.objects.bulk_create(

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,111 +15,261 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, default='', max_length=100)),
-                ('prefix', models.CharField(help_text='first characters, to tell tokens apart', max_length=12)),
-                ('digest', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked', models.BooleanField(default=False)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(blank=True, default="", max_length=100)),
+                (
+                    "prefix",
+                    models.CharField(
+                        help_text="first characters, to tell tokens apart", max_length=12
+                    ),
+                ),
+                ("digest", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked", models.BooleanField(default=False)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.CharField(max_length=128, primary_key=True, serialize=False, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$')])),
-                ('title', models.CharField(blank=True, default='', max_length=200)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('queued', 'Queued'), ('idle', 'Idle'), ('closed', 'Closed')], default='idle', max_length=10)),
-                ('model', models.CharField(blank=True, default='', max_length=300)),
-                ('reasoning_effort', models.CharField(choices=[('low', 'low'), ('medium', 'medium'), ('high', 'high'), ('xhigh', 'xhigh'), ('max', 'max')], default='high', max_length=10)),
-                ('cwd', models.CharField(blank=True, default='', max_length=1000)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_activity_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('last_seq', models.PositiveBigIntegerField(default=0)),
-                ('last_message_ordinal', models.PositiveBigIntegerField(default=0)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.CharField(
+                        max_length=128,
+                        primary_key=True,
+                        serialize=False,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+                            )
+                        ],
+                    ),
+                ),
+                ("title", models.CharField(blank=True, default="", max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("queued", "Queued"),
+                            ("idle", "Idle"),
+                            ("closed", "Closed"),
+                        ],
+                        default="idle",
+                        max_length=10,
+                    ),
+                ),
+                ("model", models.CharField(blank=True, default="", max_length=300)),
+                (
+                    "reasoning_effort",
+                    models.CharField(
+                        choices=[
+                            ("low", "low"),
+                            ("medium", "medium"),
+                            ("high", "high"),
+                            ("xhigh", "xhigh"),
+                            ("max", "max"),
+                        ],
+                        default="high",
+                        max_length=10,
+                    ),
+                ),
+                ("cwd", models.CharField(blank=True, default="", max_length=1000)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_activity_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("last_seq", models.PositiveBigIntegerField(default=0)),
+                ("last_message_ordinal", models.PositiveBigIntegerField(default=0)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conversations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-last_activity_at'],
+                "ordering": ["-last_activity_at"],
             },
         ),
         migrations.CreateModel(
-            name='Chunk',
+            name="Chunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveBigIntegerField()),
-                ('message', models.PositiveBigIntegerField(help_text='ordinal of the message this chunk is in')),
-                ('role', models.CharField(choices=[('system', 'System'), ('user', 'User'), ('assistant', 'Assistant'), ('tool', 'Tool')], max_length=10)),
-                ('type', models.CharField(max_length=20)),
-                ('payload', models.JSONField(help_text='the wire chunk, exactly as SPEC §2 shapes it')),
-                ('turn_id', models.CharField(blank=True, db_index=True, default='', max_length=64)),
-                ('step_id', models.CharField(blank=True, default='', max_length=80)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='chat.conversation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveBigIntegerField()),
+                (
+                    "message",
+                    models.PositiveBigIntegerField(
+                        help_text="ordinal of the message this chunk is in"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("system", "System"),
+                            ("user", "User"),
+                            ("assistant", "Assistant"),
+                            ("tool", "Tool"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("type", models.CharField(max_length=20)),
+                (
+                    "payload",
+                    models.JSONField(help_text="the wire chunk, exactly as SPEC §2 shapes it"),
+                ),
+                ("turn_id", models.CharField(blank=True, db_index=True, default="", max_length=64)),
+                ("step_id", models.CharField(blank=True, default="", max_length=80)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="chat.conversation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['conversation', 'seq'],
+                "ordering": ["conversation", "seq"],
             },
         ),
         migrations.CreateModel(
-            name='QueuedMessage',
+            name="QueuedMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField()),
-                ('queued_at', models.DateTimeField(auto_now_add=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='queued_messages', to='chat.conversation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.TextField()),
+                ("queued_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="queued_messages",
+                        to="chat.conversation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['queued_at', 'id'],
+                "ordering": ["queued_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Tab',
+            name="Tab",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('active', models.BooleanField(default=False)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tabs', to='chat.conversation')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tabs', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
+                ("active", models.BooleanField(default=False)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tabs",
+                        to="chat.conversation",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tabs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['user', 'position'],
+                "ordering": ["user", "position"],
             },
         ),
         migrations.CreateModel(
-            name='Turn',
+            name="Turn",
             fields=[
-                ('id', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('status', models.CharField(choices=[('running', 'Running'), ('sealed', 'Sealed')], default='running', max_length=10)),
-                ('started_at', models.DateTimeField(auto_now_add=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('finish_reason', models.CharField(blank=True, default='', max_length=40)),
-                ('model', models.CharField(blank=True, default='', max_length=300)),
-                ('worker', models.CharField(blank=True, default='', help_text='owning worker', max_length=200)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='turns', to='chat.conversation')),
+                ("id", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("running", "Running"), ("sealed", "Sealed")],
+                        default="running",
+                        max_length=10,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(auto_now_add=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("finish_reason", models.CharField(blank=True, default="", max_length=40)),
+                ("model", models.CharField(blank=True, default="", max_length=300)),
+                (
+                    "worker",
+                    models.CharField(
+                        blank=True, default="", help_text="owning worker", max_length=200
+                    ),
+                ),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="turns",
+                        to="chat.conversation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['started_at'],
+                "ordering": ["started_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['owner', '-last_activity_at'], name='chat_conver_owner_i_acd174_idx'),
+            model_name="conversation",
+            index=models.Index(
+                fields=["owner", "-last_activity_at"], name="chat_conver_owner_i_acd174_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='chunk',
-            constraint=models.UniqueConstraint(fields=('conversation', 'seq'), name='chunk_unique_seq'),
+            model_name="chunk",
+            constraint=models.UniqueConstraint(
+                fields=("conversation", "seq"), name="chunk_unique_seq"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tab',
-            constraint=models.UniqueConstraint(fields=('user', 'conversation'), name='tab_unique_conversation'),
+            model_name="tab",
+            constraint=models.UniqueConstraint(
+                fields=("user", "conversation"), name="tab_unique_conversation"
+            ),
         ),
         migrations.AddIndex(
-            model_name='turn',
-            index=models.Index(fields=['status', 'heartbeat_at'], name='chat_turn_status_84d341_idx'),
+            model_name="turn",
+            index=models.Index(
+                fields=["status", "heartbeat_at"], name="chat_turn_status_84d341_idx"
+            ),
         ),
     ]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +104,15 @@ class _Step:
         return {"stepId": self.id, "usage": (self.usage or Usage()).to_wire(), **self.timing()}
 
 
+def _drop_unfinished_calls(step: _Step) -> None:
+    """Keep only the step's tool calls that have a result (SPEC §3: never a call without it)."""
+    step.calls = [c for c in step.calls if c["toolCallId"] in step.results]
+    kept_ids = {c["toolCallId"] for c in step.calls}
+    step.chunks = [
+        c for c in step.chunks if c["type"] != "tool-call" or c["toolCallId"] in kept_ids
+    ]
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -167,7 +176,9 @@ class TurnRunner:
         reported = any(s.usage for s in steps)
         if reported:
             done["usage"] = usage.to_wire()
-        last = steps[-1].usage if steps else None
+        # Only steps that called the provider count: an abort can leave a next step unstarted.
+        ran = [s for s in steps if s.stream_start is not None]
+        last = ran[-1].usage if ran else None
         if last is not None:
             done["contextSize"] = last.input_tokens + last.output_tokens
         await self._emit("done", **done)
@@ -176,7 +187,7 @@ class TurnRunner:
             "usage": usage.to_wire(),
             "durationMs": done["durationMs"],
             "finishReason": reason,
-            "steps": [s.metrics() for s in steps if s.stream_start is not None],
+            "steps": [s.metrics() for s in ran],
         }
         if self.config.model:
             metrics["model"] = self.config.model
@@ -191,9 +202,16 @@ class TurnRunner:
         for index in range(cfg.max_steps):
             step = _Step(index, make_step_id(cfg.turn_id, index))
             self._steps.append(step)
-            await self._interruptible(self._stream_step(step, reconcile(history)), step)
-            await self._emit("step-complete", stepId=step.id, **step.timing())
+            try:
+                await self._interruptible(self._stream_step(step, reconcile(history)), step)
+                await self._emit("step-complete", stepId=step.id, **step.timing())
+                if step.error is None and step.calls:
+                    await self._interruptible(self._run_tools(step), step)
+            except TurnAborted:
+                await self._persist_step(step, history)  # the partial text/thinking
+                raise
             if step.error is not None:
+                _drop_unfinished_calls(step)  # they never ran: no call without its result
                 error = {"type": "error", "message": step.error.message}
                 if step.error.code:
                     error["code"] = step.error.code
@@ -202,8 +220,6 @@ class TurnRunner:
                 fields = {"code": step.error.code} if step.error.code else {}
                 await self._emit("error", message=step.error.message, **fields)
                 return "error"
-            if step.calls:
-                await self._interruptible(self._run_tools(step), step)
             await self._persist_step(step, history)
             if not step.calls:
                 return step.finish_reason if step.finish_reason != "tool-calls" else "stop"
@@ -218,9 +234,10 @@ class TurnRunner:
                 history.append(steering)
         return "max-steps"
 
-    async def _interruptible(self, work: Awaitable[None], step: _Step) -> None:
+    async def _interruptible(self, work: Coroutine[Any, Any, None], step: _Step) -> None:
         """Run ``work`` as the turn's inner task so that ``abort()`` can cancel it."""
         if self.aborted:
+            work.close()  # never started: close it so it is not left un-awaited
             raise self._aborted_in(step)
         self._inner = asyncio.ensure_future(work)
         try:
@@ -236,14 +253,11 @@ class TurnRunner:
     def _aborted_in(self, step: _Step) -> TurnAborted:
         """Abort rule: keep partial text/thinking and finished call/result pairs only."""
         step.stream_end = step.stream_end or self.ports.clock()
-        step.calls = [c for c in step.calls if c["toolCallId"] in step.results]
-        kept_ids = {c["toolCallId"] for c in step.calls}
-        step.chunks = [
-            c for c in step.chunks if c["type"] != "tool-call" or c["toolCallId"] in kept_ids
-        ]
+        _drop_unfinished_calls(step)
         return TurnAborted()
 
     async def _persist_step(self, step: _Step, history: list[Message]) -> None:
+        """Commit the step's assistant message and tool message in one ``persist_step`` call."""
         messages = []
         if step.chunks:
             messages.append(Message("assistant", step.chunks))
@@ -271,6 +285,8 @@ class TurnRunner:
             try:
                 async with contextlib.aclosing(ports.provider.stream(request)) as stream:  # type: ignore[type-var]
                     async for event in stream:
+                        if self.aborted:
+                            break  # the next event boundary; abort() may not have cancelled us
                         await self._on_provider_event(step, event)
                 step.stream_end = ports.clock()
                 return
@@ -279,7 +295,9 @@ class TurnRunner:
             except Exception as exc:
                 step.stream_end = ports.clock()
                 error = (
-                    exc if isinstance(exc, ProviderError) else ProviderError(f"provider failed: {exc}")
+                    exc
+                    if isinstance(exc, ProviderError)
+                    else ProviderError(f"provider failed: {exc}")
                 )
                 if error.retryable and not step.has_content and attempt < len(cfg.retry_delays):
                     delay = cfg.retry_delays[attempt]
@@ -365,7 +383,10 @@ class TurnRunner:
         await flush()
 
     async def _finish_call(
-        self, step: _Step, call: WireChunk, runs: dict[str, asyncio.Future[tuple[ToolOutcome, float]]]
+        self,
+        step: _Step,
+        call: WireChunk,
+        runs: dict[str, asyncio.Future[tuple[ToolOutcome, float]]],
     ) -> None:
         key = call["toolName"] + "\0" + json.dumps(call["input"], sort_keys=True)
         first = key not in runs

@@ -5,60 +5,95 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('chat', '0001_initial'),
+        ("chat", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TurnMetrics',
+            name="TurnMetrics",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model', models.CharField(blank=True, default='', max_length=300)),
-                ('finish_reason', models.CharField(max_length=40)),
-                ('input_tokens', models.PositiveBigIntegerField(default=0)),
-                ('output_tokens', models.PositiveBigIntegerField(default=0)),
-                ('cache_read_tokens', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('cache_write_tokens', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('duration_ms', models.FloatField(blank=True, null=True)),
-                ('context_size', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('gen_total_ms', models.FloatField(blank=True, null=True)),
-                ('decode_ms', models.FloatField(blank=True, null=True)),
-                ('ttft_ms', models.FloatField(blank=True, help_text="first step's TTFT", null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='turn_metrics', to='chat.conversation')),
-                ('turn', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='metrics', to='chat.turn')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model", models.CharField(blank=True, default="", max_length=300)),
+                ("finish_reason", models.CharField(max_length=40)),
+                ("input_tokens", models.PositiveBigIntegerField(default=0)),
+                ("output_tokens", models.PositiveBigIntegerField(default=0)),
+                ("cache_read_tokens", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("cache_write_tokens", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("duration_ms", models.FloatField(blank=True, null=True)),
+                ("context_size", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("gen_total_ms", models.FloatField(blank=True, null=True)),
+                ("decode_ms", models.FloatField(blank=True, null=True)),
+                (
+                    "ttft_ms",
+                    models.FloatField(blank=True, help_text="first step's TTFT", null=True),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="turn_metrics",
+                        to="chat.conversation",
+                    ),
+                ),
+                (
+                    "turn",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="metrics",
+                        to="chat.turn",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'turn metrics',
-                'ordering': ['created_at', 'id'],
+                "verbose_name_plural": "turn metrics",
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='StepMetrics',
+            name="StepMetrics",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step_id', models.CharField(max_length=80)),
-                ('index', models.PositiveIntegerField()),
-                ('input_tokens', models.PositiveBigIntegerField(default=0)),
-                ('output_tokens', models.PositiveBigIntegerField(default=0)),
-                ('cache_read_tokens', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('cache_write_tokens', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('ttft_ms', models.FloatField(blank=True, null=True)),
-                ('decode_ms', models.FloatField(blank=True, null=True)),
-                ('gen_total_ms', models.FloatField(blank=True, null=True)),
-                ('turn_metrics', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='steps', to='metrics.turnmetrics')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("step_id", models.CharField(max_length=80)),
+                ("index", models.PositiveIntegerField()),
+                ("input_tokens", models.PositiveBigIntegerField(default=0)),
+                ("output_tokens", models.PositiveBigIntegerField(default=0)),
+                ("cache_read_tokens", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("cache_write_tokens", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("ttft_ms", models.FloatField(blank=True, null=True)),
+                ("decode_ms", models.FloatField(blank=True, null=True)),
+                ("gen_total_ms", models.FloatField(blank=True, null=True)),
+                (
+                    "turn_metrics",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="steps",
+                        to="metrics.turnmetrics",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'step metrics',
-                'ordering': ['turn_metrics', 'index'],
+                "verbose_name_plural": "step metrics",
+                "ordering": ["turn_metrics", "index"],
             },
         ),
         migrations.AddIndex(
-            model_name='turnmetrics',
-            index=models.Index(fields=['created_at', 'model'], name='metrics_tur_created_1e9b88_idx'),
+            model_name="turnmetrics",
+            index=models.Index(
+                fields=["created_at", "model"], name="metrics_tur_created_1e9b88_idx"
+            ),
         ),
     ]

@@ -94,6 +94,7 @@ def start_stack(env_extra: dict[str, str] | None = None, workers: int = 1) -> It
         "DISPATCH_VAR_DIR": str(var_dir),
         "DISPATCH_CONFIG": str(write_config(var_dir, scripted.url)),
         "SCRIPTED_API_KEY": "test-key",
+        "DISPATCH_TURN_RATE_LIMIT": "0",  # tests start many turns; the limit has its own tests
         **(env_extra or {}),
     }
     manage(["migrate", "--noinput"], **env)

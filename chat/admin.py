@@ -1,0 +1,178 @@
+"""The operators' view of conversations, their append-only logs, turns, queues, tabs and tokens.
+
+The log is append-only: chunks (and turns, which the runtime owns) are view-only here. Edits
+to a conversation go through ``services.conversation_update``, like everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from chat.models import ApiToken, Chunk, Conversation, QueuedMessage, Tab, Turn
+from chat.services import conversation_update, queue_cancel
+
+PREVIEW_LENGTH = 80
+
+
+def _shorten(text: str, length: int = PREVIEW_LENGTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Browse, never add, change or delete."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["id", "title", "owner", "status", "model", "last_activity_at", "log_link"]
+    list_filter = ["status"]
+    search_fields = ["id", "title"]
+    list_select_related = ["owner"]
+    ordering = ["-last_activity_at", "id"]
+    fields = [
+        "id",
+        "owner",
+        "title",
+        "status",
+        "model",
+        "reasoning_effort",
+        "cwd",
+        "created_at",
+        "last_activity_at",
+        "last_seq",
+        "last_message_ordinal",
+        "log_link",
+    ]
+    # Status and the log counters belong to the runtime and services.chunks_append.
+    readonly_fields = [
+        "id",
+        "owner",
+        "status",
+        "created_at",
+        "last_activity_at",
+        "last_seq",
+        "last_message_ordinal",
+        "log_link",
+    ]
+
+    @admin.display(description="log")
+    def log_link(self, obj: Conversation) -> str:
+        url = reverse("admin:chat_chunk_changelist") + f"?conversation__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} chunks</a>', url, obj.last_seq)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # conversations start from a client's first message
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # deleting would drop chunks, and the log is append-only
+
+    def save_model(self, request, obj, form, change) -> None:
+        conversation_update(
+            conversation=obj, **{name: form.cleaned_data[name] for name in form.changed_data}
+        )
+
+
+@admin.register(Chunk)
+class ChunkAdmin(ViewOnlyAdmin):
+    list_display = ["seq", "conversation", "role", "type", "preview", "turn_id", "step_id"]
+    list_display_links = ["seq"]
+    list_select_related = ["conversation"]
+    list_filter = ["role", "type"]
+    ordering = ["conversation", "seq"]
+    list_per_page = 200
+    # A log can be long: skip counting the whole table on every page.
+    show_full_result_count = False
+
+    @admin.display(description="preview")
+    def preview(self, obj: Chunk) -> str:
+        return chunk_preview(obj.payload)
+
+
+def chunk_preview(chunk: dict) -> str:
+    """One short line describing a wire chunk (SPEC §2)."""
+    kind = chunk.get("type")
+    if kind == "tool-call":
+        return _shorten(f"{chunk.get('toolName')}({json.dumps(chunk.get('input'))})")
+    if kind == "tool-result":
+        body = chunk.get("content")
+        body = body if isinstance(body, str) else json.dumps(body)
+        mark = "error: " if chunk.get("isError") else ""
+        return _shorten(f"{chunk.get('toolName')} → {mark}{body}")
+    if kind == "error":
+        return _shorten(str(chunk.get("message", "")))
+    return _shorten(str(chunk.get("text", "")))
+
+
+@admin.register(Turn)
+class TurnAdmin(ViewOnlyAdmin):
+    list_display = [
+        "id",
+        "conversation",
+        "status",
+        "finish_reason",
+        "model",
+        "worker",
+        "started_at",
+        "ended_at",
+        "heartbeat_at",
+    ]
+    list_filter = ["status", "finish_reason"]
+    search_fields = ["id", "conversation__id"]
+
+
+@admin.register(QueuedMessage)
+class QueuedMessageAdmin(ViewOnlyAdmin):
+    list_display = ["id", "conversation", "text_preview", "queued_at"]
+    search_fields = ["conversation__id"]
+    actions = ["cancel"]
+
+    @admin.display(description="text")
+    def text_preview(self, obj: QueuedMessage) -> str:
+        return _shorten(obj.text)
+
+    @admin.action(description="Cancel the selected queued messages")
+    def cancel(self, request, queryset) -> None:
+        cancelled = sum(
+            queue_cancel(conversation_id=m.conversation_id, message_id=str(m.pk)) for m in queryset
+        )
+        self.message_user(request, f"Cancelled {cancelled} queued message(s).")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # cancelling goes through the "cancel" action (services.queue_cancel)
+
+
+@admin.register(Tab)
+class TabAdmin(ViewOnlyAdmin):
+    list_display = ["id", "user", "conversation", "position", "active"]
+    list_select_related = ["user", "conversation"]
+    search_fields = ["user__username", "conversation__id"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ViewOnlyAdmin):
+    """Tokens are created by ``manage.py dispatch_token``; here they are listed and revoked."""
+
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "revoked"]
+    list_filter = ["revoked"]
+    search_fields = ["prefix", "name", "user__username"]
+    fields = ["prefix", "name", "user", "created_at", "last_used_at", "revoked"]  # no digest
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset) -> None:
+        revoked = queryset.filter(revoked=False).update(revoked=True)
+        self.message_user(request, f"Revoked {revoked} token(s).")

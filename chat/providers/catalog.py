@@ -1,0 +1,176 @@
+"""The model catalog: which ``<credential>/<model>`` names exist and which provider serves each.
+
+Built once per process from the config. Providers are created lazily, once per credential,
+and reused; a credential without a ``models`` list asks its server once (a failed listing is
+not cached, so the server is asked again next time).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from chat.config import EMBEDDED_CREDENTIAL, CredentialConfig, DispatchConfig, get_config
+from chat.runtime.types import Provider, ProviderError
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownModel(Exception):
+    """The model name names no credential, or a model the credential does not have."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    context_window: int | None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str  # "<credential>/<model>"
+    provider: Provider
+    provider_model: str  # the part after the first "/"
+    context_window: int | None
+
+
+@runtime_checkable
+class _ListingProvider(Protocol):
+    async def list_models(self) -> list[str]: ...
+
+
+class Catalog:
+    """The credentials of one config and the models they offer."""
+
+    def __init__(self, config: DispatchConfig):
+        # No credential at all: the embedded model is the whole catalog.
+        self._credentials = {c.name: c for c in config.credentials or (EMBEDDED_CREDENTIAL,)}
+        self._configured_default = config.default_model
+        self._providers: dict[str, Provider] = {}
+        self._listed: dict[str, tuple[str, ...]] = {}  # successful server listings
+
+    @property
+    def default_model(self) -> str:
+        """The config's ``default_model``, else the first model known so far."""
+        if self._configured_default:
+            return self._configured_default
+        for credential in self._credentials.values():
+            models = self._known_models(credential)
+            if models:
+                return f"{credential.name}/{models[0]}"
+        return ""
+
+    async def models(self) -> dict[str, ModelInfo]:
+        """Every model, in config order; an unreachable server contributes nothing."""
+        out: dict[str, ModelInfo] = {}
+        for credential in self._credentials.values():
+            models = await self._models_of(credential) or ()
+            window = self._context_window(credential) if models else None
+            for model in models:
+                out[f"{credential.name}/{model}"] = ModelInfo(window)
+        return out
+
+    async def resolve(self, name: str) -> ResolvedModel:
+        """Find the provider for ``<credential>/<model>``; raises UnknownModel."""
+        credential_name, slash, model = name.partition("/")
+        if not slash or not credential_name or not model:
+            raise UnknownModel(f"unknown model {name!r}: expected '<credential>/<model>'")
+        credential = self._credentials.get(credential_name)
+        if credential is None:
+            raise UnknownModel(
+                f"unknown model {name!r}: no credential named {credential_name!r} "
+                f"(credentials: {', '.join(self._credentials)})"
+            )
+        models = await self._models_of(credential)
+        # An unlistable server gets the benefit of the doubt: the provider will say more.
+        if models is not None and model not in models:
+            raise UnknownModel(
+                f"unknown model {name!r}: credential {credential_name!r} has "
+                f"{', '.join(models) if models else 'no models'}"
+            )
+        provider = self._provider(credential)
+        return ResolvedModel(name, provider, model, self._context_window(credential))
+
+    def _context_window(self, credential: CredentialConfig) -> int | None:
+        """The configured window; a local model knows its own from the GGUF header."""
+        if credential.context_window is not None or credential.kind != "local":
+            return credential.context_window
+        try:
+            window = getattr(self._provider(credential), "context_window", None)
+        except (ImportError, OSError, ValueError) as exc:
+            logger.warning("no context window for credential %r: %s", credential.name, exc)
+            return None
+        return window if isinstance(window, int) else None
+
+    def _known_models(self, credential: CredentialConfig) -> tuple[str, ...]:
+        return credential.models or self._listed.get(credential.name, ())
+
+    async def _models_of(self, credential: CredentialConfig) -> tuple[str, ...] | None:
+        """The credential's models; None when the server cannot say right now."""
+        if credential.models is not None:
+            return credential.models
+        if credential.name in self._listed:
+            return self._listed[credential.name]
+        provider = self._provider(credential)
+        if not isinstance(provider, _ListingProvider):
+            return None
+        try:
+            models = tuple(await provider.list_models())
+        except ProviderError as exc:
+            logger.warning("cannot list the models of credential %r: %s", credential.name, exc)
+            return None
+        self._listed[credential.name] = models
+        return models
+
+    def _provider(self, credential: CredentialConfig) -> Provider:
+        if credential.name not in self._providers:
+            self._providers[credential.name] = _make_provider(credential)
+        return self._providers[credential.name]
+
+
+def _make_provider(credential: CredentialConfig) -> Provider:
+    if credential.kind == "openai":
+        from chat.providers.openai import OpenAIProvider
+
+        assert credential.base_url is not None  # the config defaults it
+        return OpenAIProvider(
+            base_url=credential.base_url,
+            # Keyless servers (llama.cpp …) need no key, but the SDK insists on one.
+            api_key=os.environ.get(credential.api_key_env or "OPENAI_API_KEY") or "not-set",
+            send_reasoning_effort=credential.reasoning_effort,
+        )
+    if credential.kind == "anthropic":
+        from chat.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(
+            base_url=credential.base_url,
+            # No api_key_env: the SDK finds its credentials itself (ANTHROPIC_API_KEY …).
+            api_key=(os.environ.get(credential.api_key_env) or "not-set")
+            if credential.api_key_env
+            else None,
+            thinking=credential.reasoning_effort,
+        )
+    # kind == "local": imported only now, loading llama.cpp is expensive.
+    from chat.providers.local import LocalProvider, default_model_path
+
+    return LocalProvider(
+        credential.path or default_model_path(), context_window=credential.context_window
+    )
+
+
+_catalog: Catalog | None = None
+
+
+def get_catalog() -> Catalog:
+    """The process-wide catalog, built from get_config() on first use."""
+    global _catalog
+    if _catalog is None:
+        _catalog = Catalog(get_config())
+    return _catalog
+
+
+def reset_catalog() -> None:
+    """Forget the process-wide catalog (tests that change the config)."""
+    global _catalog
+    _catalog = None

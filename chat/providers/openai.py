@@ -1,0 +1,294 @@
+"""The OpenAI-compatible provider (OpenAI, llama.cpp server, vLLM, Ollama …) on the official SDK.
+
+Streams chat completions and turns them into the runtime's provider events. The SDK's own
+retries are off: the runtime owns the retry policy and needs to see every failure.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import openai
+
+from chat.runtime.types import (
+    Finish,
+    Message,
+    ProviderError,
+    ProviderEvent,
+    ProviderRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallReady,
+    ToolSpec,
+    Usage,
+    UsageReport,
+)
+
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool-calls",
+    "function_call": "tool-calls",
+    "content_filter": "content-filter",
+}
+# Generous read timeout: a busy local server may sit silent for a long time before streaming.
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class OpenAIProvider:
+    """A Provider for one OpenAI-compatible endpoint (one credential)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        send_reasoning_effort: bool = False,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ):
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout
+        )
+        self._send_reasoning_effort = send_reasoning_effort
+
+    async def list_models(self) -> list[str]:
+        """The model ids the server offers, in its order. Raises ProviderError."""
+        try:
+            page = await self._client.models.list(timeout=LIST_TIMEOUT)
+            return [model.id async for model in page]
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise provider_error(exc) from exc
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
+        """Stream one step (see the Provider protocol). Raises ProviderError."""
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": to_openai_messages(request.messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.tools:
+            params["tools"] = to_openai_tools(request.tools)
+        if request.max_tokens is not None:
+            params["max_tokens"] = request.max_tokens
+        if self._send_reasoning_effort and request.reasoning_effort:
+            params["reasoning_effort"] = request.reasoning_effort
+        step = _StepState()
+        try:
+            stream = await self._client.chat.completions.create(**params)
+            try:
+                async for chunk in stream:
+                    for event in step.feed(chunk):
+                        yield event
+            finally:
+                await stream.close()
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise provider_error(exc) from exc
+        except json.JSONDecodeError as exc:
+            raise ProviderError(
+                f"malformed stream line from the provider: {exc}", code="malformed-stream"
+            ) from exc
+        for event in step.finish():
+            yield event
+
+
+# ---------------------------------------------------------------- requests
+
+
+def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Runtime messages → chat-completions messages. Thinking is never sent back."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "tool":
+            # One "tool" message per result: that is how the API pairs them with calls.
+            out.extend(
+                {
+                    "role": "tool",
+                    "tool_call_id": chunk["toolCallId"],
+                    "content": chunk["content"],
+                }
+                for chunk in message.chunks
+                if chunk["type"] == "tool-result"
+            )
+            continue
+        text = "".join(c["text"] for c in message.chunks if c["type"] in ("text", "system"))
+        if message.role != "assistant":
+            out.append({"role": message.role, "content": text})
+            continue
+        calls = [
+            {
+                "id": c["toolCallId"],
+                "type": "function",
+                "function": {"name": c["toolName"], "arguments": json.dumps(c["input"])},
+            }
+            for c in message.chunks
+            if c["type"] == "tool-call"
+        ]
+        if not text and not calls:
+            continue  # a thinking-only message has nothing to send
+        assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            assistant["tool_calls"] = calls
+        out.append(assistant)
+    return out
+
+
+def to_openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    """ToolSpecs → chat-completions function tools."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": dict(tool.parameters),
+            },
+        }
+        for tool in tools
+    ]
+
+
+# ---------------------------------------------------------------- the stream
+
+
+@dataclass
+class _PendingCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+class _StepState:
+    """Accumulates one streamed completion: tool-call fragments, usage, timings, finish."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, _PendingCall] = {}
+        self.usage: Usage | None = None
+        self.timings: Mapping[str, Any] | None = None
+        self.finish_reason: str | None = None
+
+    def feed(self, chunk: Any) -> list[ProviderEvent]:
+        events: list[ProviderEvent] = []
+        extra = chunk.model_extra or {}
+        if isinstance(extra.get("timings"), dict):
+            self.timings = extra["timings"]  # llama.cpp reports its own timings
+        if chunk.usage is not None:
+            self.usage = _usage(chunk.usage)
+        for choice in chunk.choices or ():
+            delta = choice.delta
+            if delta is not None:
+                delta_extra = delta.model_extra or {}
+                for field in ("reasoning_content", "reasoning"):
+                    reasoning = delta_extra.get(field)
+                    if isinstance(reasoning, str) and reasoning:
+                        events.append(ReasoningDelta(reasoning))
+                if delta.content:
+                    events.append(TextDelta(delta.content))
+                for fragment in delta.tool_calls or ():
+                    self._add_fragment(fragment)
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+        return events
+
+    def _add_fragment(self, fragment: Any) -> None:
+        call = self.calls.setdefault(fragment.index, _PendingCall())
+        if fragment.id:
+            call.id = fragment.id
+        function = fragment.function
+        if function is not None:
+            if function.name:
+                call.name += function.name
+            if function.arguments:
+                call.arguments += function.arguments
+
+    def finish(self) -> list[ProviderEvent]:
+        """The events due at stream end: complete tool calls, then usage, then Finish."""
+        if self.finish_reason is None:
+            # The body ended without a finish reason: the connection was cut.
+            raise ProviderError(
+                "the provider's stream ended before the response was complete",
+                code="connection",
+                retryable=True,
+            )
+        events: list[ProviderEvent] = []
+        for index in sorted(self.calls):
+            call = self.calls[index]
+            # Some compatible servers omit the id; the runtime needs one to pair the result.
+            call_id = call.id or f"call_{uuid.uuid4().hex[:12]}"
+            events.append(ToolCallReady(call_id, call.name, _parse_arguments(call)))
+        if self.usage is not None:
+            events.append(UsageReport(self.usage, self.timings))
+        events.append(Finish(FINISH_REASONS.get(self.finish_reason, self.finish_reason)))
+        return events
+
+
+def _parse_arguments(call: _PendingCall) -> dict[str, Any]:
+    if not call.arguments.strip():
+        return {}  # a call without arguments
+    try:
+        value = json.loads(call.arguments)
+    except json.JSONDecodeError as exc:
+        raise ProviderError(
+            f"tool call {call.name!r} has unparseable arguments: {exc}", code="bad-tool-call"
+        ) from exc
+    if not isinstance(value, dict):
+        raise ProviderError(
+            f"tool call {call.name!r} arguments are not a JSON object", code="bad-tool-call"
+        )
+    return value
+
+
+def _usage(usage: Any) -> Usage:
+    details = usage.prompt_tokens_details
+    cached = details.cached_tokens if details is not None else None
+    # OpenAI's prompt_tokens already include the cached tokens (SPEC's inputTokens).
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_tokens=cached,
+    )
+
+
+# ---------------------------------------------------------------- errors
+
+
+def provider_error(exc: Exception) -> ProviderError:
+    """Classify an SDK/transport failure: connection, timeout, 429 and 5xx are retryable."""
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        return ProviderError(f"the provider timed out: {exc}", code="timeout", retryable=True)
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return ProviderError(
+            f"connection to the provider failed: {exc}", code="connection", retryable=True
+        )
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retryable = status == 429 or status >= 500
+        return ProviderError(
+            f"HTTP {status}: {_detail(exc.body, exc.message)}",
+            code=f"http-{status}",
+            retryable=retryable,
+        )
+    if isinstance(exc, openai.APIError):
+        # An error object inside a 200 stream.
+        body = exc.body if isinstance(exc.body, dict) else {}
+        kind = str(body.get("type") or body.get("code") or "")
+        retryable = any(word in kind for word in ("server_error", "rate_limit", "overloaded"))
+        return ProviderError(exc.message, code=kind or None, retryable=retryable)
+    return ProviderError(f"provider failed: {exc}")
+
+
+def _detail(body: object, fallback: str) -> str:
+    """The human part of an error body: ``{"error": {"message": …}}`` or ``{"message": …}``."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+        if isinstance(inner, str):
+            return inner
+    return fallback

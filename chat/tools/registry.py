@@ -1,0 +1,106 @@
+"""The process-wide tool registry: built-ins, run_shell when enabled, and MCP servers' tools."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from chat.config import McpServerConfig, ToolsConfig
+from chat.runtime.types import Tool
+from chat.tools.builtin import builtin_tools
+from chat.tools.mcp import READY, McpServer
+
+logger = logging.getLogger(__name__)
+
+
+class ToolRegistry:
+    """The tools a turn is given, and their state for the ``tools`` surface."""
+
+    def __init__(
+        self, tools_config: ToolsConfig, mcp_servers: Sequence[McpServerConfig] = ()
+    ) -> None:
+        self.builtins = builtin_tools(tools_config)
+        self._server_configs = tuple(mcp_servers)
+        self.servers = [McpServer(config) for config in self._server_configs]
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Connect the MCP servers in the background of the running loop.
+
+        Idempotent: connected or connecting servers are left alone, while servers that failed
+        are connected anew, so calling this before every turn brings crashed servers back.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                return  # the connections belong to another running loop
+            # First start, or the loop that owned the connections is gone (and with it them).
+            self._loop = loop
+            self.servers = [McpServer(config) for config in self._server_configs]
+        for server in self.servers:
+            server.start()
+
+    async def wait_until_settled(self) -> None:
+        """Wait until every MCP server is ready or has failed."""
+        await asyncio.gather(*(server.settled() for server in self.servers))
+
+    async def stop(self) -> None:
+        """Disconnect every MCP server (stdio servers' processes end)."""
+        await asyncio.gather(*(server.stop() for server in self.servers))
+
+    def tools(self) -> dict[str, Tool]:
+        """Every usable tool by name: built-ins first, then the tools of ready MCP servers."""
+        tools: dict[str, Tool] = dict(self.builtins)
+        for server in self.servers:
+            if server.state != READY:
+                continue  # a failed server's tools disappear until it is connected again
+            for name, tool in server.tools.items():
+                if name in tools:
+                    logger.warning("MCP server %s: tool %s shadowed, skipped", server.name, name)
+                    continue
+                tools[name] = tool
+        return tools
+
+    def state(self) -> list[dict[str, Any]]:
+        """One entry per tool and per MCP server: ``{name, kind, source, state}``."""
+        entries = [
+            {"name": name, "kind": "tool", "source": "builtin", "state": READY}
+            for name in self.builtins
+        ]
+        for server in self.servers:
+            entries.append(
+                {
+                    "name": server.name,
+                    "kind": "server",
+                    "source": server.name,
+                    "state": server.state,
+                }
+            )
+            if server.state == READY:
+                entries.extend(
+                    {"name": name, "kind": "tool", "source": server.name, "state": READY}
+                    for name in server.tools
+                )
+        return entries
+
+
+_registry: ToolRegistry | None = None
+
+
+def get_tool_registry() -> ToolRegistry:
+    """The process-wide registry, built from the Dispatch config on first use."""
+    global _registry
+    if _registry is None:
+        from chat.config import get_config  # lazily: the config is read at first use
+
+        config = get_config()
+        _registry = ToolRegistry(config.tools, config.mcp_servers)
+    return _registry
+
+
+def reset_tool_registry() -> None:
+    """Forget the process-wide registry (tests change the config); it is not stopped."""
+    global _registry
+    _registry = None

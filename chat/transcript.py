@@ -1,0 +1,364 @@
+"""The transcript as a view model, built from the log (history) or from a live turn's events.
+
+One model, two builders, one set of templates: a turn rendered while it streams and the same
+turn rendered from the database after a reload look the same. A turn is a list of blocks (the
+user's bubbles and the steps); a step is a list of items (thinking, text, one tool batch,
+errors) in the order they first appeared, which is the order the runtime persists them in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.render import markdown_html
+from metrics.format import step_row, turn_row
+
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
+ZERO_USAGE = {"inputTokens": 0, "outputTokens": 0}
+
+
+def dom_id(*parts: object) -> str:
+    """A DOM id made of ``parts``: anything outside ``[A-Za-z0-9_-]`` becomes ``_``."""
+    return _UNSAFE_ID.sub("_", "-".join(str(p) for p in parts))
+
+
+@dataclass
+class ToolCard:
+    call_id: str
+    name: str
+    input: Any
+    output: str = ""
+    result: str | None = None
+    is_error: bool = False
+    duration_ms: float | None = None
+
+    @property
+    def dom(self) -> str:
+        return dom_id("tool", self.call_id)
+
+    @property
+    def running(self) -> bool:
+        return self.result is None
+
+    @property
+    def input_json(self) -> str:
+        return json.dumps(self.input, indent=2, ensure_ascii=False)
+
+    @property
+    def input_summary(self) -> str:
+        text = json.dumps(self.input, ensure_ascii=False)
+        return text if len(text) <= 80 else text[:79] + "…"
+
+
+@dataclass
+class Item:
+    """One piece of a step: ``thinking``, ``text``, ``tools`` (a batch), ``error``, ``system``."""
+
+    kind: str
+    text: str = ""
+    done: bool = True  # thinking: finished ("Thoughts") or still streaming ("Thinking…")
+    cards: list[ToolCard] = field(default_factory=list)
+    _html: tuple[str, str] | None = None
+
+    @property
+    def html(self) -> str:
+        """The text as sanitized Markdown, rendered once per distinct text."""
+        if self._html is None or self._html[0] != self.text:
+            self._html = (self.text, markdown_html(self.text))
+        return self._html[1]
+
+
+@dataclass
+class UserBlock:
+    text: str
+    steering: bool = False
+    kind: str = "user"
+
+
+@dataclass
+class Step:
+    dom: str
+    items: list[Item] = field(default_factory=list)
+    row: dict | None = None  # the metrics row, only for a step that ran tools
+    step_id: str = ""
+    kind: str = "step"
+
+    def item(self, kind: str) -> Item:
+        """The step's item of that kind, created (appended) on first use."""
+        for item in self.items:
+            if item.kind == kind:
+                return item
+        item = Item(kind)
+        self.items.append(item)
+        return item
+
+    @property
+    def has_tools(self) -> bool:
+        return any(item.kind == "tools" for item in self.items)
+
+
+@dataclass
+class TurnView:
+    turn_id: str
+    number: int | None = None
+    blocks: list[UserBlock | Step] = field(default_factory=list)
+    row: dict | None = None
+    retry: str = ""
+    running: bool = False
+
+    @property
+    def dom(self) -> str:
+        return dom_id("turn", self.turn_id or "log")
+
+    def new_step(self) -> Step:
+        count = sum(1 for block in self.blocks if block.kind == "step")
+        step = Step(dom_id(self.dom, "s", count))
+        self.blocks.append(step)
+        return step
+
+
+# ---------------------------------------------------------------------- from the log
+
+
+def turns_from_history(rows: list[dict], metrics: list[dict]) -> list[TurnView]:
+    """Turns from log rows ``{turn_id, message, role, chunk}`` (ascending seq) and the
+    conversation's sealed TurnMetrics (in order; a turn's number is its 1-based position)."""
+    numbered = {m["turnId"]: (n, m) for n, m in enumerate(metrics, start=1)}
+    turns: list[TurnView] = []
+    cards: dict[str, ToolCard] = {}
+    turn: TurnView | None = None
+    message = None
+    block: UserBlock | Step | None = None
+    for row in rows:
+        if turn is None or row["turn_id"] != turn.turn_id:
+            turn = TurnView(row["turn_id"])
+            turns.append(turn)
+            message = None
+        if row["message"] != message:
+            message = row["message"]
+            block = _open_block(turn, row["role"])
+        _add_chunk(turn, block, row["chunk"], cards)
+    for turn in turns:
+        if turn.turn_id in numbered:
+            number, turn_metrics = numbered[turn.turn_id]
+            _attach_metrics(turn, number, turn_metrics)
+    return turns
+
+
+def _open_block(turn: TurnView, role: str) -> UserBlock | Step | None:
+    if role == "user":
+        block = UserBlock("", steering=bool(turn.blocks))
+        turn.blocks.append(block)
+        return block
+    if role == "tool":
+        return None  # results attach to their cards
+    return turn.new_step()
+
+
+def _add_chunk(
+    turn: TurnView, block: UserBlock | Step | None, chunk: dict, cards: dict[str, ToolCard]
+) -> None:
+    kind = chunk.get("type")
+    if isinstance(block, UserBlock):
+        block.text += chunk.get("text", "")
+    elif kind == "tool-result":
+        card = cards.get(chunk.get("toolCallId", ""))
+        if card is None:  # a result whose call is not in view: show it on its own card
+            card = ToolCard(chunk.get("toolCallId", ""), chunk.get("toolName", ""), None)
+            _last_step(turn).item("tools").cards.append(card)
+        card.result = _content_text(chunk.get("content"))
+        card.is_error = bool(chunk.get("isError"))
+    elif isinstance(block, Step):
+        if kind == "tool-call":
+            card = ToolCard(chunk["toolCallId"], chunk["toolName"], chunk.get("input"))
+            cards[card.call_id] = card
+            block.item("tools").cards.append(card)
+            block.step_id = block.step_id or chunk.get("stepId", "")
+        elif kind in ("text", "thinking", "system"):
+            block.item(kind).text += chunk.get("text", "")
+        elif kind == "error":
+            block.items.append(Item("error", text=chunk.get("message", "")))
+
+
+def _last_step(turn: TurnView) -> Step:
+    for block in reversed(turn.blocks):
+        if isinstance(block, Step):
+            return block
+    return turn.new_step()
+
+
+def _attach_metrics(turn: TurnView, number: int, metrics: dict) -> None:
+    turn.number = number
+    turn.row = turn_row(metrics, number)
+    positions = {step["stepId"]: (n, step) for n, step in enumerate(metrics["steps"], start=1)}
+    for block in turn.blocks:
+        if isinstance(block, Step) and block.has_tools and block.step_id in positions:
+            n, step = positions[block.step_id]
+            block.row = step_row(step, n)
+
+
+def _content_text(content: Any) -> str:
+    return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------- from live events
+
+DELTAS = frozenset({"text-delta", "reasoning-delta", "tool-output"})
+
+
+class LiveTurn:
+    """A running turn, folded from its AgentEvents, remembering what changed since the last
+    ``take_changes()`` so only those parts are re-rendered and pushed."""
+
+    def __init__(self, turn_id: str, number: int) -> None:
+        self.view = TurnView(turn_id, number=number, running=True)
+        self.last_index = -1  # index (in the turn) of the last event applied
+        self._step: Step | None = None  # the step receiving content (None between steps)
+        self._last_step: Step | None = None
+        self._cards: dict[str, tuple[ToolCard, Step]] = {}
+        self._usage: dict[str, dict] = {}
+        self._steps: list[dict] = []  # StepMetrics so far
+        self.context_size: int | None = None
+        self._new = True
+        self._appended: list[UserBlock | Step] = []
+        self._dirty: list[Step] = []
+        self._foot = False
+
+    @property
+    def turn_id(self) -> str:
+        return self.view.turn_id
+
+    def take_changes(self) -> tuple[bool, list, list[Step], bool]:
+        """(whole turn is new, blocks appended, steps changed, foot changed); then forget them."""
+        appended = list(self._appended)
+        dirty = [s for s in self._dirty if not any(s is b for b in appended)]
+        changes = (self._new, appended, dirty, self._foot)
+        self._new, self._appended, self._dirty, self._foot = False, [], [], False
+        return changes
+
+    def _touch(self, step: Step) -> None:
+        if not any(step is s for s in self._dirty):
+            self._dirty.append(step)
+
+    def _open_step(self) -> Step:
+        if self._step is None:
+            self._step = self.view.new_step()
+            self._appended.append(self._step)
+        return self._step
+
+    def apply(self, event: dict) -> None:
+        """Fold one AgentEvent into the view."""
+        kind = event["type"]
+        if self.view.retry and kind not in ("provider-retry", "usage"):
+            self.view.retry, self._foot = "", True
+        handler = getattr(self, "_on_" + kind.replace("-", "_"), None)
+        if handler is not None:
+            handler(event)
+
+    def _on_user_message(self, event: dict) -> None:
+        if not self.view.blocks:
+            self.view.blocks.append(UserBlock(event["text"]))
+
+    def _on_steering(self, event: dict) -> None:
+        block = UserBlock(event["text"], steering=True)
+        self.view.blocks.append(block)
+        self._appended.append(block)
+        self._step = None
+
+    def _on_text_delta(self, event: dict) -> None:
+        step = self._open_step()
+        step.item("text").text += event["delta"]
+        self._touch(step)
+
+    def _on_reasoning_delta(self, event: dict) -> None:
+        step = self._open_step()
+        item = step.item("thinking")
+        item.done = False
+        item.text += event["delta"]
+        self._touch(step)
+
+    def _on_tool_call(self, event: dict) -> None:
+        step = self._open_step()
+        card = ToolCard(event["toolCallId"], event["toolName"], event.get("input"))
+        step.item("tools").cards.append(card)
+        step.step_id = event["stepId"]
+        self._cards[card.call_id] = (card, step)
+        self._touch(step)
+
+    def _on_tool_output(self, event: dict) -> None:
+        found = self._cards.get(event["toolCallId"])
+        if found is not None:
+            found[0].output += event["data"]
+            self._touch(found[1])
+
+    def _on_tool_result(self, event: dict) -> None:
+        found = self._cards.get(event["toolCallId"])
+        if found is None:
+            return
+        card, step = found
+        card.result = _content_text(event.get("content"))
+        card.is_error = bool(event.get("isError"))
+        card.duration_ms = event.get("durationMs")
+        self._touch(step)
+
+    def _on_usage(self, event: dict) -> None:
+        self._usage[event["stepId"]] = event["usage"]
+
+    def _on_step_complete(self, event: dict) -> None:
+        metrics = {"stepId": event["stepId"], "usage": self._usage.get(event["stepId"], ZERO_USAGE)}
+        metrics |= {k: event[k] for k in ("ttftMs", "decodeMs", "genTotalMs") if k in event}
+        self._steps.append(metrics)
+        step = self._step
+        if step is None:
+            return  # the step produced nothing to show
+        for item in step.items:
+            item.done = True
+        if step.has_tools:
+            step.row = step_row(metrics, len(self._steps))
+        self._touch(step)
+        self._last_step, self._step = step, None
+
+    def _on_provider_retry(self, event: dict) -> None:
+        seconds = f"{event['delayMs'] / 1000:g}s"
+        self.view.retry = f"Retrying (#{event['attempt']}) in {seconds}…"
+        self._foot = True
+
+    def _on_error(self, event: dict) -> None:
+        step = self._step or self._last_step or self._open_step()
+        step.items.append(Item("error", text=event["message"]))
+        self._touch(step)
+
+    def _on_done(self, event: dict) -> None:
+        for step in (self._step, self._last_step):
+            if step is not None:
+                for item in step.items:
+                    item.done = True
+                self._touch(step)
+        self.view.running = False
+        self.context_size = event.get("contextSize")
+        usage = event.get("usage") or ZERO_USAGE
+        metrics = {"turnId": self.turn_id, "usage": usage, "finishReason": event["reason"]}
+        metrics |= {"durationMs": event["durationMs"], "steps": self._steps}
+        self.view.row = turn_row(metrics, self.view.number or 1)
+        self._foot = True
+
+
+# ---------------------------------------------------------------------- tabs
+
+
+def id_prefixes(ids: list[str], minimum: int = 4) -> dict[str, str]:
+    """For each id, its shortest prefix of at least ``minimum`` characters that no other id in
+    ``ids`` starts with (the whole id when it is a prefix of another)."""
+    prefixes = {}
+    for conversation_id in ids:
+        others = [other for other in ids if other != conversation_id]
+        length = min(minimum, len(conversation_id))
+        while length < len(conversation_id) and any(
+            other.startswith(conversation_id[:length]) for other in others
+        ):
+            length += 1
+        prefixes[conversation_id] = conversation_id[:length]
+    return prefixes

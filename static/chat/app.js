@@ -1,0 +1,158 @@
+/* Dispatch web app: the few things htmx cannot do by itself. No build step. */
+(function () {
+  "use strict";
+  var socket = null;       // the htmx ws wrapper's public interface (send, reconnect)
+  var connections = 0;
+  var openState = {};      // <details> id -> the user's open/closed choice
+  var FOLLOW_SLACK = 80;   // px from the bottom that still counts as "following"
+
+  // Reconnects resync: tell the server which history we have (the seq of its last chunk).
+  htmx.createWebSocket = function (url) {
+    var seq = document.getElementById("history-seq");
+    var extra = "&seq=" + (seq ? seq.dataset.seq : "0");
+    connections += 1;
+    if (connections > 1) extra += "&resync=1";
+    return new WebSocket(url + extra);
+  };
+
+  function composer() { return document.getElementById("composer"); }
+  function messageBox() { return document.getElementById("message"); }
+
+  function running() {
+    var status = document.getElementById("conversation-status");
+    return !!status && status.dataset.status === "active";
+  }
+
+  // Send when idle, Queue when a turn runs and there is text, Stop when it runs and is empty.
+  function updateButton() {
+    var button = document.getElementById("send-button");
+    var box = messageBox();
+    if (!button || !box) return;
+    var hasText = box.value.trim() !== "";
+    var label = running() ? (hasText ? "Queue" : "Stop") : "Send";
+    button.textContent = label;
+    button.dataset.mode = label.toLowerCase();
+    button.disabled = label === "Send" && !hasText;
+  }
+
+  function transcript() { return document.getElementById("transcript"); }
+  var following = true;
+
+  function restoreDetails() {
+    Object.keys(openState).forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el && el.open !== openState[id]) el.open = openState[id];
+    });
+  }
+
+  document.addEventListener("toggle", function (event) {
+    var el = event.target;
+    if (el.tagName === "DETAILS" && el.id) openState[el.id] = el.open;
+  }, true);
+
+  document.addEventListener("keydown", function (event) {
+    if (event.target !== messageBox()) return;
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      composer().requestSubmit();
+    }
+  });
+
+  document.addEventListener("input", function (event) {
+    if (event.target === messageBox()) updateButton();
+  });
+
+  document.addEventListener("submit", function (event) {
+    // An empty box only means something (Stop) while a turn runs.
+    if (event.target === composer() && !running() && messageBox().value.trim() === "") {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+
+  document.addEventListener("htmx:wsOpen", function (event) {
+    socket = event.detail.socketWrapper;
+    document.body.classList.remove("offline");
+    document.body.dataset.socket = "open";
+  });
+  document.addEventListener("htmx:wsClose", function () {
+    document.body.classList.add("offline");
+    document.body.dataset.socket = "closed";
+  });
+
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    var box = transcript();
+    following = !!box && box.scrollHeight - box.scrollTop - box.clientHeight < FOLLOW_SLACK;
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    restoreDetails();
+    updateButton();
+    var box = transcript();
+    if (box && following) box.scrollTop = box.scrollHeight;
+    var nav = document.getElementById("nav");
+    if (nav && nav.dataset.href) window.location.assign(nav.dataset.href);
+  });
+
+  document.addEventListener("htmx:wsAfterSend", function (event) {
+    if (event.target === composer()) {
+      messageBox().value = "";
+      updateButton();
+      following = true;
+    }
+  });
+
+  // Double-click a tab's title to rename its conversation.
+  document.addEventListener("dblclick", function (event) {
+    var title = event.target.closest && event.target.closest(".tab .tab-title");
+    var tab = title && title.closest(".tab[data-conversation]");
+    if (!tab || !socket) return;
+    event.preventDefault();
+    clearTimeout(pendingNavigation);
+    var input = document.createElement("input");
+    input.className = "tab-rename";
+    input.value = title.textContent.trim();
+    input.setAttribute("aria-label", "Tab title");
+    title.replaceWith(input);
+    input.focus();
+    input.select();
+    var done = false;
+    function finish(save) {
+      if (done) return;
+      done = true;
+      var value = input.value.trim();
+      if (save && value) {
+        title.textContent = value;
+        socket.send(JSON.stringify({
+          action: "rename", conversation: tab.dataset.conversation, title: value
+        }));
+      }
+      input.replaceWith(title);
+    }
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "Enter") { e.preventDefault(); finish(true); }
+      if (e.key === "Escape") finish(false);
+    });
+    input.addEventListener("blur", function () { finish(true); });
+  });
+  // A click on a tab's title navigates a moment later, so that a double-click can rename.
+  var pendingNavigation = null;
+  document.addEventListener("click", function (event) {
+    var title = event.target.closest && event.target.closest(".tab .tab-title");
+    var link = title && title.closest("a");
+    if (!link) return;
+    event.preventDefault();
+    clearTimeout(pendingNavigation);
+    if (event.detail === 1) {
+      pendingNavigation = setTimeout(function () { window.location.assign(link.href); }, 300);
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    updateButton();
+    var box = transcript();
+    if (box) box.scrollTop = box.scrollHeight;
+  });
+
+  window.dispatchUI = { reconnect: function () { if (socket) socket.reconnect(); } };
+})();

@@ -1,0 +1,410 @@
+"""The OpenAI-compatible provider against a real scripted HTTP/SSE server."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from chat.providers.openai import OpenAIProvider
+from chat.runtime.types import (
+    Finish,
+    Message,
+    ProviderRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallReady,
+    ToolSpec,
+    Usage,
+    UsageReport,
+)
+from tests.chat.providers.sse_server import (
+    OPENAI_DONE,
+    Reply,
+    ScriptedServer,
+    openai_chunk,
+    openai_text_reply,
+    openai_usage,
+)
+from tests.chat.providers.streams import run_stream
+
+COMPLETIONS = "/v1/chat/completions"
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer() as server:
+        yield server
+
+
+def make_provider(server: ScriptedServer, **options) -> OpenAIProvider:
+    return OpenAIProvider(base_url=server.url + "/v1", api_key="test-key", **options)
+
+
+def ask(text: str = "hi", **fields) -> ProviderRequest:
+    return ProviderRequest(
+        model="test-model", messages=[Message("user", [{"type": "text", "text": text}])], **fields
+    )
+
+
+async def test_plain_text_streams_deltas_then_usage_then_finish(server):
+    server.script(COMPLETIONS, openai_text_reply("Hello", prompt_tokens=12, completion_tokens=3))
+
+    events, error = await run_stream(make_provider(server), ask("hi", max_tokens=50))
+
+    assert error is None
+    assert events == [
+        TextDelta("He"),
+        TextDelta("llo"),
+        UsageReport(Usage(12, 3)),
+        Finish("stop"),
+    ]
+    body = server.requests[0].body
+    assert body["model"] == "test-model"
+    assert body["messages"] == [{"role": "user", "content": "hi"}]
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == 50
+    assert "tools" not in body and "reasoning_effort" not in body
+    assert server.requests[0].headers["Authorization"] == "Bearer test-key"
+
+
+async def test_reasoning_content_and_reasoning_become_reasoning_deltas(server):
+    server.script(
+        COMPLETIONS,
+        Reply(
+            events=[
+                openai_chunk({"role": "assistant", "reasoning_content": "think "}),
+                openai_chunk({"reasoning": "more"}),
+                openai_chunk({"content": "answer"}),
+                openai_chunk({}, "stop"),
+                OPENAI_DONE,
+            ]
+        ),
+    )
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert error is None
+    assert events == [
+        ReasoningDelta("think "),
+        ReasoningDelta("more"),
+        TextDelta("answer"),
+        Finish("stop"),
+    ]
+
+
+def call_fragment(index: int, *, id: str | None = None, name: str | None = None, args: str = ""):
+    function = {"arguments": args}
+    if name is not None:
+        function["name"] = name
+    fragment = {"index": index, "function": function}
+    if id is not None:
+        fragment |= {"id": id, "type": "function"}
+    return fragment
+
+
+async def test_tool_call_arguments_split_across_chunks_are_assembled(server):
+    server.script(
+        COMPLETIONS,
+        Reply(
+            events=[
+                openai_chunk({"role": "assistant", "content": "Let me look."}),
+                openai_chunk({"tool_calls": [call_fragment(0, id="call_1", name="read_file")]}),
+                openai_chunk({"tool_calls": [call_fragment(0, args='{"pa')]}),
+                openai_chunk({"tool_calls": [call_fragment(0, args='th": "a.txt", ')]}),
+                openai_chunk({"tool_calls": [call_fragment(0, args='"limit": 3}')]}),
+                openai_chunk({}, "tool_calls"),
+                openai_chunk(usage=openai_usage(20, 8)),
+                OPENAI_DONE,
+            ]
+        ),
+    )
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert error is None
+    assert events == [
+        TextDelta("Let me look."),
+        ToolCallReady("call_1", "read_file", {"path": "a.txt", "limit": 3}),
+        UsageReport(Usage(20, 8)),
+        Finish("tool-calls"),
+    ]
+
+
+async def test_two_parallel_tool_calls_are_assembled_by_index(server):
+    server.script(
+        COMPLETIONS,
+        Reply(
+            events=[
+                openai_chunk({"tool_calls": [call_fragment(0, id="c0", name="list_files")]}),
+                openai_chunk({"tool_calls": [call_fragment(1, id="c1", name="read_file")]}),
+                openai_chunk({"tool_calls": [call_fragment(1, args='{"path": "b"}')]}),
+                openai_chunk({"tool_calls": [call_fragment(0, args='{"path": ".')]}),
+                openai_chunk({"tool_calls": [call_fragment(0, args='"}')]}),
+                openai_chunk({}, "tool_calls"),
+                OPENAI_DONE,
+            ]
+        ),
+    )
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert error is None
+    assert events == [
+        ToolCallReady("c0", "list_files", {"path": "."}),
+        ToolCallReady("c1", "read_file", {"path": "b"}),
+        Finish("tool-calls"),
+    ]
+
+
+async def test_usage_only_final_chunk_reports_cached_tokens_and_llama_timings(server):
+    timings = {"prompt_n": 100, "predicted_n": 20, "predicted_ms": 400.0}
+    server.script(
+        COMPLETIONS,
+        Reply(
+            events=[
+                openai_chunk({"content": "ok"}),
+                openai_chunk({}, "length"),
+                openai_chunk(usage=openai_usage(100, 20, cached=80), timings=timings),
+                OPENAI_DONE,
+            ]
+        ),
+    )
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert error is None
+    assert events == [
+        TextDelta("ok"),
+        UsageReport(Usage(100, 20, cache_read_tokens=80), timings),
+        Finish("length"),
+    ]
+
+
+async def test_content_filter_finish_reason_is_mapped(server):
+    server.script(COMPLETIONS, Reply(events=[openai_chunk({}, "content_filter"), OPENAI_DONE]))
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert (events, error) == ([Finish("content-filter")], None)
+
+
+async def test_429_is_retryable_and_the_sdk_does_not_retry_itself(server):
+    rate_limited = {"error": {"message": "slow down", "type": "rate_limit_exceeded"}}
+    server.script(COMPLETIONS, Reply(status=429, body=rate_limited), openai_text_reply("ok"))
+    provider = make_provider(server)
+
+    events, error = await run_stream(provider, ask())
+
+    assert events == []
+    assert error is not None and error.retryable
+    assert error.code == "http-429"
+    assert "slow down" in error.message
+    assert len(server.requests) == 1  # max_retries=0: the runtime owns retries
+
+    events, error = await run_stream(provider, ask())
+    assert error is None and events[-1] == Finish("stop")
+
+
+async def test_500_is_retryable(server):
+    server.script(COMPLETIONS, Reply(status=500, body={"error": {"message": "boom"}}))
+
+    _, error = await run_stream(make_provider(server), ask())
+
+    assert error is not None and error.retryable and error.code == "http-500"
+
+
+async def test_400_is_not_retryable(server):
+    server.script(COMPLETIONS, Reply(status=400, body={"error": {"message": "model not found: x"}}))
+
+    _, error = await run_stream(make_provider(server), ask())
+
+    assert error is not None and not error.retryable
+    assert error.message == "HTTP 400: model not found: x"
+
+
+async def test_connection_cut_mid_stream_is_retryable_after_partial_content(server):
+    server.script(COMPLETIONS, Reply(events=[openai_chunk({"content": "partial"})], cut=True))
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert events == [TextDelta("partial")]
+    assert error is not None and error.retryable and error.code == "connection"
+    assert "incomplete chunked read" in error.message
+
+
+async def test_stream_ending_without_finish_reason_is_a_cut_connection(server):
+    server.script(COMPLETIONS, Reply(events=[openai_chunk({"content": "partial"})]))
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert events == [TextDelta("partial")]
+    assert error is not None and error.retryable
+
+
+async def test_unreachable_server_is_retryable():
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    provider = OpenAIProvider(base_url=f"http://127.0.0.1:{port}/v1", api_key="k")
+
+    _, error = await run_stream(provider, ask())
+
+    assert error is not None and error.retryable and error.code == "connection"
+
+
+async def test_malformed_stream_line_ends_the_step_not_retryable(server):
+    server.script(
+        COMPLETIONS,
+        Reply(events=[openai_chunk({"content": "a"}), "{not json", openai_chunk({}, "stop")]),
+    )
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert events == [TextDelta("a")]
+    assert error is not None and not error.retryable and error.code == "malformed-stream"
+
+
+async def test_unparseable_tool_call_arguments_end_the_step_not_retryable(server):
+    server.script(
+        COMPLETIONS,
+        Reply(
+            events=[
+                openai_chunk({"tool_calls": [call_fragment(0, id="c", name="t", args='{"a": ')]}),
+                openai_chunk({}, "tool_calls"),
+                OPENAI_DONE,
+            ]
+        ),
+    )
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert events == []
+    assert error is not None and not error.retryable and error.code == "bad-tool-call"
+
+
+async def test_error_object_inside_the_stream_is_a_provider_error(server):
+    server.script(
+        COMPLETIONS,
+        Reply(events=[{"error": {"message": "context too long", "type": "invalid_request"}}]),
+    )
+
+    _, error = await run_stream(make_provider(server), ask())
+
+    assert error is not None and not error.retryable
+    assert error.message == "context too long"
+
+
+async def test_history_and_tools_are_converted_to_the_openai_format(server):
+    server.script(COMPLETIONS, openai_text_reply("done"))
+    history = [
+        Message("system", [{"type": "system", "text": "Be brief."}]),
+        Message("user", [{"type": "text", "text": "list and read"}]),
+        Message(
+            "assistant",
+            [
+                {"type": "thinking", "text": "I should look"},
+                {"type": "text", "text": "Looking."},
+                {"type": "tool-call", "toolCallId": "c0", "toolName": "ls", "input": {}},
+                {"type": "tool-call", "toolCallId": "c1", "toolName": "cat", "input": {"p": 1}},
+            ],
+        ),
+        Message(
+            "tool",
+            [
+                {
+                    "type": "tool-result",
+                    "toolCallId": "c0",
+                    "toolName": "ls",
+                    "content": "a",
+                    "isError": False,
+                },
+                {
+                    "type": "tool-result",
+                    "toolCallId": "c1",
+                    "toolName": "cat",
+                    "content": "nope",
+                    "isError": True,
+                },
+            ],
+        ),
+        Message("assistant", [{"type": "thinking", "text": "only thoughts"}]),
+    ]
+    tool = ToolSpec("ls", "List files", {"type": "object", "properties": {}})
+    request = ProviderRequest(model="m", messages=history, tools=[tool], reasoning_effort="high")
+
+    _, error = await run_stream(make_provider(server), request)
+
+    assert error is None
+    body = server.requests[0].body
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "list and read"},
+        {
+            "role": "assistant",
+            "content": "Looking.",
+            "tool_calls": [
+                {"id": "c0", "type": "function", "function": {"name": "ls", "arguments": "{}"}},
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "cat", "arguments": '{"p": 1}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c0", "content": "a"},
+        {"role": "tool", "tool_call_id": "c1", "content": "nope"},
+    ]
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "ls",
+                "description": "List files",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ]
+    assert "reasoning_effort" not in body  # the credential does not ask for it
+
+
+async def test_reasoning_effort_is_sent_when_the_credential_enables_it(server):
+    server.script(COMPLETIONS, openai_text_reply("ok"))
+
+    await run_stream(make_provider(server, send_reasoning_effort=True), ask(reasoning_effort="low"))
+
+    assert server.requests[0].body["reasoning_effort"] == "low"
+
+
+async def test_list_models(server):
+    server.script(
+        "/v1/models",
+        Reply(
+            body={
+                "object": "list",
+                "data": [
+                    {"id": "qwen3-8b", "object": "model", "created": 0, "owned_by": "me"},
+                    {"id": "org/gemma", "object": "model", "created": 0, "owned_by": "me"},
+                ],
+            }
+        ),
+    )
+
+    assert await make_provider(server).list_models() == ["qwen3-8b", "org/gemma"]
+
+
+async def test_a_tool_call_without_an_id_gets_one(server):
+    fragment = {"index": 0, "function": {"name": "ls", "arguments": "{}"}}
+    server.script(
+        COMPLETIONS,
+        Reply(events=[openai_chunk({"tool_calls": [fragment]}), openai_chunk({}, "tool_calls")]),
+    )
+
+    events, error = await run_stream(make_provider(server), ask())
+
+    assert error is None
+    call = events[0]
+    assert isinstance(call, ToolCallReady)
+    assert call.tool_call_id.startswith("call_") and len(call.tool_call_id) > len("call_")
+    assert (call.tool_name, call.input) == ("ls", {})

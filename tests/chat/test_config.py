@@ -1,0 +1,256 @@
+"""Loading and validating the Dispatch config file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chat.config import (
+    ConfigError,
+    CredentialConfig,
+    DispatchConfig,
+    McpServerConfig,
+    RuntimeConfig,
+    ToolsConfig,
+    get_config,
+    load_config,
+    reset_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+default_model = "openai/gpt-4o-mini"
+
+[runtime]
+max_steps = 10
+retry_delays = [0.5, 1]
+max_tokens = 2048
+
+[tools]
+workspace_root = "/srv/work"
+run_shell = true
+run_shell_timeout = 30
+
+[[credentials]]
+name = "openai"
+kind = "openai"
+api_key_env = "OPENAI_API_KEY"
+models = ["gpt-4o-mini", "o3"]
+context_window = 128000
+reasoning_effort = true
+
+[[credentials]]
+name = "claude"
+kind = "anthropic"
+
+[[credentials]]
+name = "llama"
+kind = "openai"
+base_url = "http://127.0.0.1:8080/v1"
+
+[[credentials]]
+name = "mine"
+kind = "local"
+path = "/models/qwen3-0.6b.gguf"
+
+[[mcp_servers]]
+name = "files"
+command = ["python", "server.py"]
+env = { TOKEN = "x" }
+
+[[mcp_servers]]
+name = "web"
+url = "http://127.0.0.1:9000/mcp"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "dispatch.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file_is_read_completely(tmp_path):
+    path = write(tmp_path, GOOD)
+
+    config = load_config(path)
+
+    assert config == DispatchConfig(
+        credentials=(
+            CredentialConfig(
+                name="openai",
+                kind="openai",
+                base_url="https://api.openai.com/v1",
+                api_key_env="OPENAI_API_KEY",
+                models=("gpt-4o-mini", "o3"),
+                context_window=128000,
+                reasoning_effort=True,
+            ),
+            CredentialConfig(name="claude", kind="anthropic"),
+            CredentialConfig(name="llama", kind="openai", base_url="http://127.0.0.1:8080/v1"),
+            CredentialConfig(
+                name="mine", kind="local", path="/models/qwen3-0.6b.gguf", models=("qwen3-0.6b",)
+            ),
+        ),
+        default_model="openai/gpt-4o-mini",
+        runtime=RuntimeConfig(max_steps=10, retry_delays=(0.5, 1.0), max_tokens=2048),
+        tools=ToolsConfig(workspace_root=Path("/srv/work"), run_shell=True, run_shell_timeout=30),
+        mcp_servers=(
+            McpServerConfig(name="files", command=("python", "server.py"), env={"TOKEN": "x"}),
+            McpServerConfig(name="web", url="http://127.0.0.1:9000/mcp"),
+        ),
+        source=str(path),
+    )
+
+
+def test_a_missing_file_means_the_defaults_without_a_source(tmp_path):
+    assert load_config(tmp_path / "absent.toml") == DispatchConfig()
+    assert DispatchConfig().source is None
+
+
+def test_a_local_credential_without_path_or_models_serves_the_bundled_model(tmp_path):
+    config = load_config(write(tmp_path, '[[credentials]]\nname = "local"\nkind = "local"\n'))
+
+    assert config.credentials[0].models == ("smollm2-135m-instruct",)
+    assert config.credentials[0].path is None
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        pytest.param('default_model = "a/b"\nname = \n', 2, "Invalid value", id="toml-syntax"),
+        pytest.param('\n\ncolour = "red"\n', 3, "unknown key 'colour'", id="unknown-top-key"),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "openai"\n\n'
+            '[[credentials]]\nname = "b"\nkind = "openai"\nmodel = ["x"]\n',
+            8,
+            "unknown key 'credentials[1].model'",
+            id="unknown-credential-key",
+        ),
+        pytest.param(
+            '[runtime]\nmax_steps = "ten"\n',
+            2,
+            "runtime.max_steps must be a positive integer",
+            id="wrong-type",
+        ),
+        pytest.param(
+            "[runtime]\nmax_steps = true\n", 2, "must be a positive integer", id="bool-is-not-int"
+        ),
+        pytest.param(
+            "[runtime]\nretry_delays = [1, -2]\n",
+            2,
+            "retry_delays must be an array",
+            id="negative-delay",
+        ),
+        pytest.param(
+            '[tools]\nrun_shell = "yes"\n',
+            2,
+            "tools.run_shell must be true or false",
+            id="not-a-bool",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "gemini"\n',
+            3,
+            "unknown kind 'gemini'",
+            id="unknown-kind",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "openai"\n'
+            '[[credentials]]\nname = "a"\nkind = "anthropic"\n',
+            5,
+            "duplicate credentials name 'a'",
+            id="duplicate-credential",
+        ),
+        pytest.param(
+            '# models\n[[credentials]]\nkind = "openai"\n',
+            2,
+            "credentials[0].name is required",
+            id="missing-name",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a/b"\nkind = "openai"\n',
+            2,
+            "must not contain '/'",
+            id="slash-in-name",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "local"\nbase_url = "http://x"\n',
+            4,
+            "base_url is not allowed for a credential of kind 'local'",
+            id="key-for-other-kind",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "openai"\nmodels = []\n',
+            4,
+            "models must be a non-empty array of strings",
+            id="empty-models",
+        ),
+        pytest.param(
+            'default_model = "nope/x"\n[[credentials]]\nname = "a"\nkind = "openai"\n',
+            1,
+            "names no credential",
+            id="default-model-credential",
+        ),
+        pytest.param(
+            '\ndefault_model = "a/z"\n[[credentials]]\nname = "a"\nkind = "openai"\n'
+            'models = ["y"]\n',
+            2,
+            "has no model 'z'",
+            id="default-model-model",
+        ),
+        pytest.param(
+            '[[mcp_servers]]\nname = "m"\ncommand = ["x"]\nurl = "http://y"\n',
+            1,
+            "exactly one of command or url",
+            id="mcp-command-and-url",
+        ),
+        pytest.param("runtime = 3\n", 1, "runtime must be a table", id="section-not-a-table"),
+    ],
+)
+def test_errors_name_the_file_the_line_and_the_problem(tmp_path, text, line, problem):
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"{path}, line {line}")
+    assert problem in message
+
+
+def test_get_config_reads_settings_once_until_reset(tmp_path, settings):
+    settings.DISPATCH_CONFIG = str(write(tmp_path, "[runtime]\nmax_steps = 3\n"))
+    reset_config()
+    try:
+        first = get_config()
+        (tmp_path / "dispatch.toml").write_text("[runtime]\nmax_steps = 4\n")
+        assert get_config() is first and first.runtime.max_steps == 3
+        reset_config()
+        assert get_config().runtime.max_steps == 4
+    finally:
+        reset_config()
+
+
+def test_a_bad_file_stops_manage_py_with_the_message(tmp_path):
+    path = write(tmp_path, '[[credentials]]\nname = "a"\nkind = "nope"\n')
+    env = {**os.environ, "DISPATCH_CONFIG": str(path), "DISPATCH_VAR_DIR": str(tmp_path)}
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"Dispatch config error: {path}, line 3: unknown kind 'nope' "
+        "(expected one of: openai, anthropic, local)"
+    )

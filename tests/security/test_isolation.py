@@ -1,0 +1,280 @@
+"""Two users: nothing of one user's conversations reaches the other, over HTTP or WebSocket.
+
+Every operation of the OpenAPI document is listed in CALLS, so a new endpoint fails
+``test_every_endpoint_is_covered`` until its isolation is decided here.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from chat import services
+from chat.api import api
+from chat.models import Conversation, QueuedMessage, group_name_for
+from tests.chat.providers.sse_server import Reply, openai_text_reply
+from tests.security.conftest import (
+    COMPLETIONS,
+    MODEL,
+    api_client,
+    deltas,
+    frames_until,
+    run_turn,
+    script_answers,
+    sealed,
+    socket,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ALICE_CONVERSATION = "alice-conv-1"
+PROMPT = "alpha prompt 7f3a"
+ANSWER = "alpha answer 9c1e"
+QUEUED = "alpha queued 5e2b"
+SECRETS = (PROMPT, ANSWER, QUEUED)
+
+# (method, OpenAPI path) → the request Bob sends: a JSON body or None. Paths with a
+# {conversation_id} are filled with Alice's conversation; every such call must be a 404.
+CALLS: dict[tuple[str, str], dict | None] = {
+    ("POST", "/chat"): {"conversationId": ALICE_CONVERSATION, "message": "hi", "model": MODEL},
+    ("GET", "/models"): None,
+    ("GET", "/conversations"): None,
+    ("GET", "/conversations/{conversation_id}"): None,
+    ("POST", "/conversations/{conversation_id}/stop"): None,
+    ("POST", "/conversations/{conversation_id}/close"): None,
+    ("POST", "/conversations/{conversation_id}/queue"): {"text": "bob text"},
+    ("DELETE", "/conversations/{conversation_id}/queue/{message_id}"): None,
+    ("GET", "/conversations/{conversation_id}/title"): None,
+    ("PUT", "/conversations/{conversation_id}/title"): {"title": "bob title"},
+    ("GET", "/conversations/{conversation_id}/model"): None,
+    ("PUT", "/conversations/{conversation_id}/model"): {"model": MODEL},
+    ("GET", "/conversations/{conversation_id}/reasoning-effort"): None,
+    ("PUT", "/conversations/{conversation_id}/reasoning-effort"): {"reasoningEffort": "low"},
+    ("GET", "/conversations/{conversation_id}/metrics"): None,
+    ("GET", "/metrics/throughput"): None,
+    ("GET", "/health"): None,
+}
+# Calls that name no conversation: they answer 200 with the caller's own data only.
+OWN_DATA = {
+    ("GET", "/models"),
+    ("GET", "/conversations"),
+    ("GET", "/metrics/throughput"),
+    ("GET", "/health"),
+}
+ALICE_CONVERSATION_CALLS = (set(CALLS) - OWN_DATA) | {("POST", "/chat")}
+PUBLIC = {("GET", "/health")}
+QUEUE_SURFACE = {"surfaceId": "message-queue", "conversationId": ALICE_CONVERSATION}
+
+
+def openapi_operations() -> set[tuple[str, str]]:
+    paths = api.get_openapi_schema()["paths"]
+    return {(method.upper(), path) for path, ops in paths.items() for method in ops}
+
+
+def test_every_endpoint_is_covered():
+    assert openapi_operations() == set(CALLS)
+
+
+async def call(client, method: str, path: str, body: dict | None, *, message_id: str = "1"):
+    url = path.format(conversation_id=ALICE_CONVERSATION, message_id=message_id)
+    send = getattr(client, method.lower())
+    if body is None:
+        return await send(url)
+    return await send(url, json.dumps(body), content_type="application/json")
+
+
+def assert_no_secret(response_or_frames) -> None:
+    raw = (
+        response_or_frames.content.decode()
+        if hasattr(response_or_frames, "content")
+        else json.dumps(response_or_frames)
+    )
+    for secret in SECRETS:
+        assert secret not in raw
+
+
+@pytest.fixture
+async def alice_conversation(scripted, token):
+    """Alice's conversation: one sealed turn (prompt + answer + metrics) and a queued text."""
+    await run_turn(scripted, token, ALICE_CONVERSATION, PROMPT, ANSWER)
+    queued = await database_sync_to_async(services.queue_add)(
+        conversation_id=ALICE_CONVERSATION, text=QUEUED
+    )
+    return str(queued.pk)
+
+
+async def alice_state() -> dict:
+    @database_sync_to_async
+    def read():
+        conversation = Conversation.objects.get(pk=ALICE_CONVERSATION)
+        return {
+            "conversation": (
+                conversation.title,
+                conversation.status,
+                conversation.model,
+                conversation.reasoning_effort,
+                conversation.last_seq,
+            ),
+            "queue": list(
+                QueuedMessage.objects.filter(conversation_id=ALICE_CONVERSATION).values_list(
+                    "text", flat=True
+                )
+            ),
+        }
+
+    return await read()
+
+
+async def test_alice_reads_her_own_conversation(alice_conversation, token):
+    """The baseline the other tests negate: the secrets are there for their owner."""
+    client = api_client(token)
+    history = await call(client, "GET", "/conversations/{conversation_id}", None)
+    assert PROMPT in history.content.decode() and ANSWER in history.content.decode()
+    metrics = await call(client, "GET", "/conversations/{conversation_id}/metrics", None)
+    assert len(metrics.json()["turns"]) == 1
+    throughput = await call(client, "GET", "/metrics/throughput", None)
+    assert throughput.json()["models"][0]["turns"] == 1
+    listing = await call(client, "GET", "/conversations", None)
+    assert [c["id"] for c in listing.json()["conversations"]] == [ALICE_CONVERSATION]
+
+
+@pytest.mark.parametrize("operation", sorted(ALICE_CONVERSATION_CALLS))
+async def test_bob_gets_404_for_alice_conversation(operation, alice_conversation, other_token):
+    before = await alice_state()
+    method, path = operation
+    response = await call(
+        api_client(other_token), method, path, CALLS[operation], message_id=alice_conversation
+    )
+    assert response.status_code == 404, response.content
+    assert set(response.json()) == {"error"}
+    assert_no_secret(response)
+    assert await alice_state() == before
+
+
+@pytest.mark.parametrize("operation", sorted(OWN_DATA))
+async def test_bob_sees_only_his_own_data(operation, alice_conversation, other_token):
+    method, path = operation
+    response = await call(api_client(other_token), method, path, CALLS[operation])
+    assert response.status_code == 200, response.content
+    assert_no_secret(response)
+    assert ALICE_CONVERSATION not in response.content.decode()
+    if path == "/metrics/throughput":
+        assert response.json()["models"] == []
+
+
+@pytest.mark.parametrize("operation", sorted(set(CALLS) - PUBLIC))
+async def test_anonymous_gets_401(operation, alice_conversation):
+    method, path = operation
+    response = await call(api_client(None), method, path, CALLS[operation])
+    assert response.status_code == 401, response.content
+    assert set(response.json()) == {"error"}
+    assert_no_secret(response)
+
+
+# ---------------------------------------------------------------- WebSocket
+
+
+def socket_ops(message_id: str) -> list[dict]:
+    """Every ChatConsumer op that names a conversation, aimed at Alice's."""
+    ref = {"conversationId": ALICE_CONVERSATION}
+    return [
+        {"type": "chat.send", "message": "bob here", "model": MODEL, **ref},
+        {"type": "chat.subscribe", **ref},
+        {"type": "chat.queue", "text": "bob text", **ref},
+        {"type": "chat.queue.cancel", "messageId": message_id, **ref},
+        {"type": "subscribe", "surfaceId": "message-queue", **ref},
+        {"type": "invoke", "surfaceId": "message-queue", "actionId": f"cancel:{message_id}", **ref},
+    ]
+
+
+async def test_every_socket_op_on_alice_conversation_is_a_chat_error(
+    alice_conversation, other_token
+):
+    before = await alice_state()
+    bob, connected, _ = await socket(token=other_token)
+    assert connected
+    assert (await bob.receive_json_from(timeout=5))["type"] == "catalog"
+    for frame in socket_ops(alice_conversation):
+        await bob.send_json_to(frame)
+        reply = await bob.receive_json_from(timeout=10)
+        assert reply == {
+            "type": "chat.error",
+            "conversationId": ALICE_CONVERSATION,
+            "message": f"conversation not found: {ALICE_CONVERSATION}",
+        }, frame
+    await bob.disconnect()
+    assert await alice_state() == before
+
+
+async def test_events_of_a_turn_reach_only_its_owner(scripted, token, other_token):
+    script_answers(scripted, ANSWER, "bob answer")
+    alice, _, _ = await socket(token=token)
+    bob, _, _ = await socket(token=other_token)
+    for communicator in (alice, bob):
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "catalog"
+
+    await alice.send_json_to(
+        {"type": "chat.send", "conversationId": ALICE_CONVERSATION, "message": PROMPT}
+    )
+    alice_frames = await frames_until(alice, sealed(ALICE_CONVERSATION))
+    assert deltas(alice_frames, ALICE_CONVERSATION) == ANSWER
+
+    # Bob's own turn travels through the same channel layer after Alice's: any event of hers
+    # routed to Bob would be queued ahead of his and show up before his turn-sealed.
+    await bob.send_json_to({"type": "chat.send", "conversationId": "bob-conv", "message": "hi"})
+    bob_frames = await frames_until(bob, sealed("bob-conv"))
+    assert deltas(bob_frames, "bob-conv") == "bob answer"
+    assert_no_secret(bob_frames)
+    assert [f for f in bob_frames if ALICE_CONVERSATION in json.dumps(f)] == []
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+async def test_subscribing_before_the_owner_creates_the_conversation_leaks_nothing(
+    scripted, token, other_token
+):
+    """Bob subscribes (chat and message-queue surface) to an id Alice has not created yet;
+    then Alice runs a turn there and queues a message during it."""
+    gate = threading.Event()
+    scripted.script(
+        COMPLETIONS,
+        Reply(events=[gate, *openai_text_reply(ANSWER).events]),
+        openai_text_reply("alpha second answer"),
+        openai_text_reply("bob answer"),
+    )
+    bob, _, _ = await socket(token=other_token)
+    assert (await bob.receive_json_from(timeout=5))["type"] == "catalog"
+    await bob.send_json_to({"type": "chat.subscribe", "conversationId": ALICE_CONVERSATION})
+    await bob.send_json_to({"type": "subscribe", **QUEUE_SURFACE})
+    surface = await bob.receive_json_from(timeout=5)
+    assert surface["type"] == "surface"  # an empty queue: the conversation does not exist yet
+    # Bob's socket really is in the conversation's group: only the delivery check stands
+    # between Alice's events and him.
+    assert len(get_channel_layer().groups[group_name_for(ALICE_CONVERSATION)]) == 1
+
+    alice, _, _ = await socket(token=token)
+    assert (await alice.receive_json_from(timeout=5))["type"] == "catalog"
+    await alice.send_json_to(
+        {"type": "chat.send", "conversationId": ALICE_CONVERSATION, "message": PROMPT}
+    )
+    await frames_until(alice, lambda f: f.get("event", {}).get("type") == "turn-start")
+    await alice.send_json_to({"type": "subscribe", **QUEUE_SURFACE})
+    await alice.send_json_to({"type": "chat.queue", "text": QUEUED, **QUEUE_SURFACE})
+    queued = await frames_until(alice, lambda f: f["type"] == "update")
+    assert QUEUED in json.dumps(queued[-1])  # the queue update Bob must not get
+    gate.set()
+    first = await frames_until(alice, sealed(ALICE_CONVERSATION))
+    second = await frames_until(alice, sealed(ALICE_CONVERSATION))  # the queued text's turn
+    assert deltas(first + second, ALICE_CONVERSATION) == ANSWER + "alpha second answer"
+
+    await bob.send_json_to({"type": "chat.send", "conversationId": "bob-conv", "message": "hi"})
+    bob_frames = await frames_until(bob, sealed("bob-conv"))
+    assert deltas(bob_frames, "bob-conv") == "bob answer"
+    assert_no_secret(bob_frames)
+    assert [f for f in bob_frames if ALICE_CONVERSATION in json.dumps(f)] == []
+    await alice.disconnect()
+    await bob.disconnect()

@@ -1,0 +1,122 @@
+"""Browser tests: a real Daphne (SQLite, in-memory layer) whose model is a scripted
+OpenAI-format SSE server in this process, driven by Playwright on Debian's Chromium.
+
+The user logs in with a session cookie made by Django's test client ``force_login`` in the
+stack's own database and copied into each browser context.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.chat.providers.sse_server import ScriptedServer
+from tests.servers import DaphneWorker, manage
+
+COMPLETIONS = "/v1/chat/completions"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def scripted():
+    with ScriptedServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack_env(scripted):
+    root = Path(tempfile.mkdtemp(prefix="dispatch-web-"))
+    config = root / "dispatch.toml"
+    config.write_text(
+        f"""
+[runtime]
+retry_delays = [0.3]
+
+[tools]
+workspace_root = "{root / "workspace"}"
+
+[[credentials]]
+name = "alpha"
+kind = "openai"
+base_url = "{scripted.url}/v1"
+api_key_env = "DISPATCH_WEB_TEST_KEY"
+models = ["fast", "smart"]
+context_window = 8000
+
+[[credentials]]
+name = "beta"
+kind = "openai"
+base_url = "{scripted.url}/v1"
+api_key_env = "DISPATCH_WEB_TEST_KEY"
+models = ["large"]
+"""
+    )
+    (root / "workspace").mkdir()
+    (root / "workspace" / "notes.txt").write_text("hello\n")
+    env = {
+        "DISPATCH_VAR_DIR": str(root / "var"),
+        "DISPATCH_CONFIG": str(config),
+        "DISPATCH_WEB_TEST_KEY": "test",
+    }
+    manage(["migrate", "--noinput"], **env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def daphne(stack_env):
+    with DaphneWorker(stack_env) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="session")
+def session_cookie(stack_env) -> str:
+    code = (
+        "from django.contrib.auth.models import User; from django.test import Client; "
+        "c = Client(); c.force_login(User.objects.create_user('alice')); "
+        "print(c.cookies['sessionid'].value)"
+    )
+    return manage(["shell", "-c", code], **stack_env).strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    # Playwright's sync API refuses to run inside an asyncio loop; pytest-asyncio leaves
+    # none running for sync tests.
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_context(browser, daphne, session_cookie):
+    """A factory of logged-in browser contexts (closed at the end of the test)."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        context.add_cookies([{"name": "sessionid", "value": session_cookie, "url": daphne.url}])
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context):
+    return new_context().new_page()
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name))
