@@ -133,6 +133,29 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
             self.exited.set_result(None)
 
 
+# The shell sees a plain environment, never the server's secrets (API keys, SECRET_KEY,
+# DATABASE_URL …) that live in the server's own environment.
+_PASSED_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "TZ",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+)
+
+
+def _shell_env(cwd: os.PathLike[str]) -> dict[str, str]:
+    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["PWD"] = os.fspath(cwd)
+    return env
+
+
 async def _spawn(
     command: str, cwd: os.PathLike[str]
 ) -> tuple[asyncio.subprocess.Process, asyncio.Future[None]]:
@@ -144,6 +167,7 @@ async def _spawn(
         "-c",
         command,
         cwd=cwd,
+        env=_shell_env(cwd),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

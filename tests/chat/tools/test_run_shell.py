@@ -96,3 +96,21 @@ async def test_collected_output_is_capped(run) -> None:
     outcome = await run("run_shell", command=f"head -c {OUTPUT_CAP + 1234} /dev/zero | tr '\\0' x")
     assert outcome.content == "x" * OUTPUT_CAP + "\n… [truncated: 1,234 more characters]"
     assert sum(len(data) for data, _ in run.output) == OUTPUT_CAP + 1234  # the stream is whole
+
+
+async def test_the_shell_never_sees_the_server_s_secrets(tmp_path, monkeypatch):
+    from chat.config import ToolsConfig
+    from chat.runtime import ToolContext
+    from chat.tools import builtin_tools
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("SECRET_KEY", "django-secret")
+    tool = builtin_tools(ToolsConfig(workspace_root=tmp_path, run_shell=True))["run_shell"]
+
+    async def ignore(data, stream):
+        return None
+
+    outcome = await tool.run({"command": "env"}, ToolContext(str(tmp_path), ignore))
+    assert not outcome.is_error
+    assert "PATH=" in outcome.content
+    assert "sk-very-secret" not in outcome.content and "django-secret" not in outcome.content
