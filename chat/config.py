@@ -10,7 +10,7 @@ Example::
     max_tokens = 4096                           # optional
 
     [tools]
-    workspace_root = "var/workspace"            # default cwd of conversations
+    workspace_root = "/srv/dispatch/workspace"  # default: var/workspace; relative to this file
     run_shell = false                           # the run_shell tool is off unless true
     run_shell_timeout = 60
 
@@ -69,7 +69,7 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class ToolsConfig:
-    workspace_root: Path = Path("var/workspace")
+    workspace_root: Path | None = None  # None: settings.DISPATCH_WORKSPACE_ROOT (var/workspace)
     run_shell: bool = False
     run_shell_timeout: float = 60.0
 

@@ -205,14 +205,34 @@ async def status_publish(*, conversation_id: str, status: str) -> None:
     )
 
 
-def _workspace_for(conversation: Conversation) -> str:
+def workspace_root() -> Path:
+    """The deployment's workspace root: ``[tools] workspace_root`` or ``var/workspace``."""
     from chat.config import get_config
 
-    root = Path(conversation.cwd or get_config().tools.workspace_root)
+    config = get_config()
+    root = config.tools.workspace_root or Path(settings.DISPATCH_WORKSPACE_ROOT)
     if not root.is_absolute():
-        root = Path(settings.BASE_DIR) / root
-    root.mkdir(parents=True, exist_ok=True)
-    return str(root)
+        root = (Path(config.source).parent if config.source else Path(settings.BASE_DIR)) / root
+    return root.resolve()
+
+
+def conversation_cwd(cwd: str) -> Path:
+    """A conversation's working directory: ``cwd`` resolved inside the workspace root.
+
+    Clients choose a directory below the root, never one outside it: the tools can reach
+    everything below a conversation's cwd.
+    """
+    root = workspace_root()
+    path = (root / cwd).resolve() if cwd else root
+    if path != root and root not in path.parents:
+        raise InvalidInput(f"cwd must be a directory inside the workspace root {root}")
+    return path
+
+
+def _workspace_for(conversation: Conversation) -> str:
+    path = conversation_cwd(conversation.cwd)
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
 
 
 async def turn_start(*, user, request: TurnRequest) -> RunningTurn:
@@ -226,6 +246,8 @@ async def turn_start(*, user, request: TurnRequest) -> RunningTurn:
 
     if not request.message.strip():
         raise InvalidInput("message must be a non-empty string")
+    if request.cwd:
+        conversation_cwd(request.cwd)
     existing = await database_sync_to_async(
         Conversation.objects.filter(pk=request.conversation_id).first
     )()

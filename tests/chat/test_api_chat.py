@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -242,6 +243,9 @@ def test_queue_steers_a_running_turn_or_starts_one(stack):
 
 def test_two_step_tool_turn_through_the_api(stack):
     conversation_id = new_id()
+    workspace = Path(stack.env["DISPATCH_VAR_DIR"]) / "workspace" / "project"
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "notes.txt").write_text("hello")
     stack.scripted.script(
         COMPLETIONS,
         openai_tool_reply([("call_1", "list_files", {})]),
@@ -249,7 +253,14 @@ def test_two_step_tool_turn_through_the_api(stack):
     )
     with stack.client() as client:
         events = ndjson(
-            client.post("/chat", json={"message": "what files?", "conversationId": conversation_id})
+            client.post(
+                "/chat",
+                json={
+                    "message": "what files?",
+                    "conversationId": conversation_id,
+                    "cwd": "project",
+                },
+            )
         )
         types = [e["type"] for e in events]
         assert types.count("step-complete") == 2
@@ -257,6 +268,7 @@ def test_two_step_tool_turn_through_the_api(stack):
         result = next(e for e in events if e["type"] == "tool-result")
         assert call["stepId"] == f"{events[0]['turnId']}#0"
         assert (result["toolCallId"], result["isError"]) == ("call_1", False)
+        assert "notes.txt" in result["content"]
         assert types.index("tool-result") > types.index("step-complete")
         chunks = history(client, conversation_id)["chunks"]
         assert [(c["role"], c["chunk"]["type"]) for c in chunks] == [
@@ -354,3 +366,13 @@ def test_health_and_auth(stack):
     anonymous = httpx.get(stack.url + "/conversations")
     assert anonymous.status_code == 401
     assert "error" in anonymous.json()
+
+
+def test_cwd_must_stay_inside_the_workspace_root(stack):
+    with stack.client() as client:
+        for cwd in ("../outside", "/etc", "a/../../b"):
+            response = client.post(
+                "/chat", json={"message": "x", "conversationId": new_id(), "cwd": cwd}
+            )
+            assert response.status_code == 400, cwd
+            assert "workspace root" in response.json()["error"]
