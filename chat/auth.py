@@ -31,6 +31,7 @@ TOKEN_PREFIX_LENGTH = 8
 
 
 def token_digest(token: str) -> str:
+    """What is stored of an API token: its SHA-256, hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 

@@ -176,7 +176,6 @@ def queue_cancel(*, conversation_id: str, message_id: str) -> bool:
 log = logging.getLogger(__name__)
 
 
-
 class InvalidInput(ValueError):
     """Bad input from a client (HTTP 400 / ``chat.error``)."""
 
@@ -188,10 +187,6 @@ class TurnRequest:
     model: str | None = None
     reasoning_effort: str | None = None
     cwd: str | None = None
-
-
-def _user_pk(user) -> int:
-    return user.pk
 
 
 async def status_publish(*, conversation_id: str, status: str) -> None:

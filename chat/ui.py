@@ -172,7 +172,8 @@ class UIConsumer(AsyncWebsocketConsumer):
     async def chat_status(self, message: dict) -> None:
         parts = [await self._tabs_html()]
         if message["conversation"] == self.conversation_id:
-            parts.append(await self._status_html())
+            # A turn starting or ending may have drained the queue; nothing else says so.
+            parts += [await self._status_html(), await self._queue_html()]
         await self.send(text_data="".join(parts))
 
     async def chat_queue(self, message: dict) -> None:
@@ -209,6 +210,8 @@ class UIConsumer(AsyncWebsocketConsumer):
             self._schedule_flush()
         else:
             await self._flush()
+            if event["type"] == "steering":  # the queue was drained into the turn
+                await self.send(text_data=await self._queue_html())
             if event["type"] == "done":
                 await self.send(text_data=await self._gauge_html(live.context_size))
 

@@ -2,13 +2,10 @@
 
 import os
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dispatch_site.settings")
-# The web app's CSS/JS (and htmx, vendored by django-htmx) come from this same process:
-# a self-hosted server with no separate static file server in front of it.
-django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -150,6 +150,8 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     updateButton();
+    var current = document.querySelector(".tab.current");
+    if (current) current.scrollIntoView({ block: "nearest", inline: "nearest" });
     var box = transcript();
     if (box) box.scrollTop = box.scrollHeight;
   });

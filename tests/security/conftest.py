@@ -153,7 +153,7 @@ async def socket(
     if token:
         path += f"?token={token}"
     communicator = WebsocketCommunicator(await application(), path, headers=headers or [])
-    connected, code = await communicator.connect()
+    connected, code = await communicator.connect(timeout=10)
     return communicator, connected, code
 
 

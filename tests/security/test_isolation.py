@@ -70,6 +70,10 @@ PUBLIC = {("GET", "/health")}
 QUEUE_SURFACE = {"surfaceId": "message-queue", "conversationId": ALICE_CONVERSATION}
 
 
+def operation_id(operation: tuple[str, str]) -> str:
+    return " ".join(operation)
+
+
 def openapi_operations() -> set[tuple[str, str]]:
     paths = api.get_openapi_schema()["paths"]
     return {(method.upper(), path) for path, ops in paths.items() for method in ops}
@@ -142,7 +146,7 @@ async def test_alice_reads_her_own_conversation(alice_conversation, token):
     assert [c["id"] for c in listing.json()["conversations"]] == [ALICE_CONVERSATION]
 
 
-@pytest.mark.parametrize("operation", sorted(ALICE_CONVERSATION_CALLS))
+@pytest.mark.parametrize("operation", sorted(ALICE_CONVERSATION_CALLS), ids=operation_id)
 async def test_bob_gets_404_for_alice_conversation(operation, alice_conversation, other_token):
     before = await alice_state()
     method, path = operation
@@ -155,7 +159,7 @@ async def test_bob_gets_404_for_alice_conversation(operation, alice_conversation
     assert await alice_state() == before
 
 
-@pytest.mark.parametrize("operation", sorted(OWN_DATA))
+@pytest.mark.parametrize("operation", sorted(OWN_DATA), ids=operation_id)
 async def test_bob_sees_only_his_own_data(operation, alice_conversation, other_token):
     method, path = operation
     response = await call(api_client(other_token), method, path, CALLS[operation])
@@ -166,7 +170,7 @@ async def test_bob_sees_only_his_own_data(operation, alice_conversation, other_t
         assert response.json()["models"] == []
 
 
-@pytest.mark.parametrize("operation", sorted(set(CALLS) - PUBLIC))
+@pytest.mark.parametrize("operation", sorted(set(CALLS) - PUBLIC), ids=operation_id)
 async def test_anonymous_gets_401(operation, alice_conversation):
     method, path = operation
     response = await call(api_client(None), method, path, CALLS[operation])
@@ -197,7 +201,7 @@ async def test_every_socket_op_on_alice_conversation_is_a_chat_error(
     before = await alice_state()
     bob, connected, _ = await socket(token=other_token)
     assert connected
-    assert (await bob.receive_json_from(timeout=5))["type"] == "catalog"
+    assert (await bob.receive_json_from(timeout=10))["type"] == "catalog"
     for frame in socket_ops(alice_conversation):
         await bob.send_json_to(frame)
         reply = await bob.receive_json_from(timeout=10)
@@ -215,7 +219,7 @@ async def test_events_of_a_turn_reach_only_its_owner(scripted, token, other_toke
     alice, _, _ = await socket(token=token)
     bob, _, _ = await socket(token=other_token)
     for communicator in (alice, bob):
-        assert (await communicator.receive_json_from(timeout=5))["type"] == "catalog"
+        assert (await communicator.receive_json_from(timeout=10))["type"] == "catalog"
 
     await alice.send_json_to(
         {"type": "chat.send", "conversationId": ALICE_CONVERSATION, "message": PROMPT}
@@ -247,17 +251,17 @@ async def test_subscribing_before_the_owner_creates_the_conversation_leaks_nothi
         openai_text_reply("bob answer"),
     )
     bob, _, _ = await socket(token=other_token)
-    assert (await bob.receive_json_from(timeout=5))["type"] == "catalog"
+    assert (await bob.receive_json_from(timeout=10))["type"] == "catalog"
     await bob.send_json_to({"type": "chat.subscribe", "conversationId": ALICE_CONVERSATION})
     await bob.send_json_to({"type": "subscribe", **QUEUE_SURFACE})
-    surface = await bob.receive_json_from(timeout=5)
+    surface = await bob.receive_json_from(timeout=10)
     assert surface["type"] == "surface"  # an empty queue: the conversation does not exist yet
     # Bob's socket really is in the conversation's group: only the delivery check stands
     # between Alice's events and him.
     assert len(get_channel_layer().groups[group_name_for(ALICE_CONVERSATION)]) == 1
 
     alice, _, _ = await socket(token=token)
-    assert (await alice.receive_json_from(timeout=5))["type"] == "catalog"
+    assert (await alice.receive_json_from(timeout=10))["type"] == "catalog"
     await alice.send_json_to(
         {"type": "chat.send", "conversationId": ALICE_CONVERSATION, "message": PROMPT}
     )

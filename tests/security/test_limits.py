@@ -57,9 +57,9 @@ async def test_starting_turns_over_the_rate_limit_is_a_429(settings, scripted, t
     assert not await database_sync_to_async(QueuedMessage.objects.exists)()
 
     alice, _, _ = await socket(token=token)
-    assert (await alice.receive_json_from(timeout=5))["type"] == "catalog"
+    assert (await alice.receive_json_from(timeout=10))["type"] == "catalog"
     await alice.send_json_to({"type": "chat.send", "conversationId": "c4", "message": "four"})
-    error = await alice.receive_json_from(timeout=5)
+    error = await alice.receive_json_from(timeout=10)
     assert error["type"] == "chat.error"
     assert error["conversationId"] == "c4"
     assert error["message"].startswith("too many turns")

@@ -16,7 +16,7 @@ PATHS = ["/ws", "/"]
 async def assert_refused(communicator, connected: bool) -> None:
     """The consumer accepts, then closes with 4401 before sending anything."""
     assert connected
-    assert await communicator.receive_output(timeout=5) == {
+    assert await communicator.receive_output(timeout=10) == {
         "type": "websocket.close",
         "code": 4401,
     }
@@ -25,7 +25,7 @@ async def assert_refused(communicator, connected: bool) -> None:
 
 async def assert_open(communicator, connected: bool) -> None:
     assert connected
-    assert (await communicator.receive_json_from(timeout=5))["type"] == "catalog"
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "catalog"
     await communicator.disconnect()
 
 

@@ -1,0 +1,1 @@
+"""Dispatch benchmarks: ``python -m bench`` (see docs/benchmarks.md)."""

@@ -1,0 +1,192 @@
+"""Benchmark clients: many concurrent streams from one asyncio process.
+
+``direct_streams`` reads the stand-in itself (the baseline); ``socket_turns`` runs turns
+through Dispatch's WebSocket protocol (``chat.send``; one socket carries several
+conversations); ``post_turn`` runs one turn through ``POST /chat``. All of them record, per
+streamed token, receive time minus the stand-in's write stamp, and per turn the times of its
+first and last token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from array import array
+from dataclasses import dataclass, field
+
+import httpx
+import websockets
+
+from bench.standin import MODEL, stamps
+
+
+@dataclass
+class Trace:
+    """One stream / turn as a client saw it (times are monotonic ns)."""
+
+    sent: int = 0
+    first_delta: int = 0  # the first text-delta's arrival, stamped or not
+    tokens: int = 0
+    first_recv: int = 0
+    last_recv: int = 0
+    first_stamp: int = 0
+    last_stamp: int = 0
+    ttft_ms: float | None = None  # the server's step-complete ttftMs
+    decode_ms: float | None = None
+    output_tokens: int | None = None
+    done: bool = False
+    error: str = ""
+
+    def add(self, text: str, now: int, latencies: array) -> None:
+        for stamp in stamps(text):
+            latencies.append(now - stamp)
+            if not self.tokens:
+                self.first_recv, self.first_stamp = now, stamp
+            self.tokens += 1
+            self.last_recv, self.last_stamp = now, stamp
+
+
+@dataclass
+class Run:
+    """Every trace and every per-token latency (ns) of one measured run."""
+
+    traces: list[Trace]
+    latencies: array = field(default_factory=lambda: array("q"))
+    wall_s: float = 0.0
+
+
+# ---------------------------------------------------------------- the stand-in, directly
+
+
+async def direct_streams(port: int, count: int, *, prompt: str = "hi") -> Run:
+    """``count`` concurrent streams read straight from the stand-in (raw HTTP/1.1)."""
+    run = Run([Trace() for _ in range(count)])
+    started = time.monotonic()
+    await asyncio.gather(*(_direct(port, trace, run.latencies, prompt) for trace in run.traces))
+    run.wall_s = time.monotonic() - started
+    return run
+
+
+async def _direct(port: int, trace: Trace, latencies: array, prompt: str) -> None:
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": prompt}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    try:
+        trace.sent = time.monotonic_ns()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: standin\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        while line := await reader.readline():
+            if not line.startswith(b"data: "):
+                continue  # chunk sizes and blank lines
+            if line.startswith(b"data: [DONE]"):
+                trace.done = True
+                break
+            now = time.monotonic_ns()
+            for choice in json.loads(line[6:])["choices"]:
+                trace.add(choice["delta"].get("content") or "", now, latencies)
+    finally:
+        writer.close()
+
+
+# ---------------------------------------------------------------- turns over WebSockets
+
+
+async def socket_turns(
+    ws_urls: list[str], count: int, *, per_socket: int, prefix: str, deadline: float
+) -> Run:
+    """Start ``count`` turns with ``chat.send`` on sockets spread over ``ws_urls``; wait for
+    every ``turn-sealed`` (or the deadline, in seconds)."""
+    run = Run([Trace() for _ in range(count)])
+    groups = [list(range(i, min(i + per_socket, count))) for i in range(0, count, per_socket)]
+    started = time.monotonic()
+    jobs = [
+        _socket(ws_urls[n % len(ws_urls)], {f"{prefix}-{i}": run.traces[i] for i in group}, run)
+        for n, group in enumerate(groups)
+    ]
+    try:
+        await asyncio.wait_for(asyncio.gather(*jobs), deadline)
+    except TimeoutError:
+        for trace in run.traces:
+            if not trace.done:
+                trace.error = trace.error or "timed out"
+    run.wall_s = time.monotonic() - started
+    return run
+
+
+async def _socket(url: str, traces: dict[str, Trace], run: Run) -> None:
+    async with websockets.connect(
+        url, max_size=None, compression=None, ping_interval=None, open_timeout=120
+    ) as ws:
+        await ws.recv()  # the surface catalog, sent on connect
+        for conversation_id, trace in traces.items():
+            trace.sent = time.monotonic_ns()
+            frame = {"type": "chat.send", "conversationId": conversation_id, "message": "go"}
+            await ws.send(json.dumps(frame))
+        pending = len(traces)
+        latencies = run.latencies
+        async for raw in ws:
+            now = time.monotonic_ns()
+            frame = json.loads(raw)
+            kind = frame["type"]
+            if kind == "chat.delta":
+                event = frame["event"]
+                trace = traces.get(event["conversationId"])
+                if trace is None:
+                    continue
+                etype = event["type"]
+                if etype == "text-delta":
+                    trace.add(event["delta"], now, latencies)
+                elif etype == "step-complete":
+                    trace.ttft_ms = event.get("ttftMs")
+                elif etype == "turn-sealed":
+                    trace.done = True
+                    pending -= 1
+            elif kind == "chat.error":
+                trace = traces.get(frame.get("conversationId", ""))
+                if trace is not None and not trace.done:
+                    trace.error, trace.done = frame["message"], True
+                    pending -= 1
+            if pending == 0:
+                return
+
+
+# ---------------------------------------------------------------- one turn over POST /chat
+
+
+async def post_turn(client: httpx.AsyncClient, conversation_id: str, message: str) -> Trace:
+    """One turn through ``POST /chat``: stamps, the first text-delta's arrival, step metrics."""
+    trace = Trace()
+    latencies = array("q")
+    trace.sent = time.monotonic_ns()
+    body = {"conversationId": conversation_id, "message": message}
+    async with client.stream("POST", "/chat", json=body) as response:
+        if response.status_code != 200:
+            trace.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
+            return trace
+        async for line in response.aiter_lines():
+            if not line:
+                continue
+            now = time.monotonic_ns()
+            event = json.loads(line)
+            if event["type"] == "text-delta":
+                trace.first_delta = trace.first_delta or now
+                trace.add(event["delta"], now, latencies)
+            elif event["type"] == "step-complete":
+                trace.ttft_ms = event.get("ttftMs")
+                trace.decode_ms = event.get("decodeMs")
+            elif event["type"] == "usage":
+                trace.output_tokens = event["usage"]["outputTokens"]
+            elif event["type"] == "error":
+                trace.error = event["message"]
+            elif event["type"] == "turn-sealed":
+                trace.done = True
+    return trace

@@ -1,0 +1,156 @@
+"""chat.render (safe Markdown) and chat.transcript (live and stored turns render alike)."""
+
+from __future__ import annotations
+
+from django.template.loader import render_to_string
+
+from chat.render import markdown_html
+from chat.transcript import LiveTurn, id_prefixes, turns_from_history
+
+
+def test_markdown_renders_and_highlights_code():
+    html = markdown_html("# Title\n\n**bold** and `x`\n\n```python\ndef f():\n    return 1\n```")
+    assert "<h1>Title</h1>" in html
+    assert "<strong>bold</strong>" in html
+    assert '<pre class="hl"><code class="language-python">' in html
+    assert '<span class="hl-k">def</span>' in html
+
+
+def test_unfinished_markdown_renders_while_streaming():
+    assert markdown_html("```python\nprint(1").startswith('<pre class="hl">')
+    assert markdown_html("Hello **wor") == "<p>Hello **wor</p>\n"
+
+
+def test_model_html_is_escaped_and_dangerous_links_dropped():
+    html = markdown_html(
+        "<img src=x onerror=alert(1)><script>alert(2)</script> [a](javascript:alert(3)) "
+        '<div hx-get="/x">y</div>'
+    )
+    assert "<script" not in html and "<img" not in html and "<div" not in html
+    assert "&lt;script&gt;" in html
+    assert 'href="javascript' not in html
+
+
+def test_markdown_images_and_links_keep_only_safe_attributes():
+    html = markdown_html('![pic](https://example.com/p.png "t") [site](https://example.com)')
+    assert '<img src="https://example.com/p.png" alt="pic" title="t">' in html
+    assert 'rel="noopener noreferrer nofollow"' in html
+    assert "onerror" not in markdown_html("![x](https://e.com/a.png)")
+
+
+def test_id_prefixes_are_short_and_unique():
+    prefixes = id_prefixes(["abcdef12", "abcdzz", "f00d", "xy"])
+    assert prefixes == {"abcdef12": "abcde", "abcdzz": "abcdz", "f00d": "f00d", "xy": "xy"}
+
+
+TURN = "turn-1-abcdef"
+STEP0, STEP1 = f"{TURN}#0", f"{TURN}#1"
+USAGE = {"inputTokens": 100, "outputTokens": 20}
+EVENTS = [
+    {"type": "user-message", "text": "list please"},
+    {"type": "turn-start"},
+    {"type": "reasoning-delta", "delta": "Let me "},
+    {"type": "reasoning-delta", "delta": "look."},
+    {"type": "tool-call", "stepId": STEP0, "toolCallId": "c1", "toolName": "list_files",
+     "input": {}},
+    {"type": "tool-call", "stepId": STEP0, "toolCallId": "c2", "toolName": "read_file",
+     "input": {"path": "x"}},
+    {"type": "usage", "stepId": STEP0, "usage": USAGE},
+    {"type": "step-complete", "stepId": STEP0, "ttftMs": 10, "decodeMs": 1000, "genTotalMs": 1010},
+    {"type": "tool-output", "toolCallId": "c1", "data": "a.txt\n", "stream": "stdout"},
+    {"type": "tool-result", "stepId": STEP0, "toolCallId": "c1", "toolName": "list_files",
+     "content": "a.txt", "isError": False, "durationMs": 3},
+    {"type": "tool-result", "stepId": STEP0, "toolCallId": "c2", "toolName": "read_file",
+     "content": "no such file", "isError": True, "durationMs": 2},
+    {"type": "text-delta", "delta": "Found **a"},
+    {"type": "text-delta", "delta": ".txt**"},
+    {"type": "usage", "stepId": STEP1, "usage": USAGE},
+    {"type": "step-complete", "stepId": STEP1, "ttftMs": 5, "decodeMs": 500, "genTotalMs": 505},
+    {"type": "done", "reason": "stop", "durationMs": 1600, "contextSize": 120,
+     "usage": {"inputTokens": 200, "outputTokens": 40}},
+]  # fmt: skip
+STORED = [
+    (1, "user", {"type": "text", "text": "list please"}),
+    (2, "assistant", {"type": "thinking", "text": "Let me look."}),
+    (2, "assistant", {"type": "tool-call", "toolCallId": "c1", "toolName": "list_files",
+                      "input": {}, "stepId": STEP0}),
+    (2, "assistant", {"type": "tool-call", "toolCallId": "c2", "toolName": "read_file",
+                      "input": {"path": "x"}, "stepId": STEP0}),
+    (3, "tool", {"type": "tool-result", "toolCallId": "c1", "toolName": "list_files",
+                 "content": "a.txt", "isError": False, "stepId": STEP0}),
+    (3, "tool", {"type": "tool-result", "toolCallId": "c2", "toolName": "read_file",
+                 "content": "no such file", "isError": True, "stepId": STEP0}),
+    (4, "assistant", {"type": "text", "text": "Found **a.txt**"}),
+]  # fmt: skip
+METRICS = {
+    "turnId": TURN,
+    "usage": {"inputTokens": 200, "outputTokens": 40},
+    "durationMs": 1600,
+    "contextSize": 120,
+    "finishReason": "stop",
+    "steps": [
+        {"stepId": STEP0, "usage": USAGE, "ttftMs": 10, "decodeMs": 1000, "genTotalMs": 1010},
+        {"stepId": STEP1, "usage": USAGE, "ttftMs": 5, "decodeMs": 500, "genTotalMs": 505},
+    ],
+}
+
+
+def _live_html() -> str:
+    live = LiveTurn(TURN, number=1)
+    for index, event in enumerate(EVENTS):
+        live.apply({**event, "conversationId": "c", "turnId": TURN})
+        live.last_index = index
+    return render_to_string("chat/_turn.html", {"turn": live.view})
+
+
+def _stored_html() -> str:
+    rows = [{"turn_id": TURN, "message": m, "role": r, "chunk": c} for m, r, c in STORED]
+    (turn,) = turns_from_history(rows, [METRICS])
+    return render_to_string("chat/_turn.html", {"turn": turn})
+
+
+def test_a_live_turn_renders_like_the_same_turn_from_the_log():
+    live, stored = _live_html(), _stored_html()
+    # Streamed tool output is shown live; the log keeps only the result.
+    live = live.replace(
+        '<div class="tool-label">Output</div><pre class="tool-output">a.txt\n</pre>', ""
+    )
+    assert " ".join(live.split()) == " ".join(stored.split())
+
+
+def test_the_rendered_turn_has_grouped_cards_thoughts_and_rows():
+    html = _stored_html()
+    assert html.count('class="tool-batch"') == 1
+    assert "2 tool calls" in html
+    assert 'class="tool-card error"' in html and 'class="tool-card ok"' in html
+    assert "<summary>Thoughts</summary>" in html
+    assert "step 1 · 120 tok · 20 tok/s · 1.0s" in html
+    assert "turn 1 · 240 tok (200 in / 40 out) · 27 tok/s · 1.6s" in html
+    assert "<strong>a.txt</strong>" in html
+
+
+def test_live_thinking_and_retry_banner_while_pending():
+    live = LiveTurn(TURN, number=3)
+    live.apply({"type": "user-message", "text": "hi"})
+    live.apply({"type": "provider-retry", "attempt": 2, "delayMs": 1500, "message": "503"})
+    html = render_to_string("chat/_turn.html", {"turn": live.view})
+    assert "Retrying (#2) in 1.5s…" in html
+    live.apply({"type": "reasoning-delta", "delta": "hmm"})
+    html = render_to_string("chat/_turn.html", {"turn": live.view})
+    assert "Retrying" not in html
+    assert "<summary>Thinking…</summary>" in html
+
+
+def test_changes_name_only_what_moved_since_the_last_flush():
+    live = LiveTurn(TURN, number=1)
+    live.apply({"type": "user-message", "text": "hi"})
+    new, appended, dirty, foot = live.take_changes()
+    assert new and not foot
+    live.apply({"type": "text-delta", "delta": "a"})
+    new, appended, dirty, foot = live.take_changes()
+    assert not new and [b.kind for b in appended] == ["step"] and dirty == []
+    live.apply({"type": "text-delta", "delta": "b"})
+    live.apply({"type": "text-delta", "delta": "c"})
+    new, appended, dirty, foot = live.take_changes()
+    assert appended == [] and len(dirty) == 1 and dirty[0].items[0].text == "abc"
+    assert live.take_changes() == (False, [], [], False)
