@@ -2,7 +2,7 @@
 
 ``direct_streams`` reads the stand-in itself (the baseline); ``socket_turns`` runs turns
 through Dispatch's WebSocket protocol (``chat.send``; one socket carries several
-conversations); ``post_turn`` runs one turn through ``POST /chat``. All of them record, per
+conversations). Both record, per
 streamed token, receive time minus the stand-in's write stamp, and per turn the times of its
 first and last token.
 """
@@ -15,10 +15,11 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
-import httpx
 import websockets
 
 from bench.standin import MODEL, stamps
+
+IDLE_TIMEOUT = 30.0  # seconds without a frame on a socket whose turns are not all sealed
 
 
 @dataclass
@@ -38,9 +39,10 @@ class Trace:
     done: bool = False
     error: str = ""
 
-    def add(self, text: str, now: int, latencies: array) -> None:
+    def add(self, text: str, now: int, run: Run) -> None:
         for stamp in stamps(text):
-            latencies.append(now - stamp)
+            run.latencies.append(now - stamp)
+            run.stamps.append(stamp)
             if not self.tokens:
                 self.first_recv, self.first_stamp = now, stamp
             self.tokens += 1
@@ -53,6 +55,7 @@ class Run:
 
     traces: list[Trace]
     latencies: array = field(default_factory=lambda: array("q"))
+    stamps: array = field(default_factory=lambda: array("q"))  # each latency's write stamp
     wall_s: float = 0.0
 
 
@@ -63,12 +66,12 @@ async def direct_streams(port: int, count: int, *, prompt: str = "hi") -> Run:
     """``count`` concurrent streams read straight from the stand-in (raw HTTP/1.1)."""
     run = Run([Trace() for _ in range(count)])
     started = time.monotonic()
-    await asyncio.gather(*(_direct(port, trace, run.latencies, prompt) for trace in run.traces))
+    await asyncio.gather(*(_direct(port, trace, run, prompt) for trace in run.traces))
     run.wall_s = time.monotonic() - started
     return run
 
 
-async def _direct(port: int, trace: Trace, latencies: array, prompt: str) -> None:
+async def _direct(port: int, trace: Trace, run: Run, prompt: str) -> None:
     body = json.dumps(
         {
             "model": MODEL,
@@ -92,7 +95,7 @@ async def _direct(port: int, trace: Trace, latencies: array, prompt: str) -> Non
                 break
             now = time.monotonic_ns()
             for choice in json.loads(line[6:])["choices"]:
-                trace.add(choice["delta"].get("content") or "", now, latencies)
+                trace.add(choice["delta"].get("content") or "", now, run)
     finally:
         writer.close()
 
@@ -101,7 +104,14 @@ async def _direct(port: int, trace: Trace, latencies: array, prompt: str) -> Non
 
 
 async def socket_turns(
-    ws_urls: list[str], count: int, *, per_socket: int, prefix: str, deadline: float
+    ws_urls: list[str],
+    count: int,
+    *,
+    per_socket: int,
+    prefix: str,
+    deadline: float,
+    model: str | None = None,
+    message: str = "go",
 ) -> Run:
     """Start ``count`` turns with ``chat.send`` on sockets spread over ``ws_urls``; wait for
     every ``turn-sealed`` (or the deadline, in seconds)."""
@@ -109,7 +119,13 @@ async def socket_turns(
     groups = [list(range(i, min(i + per_socket, count))) for i in range(0, count, per_socket)]
     started = time.monotonic()
     jobs = [
-        _socket(ws_urls[n % len(ws_urls)], {f"{prefix}-{i}": run.traces[i] for i in group}, run)
+        _socket(
+            ws_urls[n % len(ws_urls)],
+            {f"{prefix}-{i}": run.traces[i] for i in group},
+            run,
+            model,
+            message,
+        )
         for n, group in enumerate(groups)
     ]
     try:
@@ -122,18 +138,29 @@ async def socket_turns(
     return run
 
 
-async def _socket(url: str, traces: dict[str, Trace], run: Run) -> None:
+async def _socket(
+    url: str, traces: dict[str, Trace], run: Run, model: str | None, message: str
+) -> None:
     async with websockets.connect(
         url, max_size=None, compression=None, ping_interval=None, open_timeout=120
     ) as ws:
         await ws.recv()  # the surface catalog, sent on connect
         for conversation_id, trace in traces.items():
             trace.sent = time.monotonic_ns()
-            frame = {"type": "chat.send", "conversationId": conversation_id, "message": "go"}
+            frame = {"type": "chat.send", "conversationId": conversation_id, "message": message}
+            if model:
+                frame["model"] = model
             await ws.send(json.dumps(frame))
         pending = len(traces)
-        latencies = run.latencies
-        async for raw in ws:
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), IDLE_TIMEOUT)
+            except TimeoutError:
+                # Events were lost (a full channel drops them) or the turns are stuck.
+                for trace in traces.values():
+                    if not trace.done:
+                        trace.error = f"no event for {IDLE_TIMEOUT:g}s"
+                return
             now = time.monotonic_ns()
             frame = json.loads(raw)
             kind = frame["type"]
@@ -144,9 +171,15 @@ async def _socket(url: str, traces: dict[str, Trace], run: Run) -> None:
                     continue
                 etype = event["type"]
                 if etype == "text-delta":
-                    trace.add(event["delta"], now, latencies)
+                    trace.first_delta = trace.first_delta or now
+                    trace.add(event["delta"], now, run)
                 elif etype == "step-complete":
                     trace.ttft_ms = event.get("ttftMs")
+                    trace.decode_ms = event.get("decodeMs")
+                elif etype == "usage":
+                    trace.output_tokens = event["usage"]["outputTokens"]
+                elif etype == "error":
+                    trace.error = event["message"]
                 elif etype == "turn-sealed":
                     trace.done = True
                     pending -= 1
@@ -157,36 +190,3 @@ async def _socket(url: str, traces: dict[str, Trace], run: Run) -> None:
                     pending -= 1
             if pending == 0:
                 return
-
-
-# ---------------------------------------------------------------- one turn over POST /chat
-
-
-async def post_turn(client: httpx.AsyncClient, conversation_id: str, message: str) -> Trace:
-    """One turn through ``POST /chat``: stamps, the first text-delta's arrival, step metrics."""
-    trace = Trace()
-    latencies = array("q")
-    trace.sent = time.monotonic_ns()
-    body = {"conversationId": conversation_id, "message": message}
-    async with client.stream("POST", "/chat", json=body) as response:
-        if response.status_code != 200:
-            trace.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
-            return trace
-        async for line in response.aiter_lines():
-            if not line:
-                continue
-            now = time.monotonic_ns()
-            event = json.loads(line)
-            if event["type"] == "text-delta":
-                trace.first_delta = trace.first_delta or now
-                trace.add(event["delta"], now, latencies)
-            elif event["type"] == "step-complete":
-                trace.ttft_ms = event.get("ttftMs")
-                trace.decode_ms = event.get("decodeMs")
-            elif event["type"] == "usage":
-                trace.output_tokens = event["usage"]["outputTokens"]
-            elif event["type"] == "error":
-                trace.error = event["message"]
-            elif event["type"] == "turn-sealed":
-                trace.done = True
-    return trace

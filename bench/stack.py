@@ -41,11 +41,18 @@ context_window = 8192
 class Stack:
     """Context manager: ``url(i)`` / ``ws_url(i)`` of worker i, ``token`` of the bench user."""
 
-    def __init__(self, standin_url: str, *, workers: int = 1, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        standin_url: str,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        config_extra: str = "",
+    ):
         self.dir = Path(tempfile.mkdtemp(prefix="dispatch-bench-"))
         self.env = {
             "DISPATCH_VAR_DIR": str(self.dir),
-            "DISPATCH_CONFIG": str(write_config(self.dir, standin_url)),
+            "DISPATCH_CONFIG": str(write_config(self.dir, standin_url, config_extra)),
             "STANDIN_API_KEY": "bench",
             "DISPATCH_TURN_RATE_LIMIT": "0",
             "LOG_LEVEL": "WARNING",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -188,10 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ttft", type=float, default=50.0, help="ms before the first token")
     args = parser.parse_args(argv)
     server = StandinServer(Schedule(args.rate, args.tokens, args.ttft / 1000))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(server.serve(args.host, args.port))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

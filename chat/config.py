@@ -22,6 +22,7 @@ Example::
     models = ["gpt-4o-mini"]                    # omitted: listed from the server
     context_window = 128000                     # optional, for every model of the credential
     reasoning_effort = true                     # pass reasoning_effort to the server
+    read_timeout = 600                          # seconds a stream may stay silent (stall)
 
     [[credentials]]
     name = "local"
@@ -58,6 +59,7 @@ class CredentialConfig:
     context_window: int | None = None
     reasoning_effort: bool = False
     path: str | None = None  # kind = "local": the GGUF file
+    read_timeout: float | None = None  # seconds of provider silence that fail a step; None: 600
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ _CREDENTIAL_KEYS = {
     "context_window",
     "reasoning_effort",
     "path",
+    "read_timeout",
 }
 # Keys that only make sense for some kinds of credential.
 _KIND_ONLY_KEYS = {
@@ -117,6 +120,7 @@ _KIND_ONLY_KEYS = {
     "base_url": {"openai", "anthropic"},
     "api_key_env": {"openai", "anthropic"},
     "reasoning_effort": {"openai", "anthropic"},
+    "read_timeout": {"openai", "anthropic"},
 }
 _MCP_KEYS = {"name", "command", "url", "env"}
 
@@ -409,6 +413,7 @@ class _Parser:
             context_window=self.positive_int(table, (*key, "context_window")),
             reasoning_effort=bool(self.boolean(table, (*key, "reasoning_effort"))),
             path=path,
+            read_timeout=self.number(table, (*key, "read_timeout"), positive=True),
         )
 
     def mcp_server(self, value: Any, key: Key) -> McpServerConfig:

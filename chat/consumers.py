@@ -1,27 +1,23 @@
 """WebSocket transport for API clients: the JSON protocol of SPEC §5.
 
 Thin: frames are validated with chat.schemas and handed to chat.services; events arrive from
-the conversation's channel-layer group. A subscription joins the group first, then asks the
-turn's owner for a replay; live events that arrive meanwhile are buffered, and each event's
-index in its turn drops anything already delivered, so replay + live has no gap and no
-duplicate.
+the conversation's channel-layer group, through a chat.feeds.TurnFeed per subscription (replay
+of the running turn, then live, with no gap and no duplicate).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from pydantic import ValidationError
 
 from chat import services, surfaces
+from chat.feeds import TurnFeed
 from chat.models import Conversation, group_name_for
 from chat.ratelimit import TurnRateLimited
-from chat.registry import registry
 from chat.schemas import (
     ChatIn,
     ConversationRef,
@@ -34,18 +30,7 @@ from chat.selectors import NotFound
 
 log = logging.getLogger(__name__)
 
-REPLAY_TIMEOUT = 5.0
 UNAUTHORIZED = 4401
-
-
-@dataclass
-class Subscription:
-    conversation_id: str
-    owner_checked: bool = False
-    pending: bool = False  # waiting for a replay: live events are buffered
-    buffer: list[dict] = field(default_factory=list)
-    turn: str | None = None  # the turn whose events were delivered last
-    last_index: int = -1
 
 
 def user_group(user) -> str:
@@ -59,7 +44,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=UNAUTHORIZED)
             return
-        self.subscriptions: dict[str, Subscription] = {}
+        self.subscriptions: dict[str, TurnFeed] = {}
         self.surface_subscriptions: set[tuple[str, str | None]] = set()
         self.owned: set[str] = set()  # conversations seen to be this user's
         await self.channel_layer.group_add(user_group(self.user), self.channel_name)
@@ -133,8 +118,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 cwd=payload.cwd,
             ),
         )
-        sub = self.subscriptions[conversation_id]
-        sub.owner_checked = True
+        self.owned.add(conversation_id)
         if created:
             await self.channel_layer.group_send(
                 user_group(self.user),
@@ -211,47 +195,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         conversation = await _conversation(conversation_id)
         if conversation is not None and conversation.owner_id != self.user.pk:
             raise NotFound(conversation_id)
-        sub = self.subscriptions.get(conversation_id)
-        if sub is None:
-            sub = Subscription(conversation_id, owner_checked=conversation is not None)
-            self.subscriptions[conversation_id] = sub
+        if conversation is not None:
+            self.owned.add(conversation_id)
+        feed = self.subscriptions.get(conversation_id)
+        if feed is None:
+
+            async def deliver(message: dict) -> None:
+                if await self._owns(conversation_id):
+                    await self.send_json({"type": "chat.delta", "event": message["event"]})
+
+            feed = self.subscriptions[conversation_id] = TurnFeed(conversation_id, deliver)
             await self.channel_layer.group_add(group_name_for(conversation_id), self.channel_name)
-        if not replay:
-            return
-        owner = await _turn_owner(conversation_id)
-        if owner is None:
-            return
-        sub.pending = True
-        await services.worker_start()
-        await registry.request_replay(
-            owner=owner, conversation_id=conversation_id, reply_to=self.channel_name
-        )
-        asyncio.get_running_loop().call_later(
-            REPLAY_TIMEOUT, lambda: asyncio.ensure_future(self._replay_timeout(sub))
-        )
-
-    async def _replay_timeout(self, sub: Subscription) -> None:
-        if sub.pending:  # the owner never answered (it died): deliver what came live
-            await self._flush(sub)
-
-    async def _flush(self, sub: Subscription) -> None:
-        sub.pending = False
-        buffered, sub.buffer = sub.buffer, []
-        for message in buffered:
-            await self._deliver(sub, message)
-
-    async def _deliver(self, sub: Subscription, message: dict) -> None:
-        turn, index = message["turn"], message["index"]
-        if turn == sub.turn and index <= sub.last_index:
-            return  # already delivered by the replay
-        if not sub.owner_checked:
-            # Subscribed before the conversation existed: make sure it became the caller's.
-            conversation = await _conversation(sub.conversation_id)
-            if conversation is None or conversation.owner_id != self.user.pk:
-                return
-            sub.owner_checked = True
-        sub.turn, sub.last_index = turn, index
-        await self.send_json({"type": "chat.delta", "event": message["event"]})
+        if replay:
+            await feed.replay(reply_to=self.channel_name)
 
     # ------------------------------------------------------------------ group messages
 
@@ -267,22 +223,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def chat_event(self, message: dict) -> None:
-        sub = self.subscriptions.get(message["event"]["conversationId"])
-        if sub is None:
-            return
-        if sub.pending:
-            sub.buffer.append(message)
-        else:
-            await self._deliver(sub, message)
+        feed = self.subscriptions.get(message["event"]["conversationId"])
+        if feed is not None:
+            await feed.on_event(message)
 
     async def chat_replay(self, message: dict) -> None:
-        sub = self.subscriptions.get(message["conversation"])
-        if sub is None or not sub.pending:
-            return
-        if message["turn"] is not None:
-            for index, event in enumerate(message["events"]):
-                await self._deliver(sub, {"turn": message["turn"], "index": index, "event": event})
-        await self._flush(sub)
+        feed = self.subscriptions.get(message["conversation"])
+        if feed is not None:
+            await feed.on_replay(message)
 
     async def chat_status(self, message: dict) -> None:
         conversation_id = message["conversation"]
@@ -353,12 +301,3 @@ def _conversation(conversation_id: str) -> Conversation | None:
 @database_sync_to_async
 def _exists(conversation_id: str) -> bool:
     return Conversation.objects.filter(pk=conversation_id).exists()
-
-
-async def _turn_owner(conversation_id: str) -> str | None:
-    """The worker channel of the process running the conversation's turn, if any."""
-    if conversation_id in registry.turns:
-        await services.worker_start()
-        return registry.worker
-    turn = await database_sync_to_async(services.running_turn_row)(conversation_id=conversation_id)
-    return turn.worker if turn is not None and turn.worker else None

@@ -10,6 +10,7 @@ the owner's worker channel (its name is stored on the Turn row).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -54,8 +55,11 @@ class TurnRegistry:
             self._loop = loop
             layer = get_channel_layer()
             self.worker = await layer.new_channel("dispatch.worker.")
-            self._background = [asyncio.ensure_future(self._listen(layer))]
-            self._background += [asyncio.ensure_future(job()) for job in background]
+            # Fresh contexts: these outlive the request that starts them (see _launch).
+            self._background = [
+                loop.create_task(job, context=contextvars.Context())
+                for job in (self._listen(layer), *(job() for job in background))
+            ]
         return self.worker
 
     # ------------------------------------------------------------------ fan-out
@@ -66,7 +70,7 @@ class TurnRegistry:
         turn.events.append(event)
         for queue in turn.listeners:
             queue.put_nowait(event)
-        await get_channel_layer().group_send(
+        await notify(
             group_name_for(turn.conversation_id),
             {"type": "chat.event", "event": event, "turn": turn.turn_id, "index": index},
         )
@@ -121,6 +125,18 @@ class TurnRegistry:
             except Exception:  # the listener must outlive a bad message or a layer hiccup
                 log.exception("worker channel listener")
                 await asyncio.sleep(1)
+
+
+async def notify(group: str, message: dict) -> None:
+    """Send ``message`` to a channel-layer group; a layer failure only drops it.
+
+    Fan-out is a notification path (clients resync from the log), so a layer that is down
+    (Redis restarting) must never fail the turn or request that publishes.
+    """
+    try:
+        await get_channel_layer().group_send(group, message)
+    except Exception as exc:
+        log.warning("channel layer: dropped a %s message to %s: %r", message["type"], group, exc)
 
 
 registry = TurnRegistry()

@@ -7,6 +7,7 @@ writes models directly. Functions are keyword-only and named ``<noun>_<verb>``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from chat.models import (
@@ -29,11 +30,13 @@ from chat.models import (
     group_name_for,
 )
 from chat.ratelimit import turn_rate_check
-from chat.registry import RunningTurn, registry
+from chat.registry import RunningTurn, notify, registry
 from chat.runtime import Message, TurnConfig, TurnPorts, TurnRunner, new_turn_id
 from chat.selectors import NotFound, history_messages, queue_list
 
 TITLE_LENGTH = 40
+# Seconds between attempts to seal a turn whose database is locked or unreachable.
+SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class Conflict(Exception):
@@ -194,7 +197,7 @@ async def status_publish(*, conversation_id: str, status: str) -> None:
     await database_sync_to_async(conversation_set_status)(
         conversation_id=conversation_id, status=status
     )
-    await get_channel_layer().group_send(
+    await notify(
         group_name_for(conversation_id),
         {"type": "chat.status", "conversation": conversation_id, "status": status},
     )
@@ -320,7 +323,11 @@ async def _launch(*, conversation: Conversation, prompt: str, resolved) -> Runni
         retry_delays=runtime.retry_delays,
     )
     running.runner = TurnRunner(config, _ports(running, resolved.provider, tools.tools()))
-    running.task = asyncio.ensure_future(_drive(running, conversation))
+    # A fresh context: the turn outlives the request that starts it, so it must not inherit
+    # the request's thread-sensitive executor (asgiref), which dies with the request.
+    running.task = asyncio.get_running_loop().create_task(
+        _drive(running, conversation), context=contextvars.Context()
+    )
     await status_publish(conversation_id=conversation_id, status=Conversation.Status.ACTIVE)
     return running
 
@@ -345,7 +352,17 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
         return await database_sync_to_async(queue_drain)(conversation_id=conversation_id)
 
     async def seal(metrics: dict) -> None:
-        await database_sync_to_async(turn_seal)(turn_id=turn_id, metrics=metrics)
+        # A turn must end sealed: outlast a database that stays locked past its busy timeout
+        # (the turn already failed on it) rather than leave the turn running until recovery.
+        for delay in (*SEAL_RETRY_DELAYS, None):
+            try:
+                await database_sync_to_async(turn_seal)(turn_id=turn_id, metrics=metrics)
+                return
+            except OperationalError as exc:
+                if delay is None:
+                    raise
+                log.warning("sealing turn %s failed (%s); retrying in %ss", turn_id, exc, delay)
+                await asyncio.sleep(delay)
 
     return TurnPorts(
         provider=provider,

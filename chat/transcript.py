@@ -215,7 +215,6 @@ class LiveTurn:
 
     def __init__(self, turn_id: str, number: int) -> None:
         self.view = TurnView(turn_id, number=number, running=True)
-        self.last_index = -1  # index (in the turn) of the last event applied
         self._step: Step | None = None  # the step receiving content (None between steps)
         self._last_step: Step | None = None
         self._cards: dict[str, tuple[ToolCard, Step]] = {}

@@ -1,9 +1,8 @@
 """The web app's socket (htmx ws extension): form frames in, HTML fragments out.
 
 One socket per page, showing one conversation. On connect it joins the conversation's group,
-reads the committed history, and asks the running turn's owner for a replay; live events
-arriving meanwhile are buffered and deduplicated by (turn, index), exactly like
-chat.consumers.ChatConsumer. The running turn is folded into a LiveTurn and only what
+reads the committed history, then follows the running turn through a chat.feeds.TurnFeed
+(replay, then live, no gap and no duplicate), like chat.consumers.ChatConsumer. The running turn is folded into a LiveTurn and only what
 changed is pushed, as ``hx-swap-oob`` fragments. Deltas (the hottest path) never render
 Markdown directly: they mark the step dirty and a flush at most every FLUSH_INTERVAL seconds
 re-renders it; every other event flushes at once. At ``turn-sealed`` the turn is replaced by
@@ -27,6 +26,7 @@ from django.template.loader import render_to_string
 
 from chat import services, views
 from chat.consumers import UNAUTHORIZED
+from chat.feeds import TurnFeed
 from chat.models import CONVERSATION_ID_PATTERN, REASONING_EFFORTS, group_name_for
 from chat.registry import registry
 from chat.selectors import NotFound, conversation_for_user, queue_list
@@ -35,7 +35,6 @@ from chat.transcript import DELTAS, LiveTurn
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.1  # seconds: the most often a streaming step is re-rendered
-REPLAY_TIMEOUT = 5.0
 TITLE_MAX = 200
 
 
@@ -64,8 +63,7 @@ class UIConsumer(AsyncWebsocketConsumer):
             return
         self.conversation_id = conversation_id
         self.live: LiveTurn | None = None
-        self.pending = False
-        self.buffer: list[dict] = []
+        self.feed = TurnFeed(conversation_id, self._on_event)
         self.history_seq = 0
         self.watched: set[str] = set()
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -106,9 +104,7 @@ class UIConsumer(AsyncWebsocketConsumer):
 
     async def _resync(self, client_seq: int | None, *, full: bool) -> None:
         """History (when the client's differs), then the running turn's replay, then live."""
-        self.pending = True
-        self.buffer = []
-        turns, seq, running = await database_sync_to_async(views.history_snapshot)(
+        turns, seq, _running = await database_sync_to_async(views.history_snapshot)(
             conversation_id=self.conversation_id
         )
         parts = []
@@ -122,52 +118,22 @@ class UIConsumer(AsyncWebsocketConsumer):
             parts += [await self._tabs_html(), await self._queue_html(), await self._status_html()]
         await self.send(text_data="".join(parts))
         self.live = None
-        owner = None
-        if self.conversation_id in registry.turns:
-            owner = await services.worker_start()
-        elif running is not None and running.worker:
-            owner = running.worker
-        if owner is None:
-            await self._release()
-            return
-        await services.worker_start()
-        await registry.request_replay(
-            owner=owner, conversation_id=self.conversation_id, reply_to=self.channel_name
-        )
-        asyncio.get_running_loop().call_later(
-            REPLAY_TIMEOUT, lambda: asyncio.ensure_future(self._replay_timeout())
-        )
-
-    async def _replay_timeout(self) -> None:
-        if self.pending:  # the owner never answered (it died): go on with what came live
-            await self._release()
-
-    async def _release(self) -> None:
-        self.pending = False
-        buffered, self.buffer = self.buffer, []
-        for message in buffered:
-            await self._on_event(message)
-        await self._flush()
+        self.feed.forget()
+        await self.feed.replay(reply_to=self.channel_name)
+        if not self.feed.pending:
+            await self._flush()
 
     # ------------------------------------------------------------------ group messages
 
     async def chat_replay(self, message: dict) -> None:
-        if message["conversation"] != self.conversation_id or not self.pending:
-            return
-        if message["turn"] is not None:
-            for index, event in enumerate(message["events"]):
-                await self._on_event(
-                    {"turn": message["turn"], "index": index, "event": event}, replay=True
-                )
-        await self._release()
+        if message["conversation"] == self.conversation_id:
+            await self.feed.on_replay(message)
+            await self._flush()  # the whole replay is rendered once
 
     async def chat_event(self, message: dict) -> None:
-        if message["event"]["conversationId"] != self.conversation_id:
-            return  # another tab's conversation: only its status matters here
-        if self.pending:
-            self.buffer.append(message)
-        else:
-            await self._on_event(message)
+        if message["event"]["conversationId"] == self.conversation_id:
+            await self.feed.on_event(message)
+        # else: another tab's conversation; only its status matters here
 
     async def chat_status(self, message: dict) -> None:
         parts = [await self._tabs_html()]
@@ -187,8 +153,9 @@ class UIConsumer(AsyncWebsocketConsumer):
 
     # ------------------------------------------------------------------ the running turn
 
-    async def _on_event(self, message: dict, *, replay: bool = False) -> None:
-        turn_id, index, event = message["turn"], message["index"], message["event"]
+    async def _on_event(self, message: dict) -> None:
+        replay = self.feed.pending  # a replay is rendered once, by the flush that follows it
+        turn_id, event = message["turn"], message["event"]
         if event["type"] == "turn-sealed":
             if self.live is None or self.live.turn_id == turn_id:
                 await self._seal(turn_id)
@@ -200,12 +167,9 @@ class UIConsumer(AsyncWebsocketConsumer):
                 conversation_id=self.conversation_id
             )
             live = self.live = LiveTurn(turn_id, number)
-        if index <= live.last_index:
-            return  # delivered already (replay + live overlap)
-        live.last_index = index
         live.apply(event)
         if replay:
-            return  # the whole replay is rendered once, by the flush that follows it
+            return
         if event["type"] in DELTAS:
             self._schedule_flush()
         else:

@@ -5,6 +5,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import redis.exceptions
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DISPATCH_VAR_DIR", BASE_DIR / "var"))
@@ -95,7 +96,7 @@ else:
                 # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue on the
                 # busy timeout instead of failing on lock upgrade; WAL lets readers go on.
                 "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
+                "timeout": float(os.environ.get("DISPATCH_SQLITE_TIMEOUT", "30")),
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
         }
@@ -107,7 +108,18 @@ if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "capacity": 5000, "expiry": 30},
+            "CONFIG": {
+                # One immediate retry on a connection error: pooled connections that a Redis
+                # restart closed then reconnect instead of failing the socket or turn using them.
+                "hosts": [
+                    {
+                        "address": os.environ["REDIS_URL"],
+                        "retry_on_error": [redis.exceptions.ConnectionError],
+                    }
+                ],
+                "capacity": 5000,
+                "expiry": 30,
+            },
         }
     }
 else:
@@ -142,6 +154,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise serves it too (empty unless collectstatic ran)
 # Serve straight from the apps' and project's static dirs: no collectstatic step to forget.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import httpx
+
 from chat.config import EMBEDDED_CREDENTIAL, CredentialConfig, DispatchConfig, get_config
 from chat.runtime.types import Provider, ProviderError
 
@@ -129,6 +131,13 @@ class Catalog:
         return self._providers[credential.name]
 
 
+def _timeout(credential: CredentialConfig) -> dict[str, httpx.Timeout]:
+    """The SDK timeout: ``read_timeout`` bounds how long a stream may stall between bytes."""
+    if credential.read_timeout is None:
+        return {}  # the provider's default
+    return {"timeout": httpx.Timeout(credential.read_timeout, connect=10.0)}
+
+
 def _make_provider(credential: CredentialConfig) -> Provider:
     if credential.kind == "openai":
         from chat.providers.openai import OpenAIProvider
@@ -139,6 +148,7 @@ def _make_provider(credential: CredentialConfig) -> Provider:
             # Keyless servers (llama.cpp …) need no key, but the SDK insists on one.
             api_key=os.environ.get(credential.api_key_env or "OPENAI_API_KEY") or "not-set",
             send_reasoning_effort=credential.reasoning_effort,
+            **_timeout(credential),
         )
     if credential.kind == "anthropic":
         from chat.providers.anthropic import AnthropicProvider
@@ -150,6 +160,7 @@ def _make_provider(credential: CredentialConfig) -> Provider:
             if credential.api_key_env
             else None,
             thinking=credential.reasoning_effort,
+            **_timeout(credential),
         )
     # kind == "local": imported only now, loading llama.cpp is expensive.
     from chat.providers.local import LocalProvider, default_model_path

@@ -502,6 +502,13 @@ def _timings(llm: llama_cpp.Llama) -> dict[str, Any]:
 
 
 def _cpu_count() -> int:
+    """llama's thread count: DISPATCH_LOCAL_THREADS, else every CPU this process may use.
+
+    On a small machine shared with other work, fewer threads than CPUs decode faster: ggml's
+    threads spin, and a busy core stalls all of them.
+    """
+    if configured := os.environ.get("DISPATCH_LOCAL_THREADS", "").strip():
+        return max(1, int(configured))
     if hasattr(os, "sched_getaffinity"):  # the CPUs this process may use, not the host's
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1

@@ -18,15 +18,17 @@ from tests.servers import REPO_ROOT, DaphneWorker, manage, subprocess_env
 def reliability_stack(
     *,
     env: dict[str, str] | None = None,
-    credential_extra: str = "",
+    config_extra: str = "",
     model_url: str | None = None,
     workers: int = 1,
 ) -> Iterator[Stack]:
-    """Like ``tests.chat.live.start_stack``, plus lines for the credential table and another
-    model server (``model_url``) in place of the scripted one."""
+    """Like ``tests.chat.live.start_stack``, plus ``config_extra`` TOML after the ``scripted``
+    credential (``MODEL_URL`` in it becomes the model server's URL) and another model server
+    (``model_url``) in place of the scripted one."""
     scripted = ScriptedServer().start()
     var_dir = Path(tempfile.mkdtemp(prefix="dispatch-reliability-"))
-    config = write_config(var_dir, model_url or scripted.url, credential_extra)
+    model_url = model_url or scripted.url
+    config = write_config(var_dir, model_url, config_extra.replace("MODEL_URL", model_url))
     stack_env = {
         "DISPATCH_VAR_DIR": str(var_dir),
         "DISPATCH_CONFIG": str(config),

@@ -18,11 +18,6 @@ TOKENS = 4
 TOOL_MARKER = "[tool]"
 
 
-def answer_text(prompt: str) -> list[str]:
-    """The text deltas streamed for ``prompt`` (deterministic, so tests can predict them)."""
-    return [f"t{index}-{len(prompt)} " for index in range(TOKENS)]
-
-
 def _chunk(delta: dict | None = None, finish: str | None = None, usage: dict | None = None):
     choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
     body = {"id": "standin", "object": "chat.completion.chunk", "created": 0, "model": "m"}
@@ -48,7 +43,7 @@ def reply_events(request: dict) -> list[dict]:
             _chunk({}, "tool_calls"),
             _chunk(usage=usage),
         ]
-    deltas = [_chunk({"content": token}) for token in answer_text(prompt)]
+    deltas = [_chunk({"content": f"t{index}-{len(prompt)} "}) for index in range(TOKENS)]
     return [*deltas, _chunk({}, "stop"), _chunk(usage=usage)]
 
 

@@ -21,7 +21,7 @@ from tests.reliability.helpers import (
 )
 from tests.reliability.standin import TOOL_MARKER
 
-CLIENTS = 60
+CLIENTS = 200
 TURNS_PER_CLIENT = 5
 TOOL_EVERY = 3  # every third conversation's turns take two steps (a tool call, then text)
 CONNECTS_AT_ONCE = 40  # stay inside the server's listen backlog

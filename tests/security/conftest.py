@@ -7,6 +7,7 @@ credential pointing at a real scripted SSE server (tests.chat.providers.sse_serv
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import threading
@@ -28,6 +29,7 @@ from tests.chat.providers.sse_server import Reply, ScriptedServer, openai_text_r
 COMPLETIONS = "/v1/chat/completions"
 MODEL = "scripted/test-model"
 SCRIPTED_API_KEY = "sk-scripted-secret-0c5e1f"
+TURN_DEADLINE = 30.0
 
 
 @pytest.fixture(autouse=True)
@@ -131,9 +133,10 @@ async def run_turn(
     assert response.status_code == 200, response.content
     drive = registry.turns[conversation_id].task
     gate.set()
-    events = await ndjson_events(response)
-    assert events[-1]["type"] == "turn-sealed"
-    await drive
+    async with asyncio.timeout(TURN_DEADLINE):  # a bound: a stuck turn fails, never hangs
+        events = await ndjson_events(response)
+        assert events[-1]["type"] == "turn-sealed"
+        await drive
     return events
 
 

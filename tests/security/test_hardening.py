@@ -12,6 +12,8 @@ import pytest
 from tests.security.conftest import SCRIPTED_API_KEY, run_turn
 from tests.servers import REPO_ROOT, subprocess_env
 
+SUBPROCESS_TIMEOUT = 120  # a bound, so a stuck interpreter fails the test instead of hanging
+
 # The production environment docs/security.md documents.
 PRODUCTION = {
     "DISPATCH_HTTPS": "1",
@@ -30,6 +32,7 @@ def deploy_check(tmp_path, **env: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         check=False,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 
@@ -61,6 +64,7 @@ def settings_of(tmp_path, **env: str) -> dict:
         capture_output=True,
         text=True,
         check=True,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -97,9 +97,8 @@ METRICS = {
 
 def _live_html() -> str:
     live = LiveTurn(TURN, number=1)
-    for index, event in enumerate(EVENTS):
+    for event in EVENTS:
         live.apply({**event, "conversationId": "c", "turnId": TURN})
-        live.last_index = index
     return render_to_string("chat/_turn.html", {"turn": live.view})
 
 

@@ -1,0 +1,239 @@
+"""``python -m bench [--quick]``: every benchmark side by side in one run → bench/RESULTS.md.
+
+See docs/benchmarks.md for what each number means and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench import report
+from bench.clients import Trace, direct_streams, socket_turns
+from bench.stack import Stack
+from bench.standin import Schedule, StandinProcess
+from bench.stats import RunStats, median, run_stats
+from tests.servers import PostgresServer, RedisServer, subprocess_env
+
+SHORT = "short/standin"  # a stand-in of a few quick tokens: warm-ups and TTFT
+LOCAL = "local/smollm2-135m-instruct"
+PER_SOCKET = 10  # conversations per WebSocket
+
+
+@dataclass(frozen=True)
+class Plan:
+    schedule: Schedule
+    latency_counts: tuple[int, ...]
+    rate_counts: tuple[int, ...]
+    cluster_counts: tuple[int, ...]
+    history_sizes: tuple[int, ...]
+    ttft_turns: int
+    local_tokens: int
+    local_repeat: int
+
+
+FULL = Plan(Schedule(20, 200, 0.05), (1, 100, 500), (100, 500, 1000), (500, 1000),
+            (1_000, 100_000, 1_000_000), 20, 64, 3)  # fmt: skip
+QUICK = Plan(Schedule(20, 40, 0.05), (1, 20), (20, 50), (50,), (1_000, 10_000), 5, 16, 1)
+
+
+def short_credential(url: str) -> str:
+    return f'\n[[credentials]]\nname = "short"\nkind = "openai"\nbase_url = "{url}"\n' + (
+        'api_key_env = "STANDIN_API_KEY"\nmodels = ["standin"]\n'
+    )
+
+
+def inproc(env: dict[str, str], *args: str) -> dict:
+    """Run ``python -m bench.inproc <args>`` with the stack's environment; its JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.inproc", *args],
+        cwd=report.REPO_ROOT,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.inproc {args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Bench:
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.results: dict = {"plan": plan, "single": {}, "cluster": {}, "direct": {}}
+        self.expected = plan.schedule.tokens
+
+    # ------------------------------------------------------------ streaming
+
+    async def warm(self, stack: Stack, workers: int) -> float:
+        """One short turn per worker: imports and connections are made before measuring."""
+        started = time.monotonic()
+        for worker in range(workers):
+            run = await socket_turns(
+                [stack.ws_url(worker)], 1, per_socket=1, prefix=f"warm{worker}",
+                deadline=120, model=SHORT,
+            )  # fmt: skip
+            if run.traces[0].error:
+                raise RuntimeError(f"warm-up turn failed: {run.traces[0].error}")
+        return time.monotonic() - started
+
+    async def direct(self, port: int, count: int) -> RunStats:
+        if count not in self.results["direct"]:
+            log(f"direct: {count} streams")
+            run = await direct_streams(port, count)
+            self.results["direct"][count] = run_stats(run, self.expected)
+        return self.results["direct"][count]
+
+    async def turns(self, stack: Stack, count: int, workers: int, tag: str) -> RunStats:
+        log(f"{tag}: {count} concurrent turns over {workers} worker(s)")
+        s = self.plan.schedule
+        run = await socket_turns(
+            [stack.ws_url(w) for w in range(workers)], count, per_socket=PER_SOCKET,
+            prefix=f"{tag}-{count}", deadline=s.tokens / s.rate + 120 + count * 0.2,
+        )  # fmt: skip
+        return run_stats(run, self.expected)
+
+    async def ttft(self, stack: Stack, short_port: int) -> dict:
+        """Sequential turns: the stand-in's TTFT seen directly, then through a socket."""
+        log("ttft")
+        direct, client, server = [], [], []
+        for i in range(self.plan.ttft_turns):
+            trace = (await direct_streams(short_port, 1)).traces[0]
+            direct.append((trace.first_recv - trace.sent) / 1e6)
+            trace = await self.one_turn(stack, f"ttft-{i}", SHORT, "go")
+            client.append((trace.first_delta - trace.sent) / 1e6)
+            server.append(trace.ttft_ms)
+        return {"direct": median(direct), "client": median(client), "server": median(server)}
+
+    @staticmethod
+    async def one_turn(stack: Stack, conversation_id: str, model: str, message: str) -> Trace:
+        run = await socket_turns(
+            [stack.ws_url()], 1, per_socket=1, prefix=conversation_id, deadline=600,
+            model=model, message=message,
+        )  # fmt: skip
+        trace = run.traces[0]
+        if trace.error or trace.ttft_ms is None:
+            raise RuntimeError(f"turn {conversation_id} failed: {trace.error or 'no ttftMs'}")
+        return trace
+
+    # ------------------------------------------------------------ reads and writes
+
+    async def history(self, stack: Stack) -> dict:
+        log("history: inserting and reading")
+        sizes = ",".join(str(n) for n in self.plan.history_sizes)
+        out = inproc(stack.env, "history", "--user", "bench", "--sizes", sizes)
+        async with httpx.AsyncClient(base_url=stack.url(), headers=stack.headers, timeout=300) as c:
+            for size, row in out.items():
+                path = f"/conversations/{row['conversationId']}"
+                times = []
+                for _ in range(30):
+                    started = time.perf_counter()
+                    response = await c.get(path, params={"limit": 100})
+                    times.append((time.perf_counter() - started) * 1000)
+                    assert len(response.json()["chunks"]) == min(100, int(size))
+                row["httpTailMs"] = median(times)
+                if int(size) <= 100_000:
+                    started = time.perf_counter()
+                    response = await c.get(path)
+                    row["httpFullMs"] = (time.perf_counter() - started) * 1000
+                    assert len(response.json()["chunks"]) == int(size)
+        return out
+
+    # ------------------------------------------------------------ the embedded model
+
+    async def embedded(self, short_url: str) -> dict:
+        log("embedded model: through Dispatch, then llama-cpp-python directly")
+        plan = self.plan
+        extra = short_credential(short_url) + (
+            f'\n[runtime]\nmax_tokens = {plan.local_tokens}\n'
+            '\n[[credentials]]\nname = "local"\nkind = "local"\n'
+            'models = ["smollm2-135m-instruct"]\n'
+        )  # fmt: skip
+        # Directly first, in a process of its own, before any worker has loaded the model.
+        with Stack(short_url, config_extra=extra, workers=0) as prepared:
+            direct = inproc(
+                prepared.env, "llama", "--max-tokens", str(plan.local_tokens),
+                "--repeat", str(plan.local_repeat),
+            )  # fmt: skip
+        rates = []
+        with Stack(short_url, config_extra=extra) as stack:
+            for i in range(plan.local_repeat):
+                trace = await self.one_turn(stack, f"local-{i}", LOCAL, inproc_prompt())
+                if not trace.decode_ms or not trace.output_tokens:
+                    raise RuntimeError("the local turn reported no decodeMs/outputTokens")
+                rates.append(trace.output_tokens / trace.decode_ms * 1000)
+        direct_rates = [r["tokens"] / r["decodeMs"] * 1000 for r in direct["runs"]]
+        return {"dispatch": rates, "direct": direct_rates}
+
+    # ------------------------------------------------------------ the whole run
+
+    async def run(self) -> dict:
+        plan, r = self.plan, self.results
+        with (
+            StandinProcess(plan.schedule) as standin,
+            StandinProcess(Schedule(200, 10, 0.05)) as short,
+        ):
+            with Stack(standin.url, config_extra=short_credential(short.url)) as stack:
+                r["coldFirstTurnS"] = await self.warm(stack, 1)
+                for count in sorted(set(plan.latency_counts + plan.rate_counts)):
+                    await self.direct(standin.port, count)
+                    r["single"][count] = await self.turns(stack, count, 1, "single")
+                r["ttft"] = await self.ttft(stack, short.port)
+                r["history"] = await self.history(stack)
+                r["persistSqlite"] = inproc(stack.env, "persist")
+            with RedisServer() as redis, PostgresServer() as postgres:
+                database = postgres.database_create("bench")
+                env = {"DATABASE_URL": database, "REDIS_URL": redis.url}
+                log("cluster: two workers + Redis + PostgreSQL")
+                with Stack(
+                    standin.url, workers=2, env=env, config_extra=short_credential(short.url)
+                ) as cluster:
+                    await self.warm(cluster, 2)
+                    for count in plan.cluster_counts:
+                        await self.direct(standin.port, count)
+                        r["cluster"][count] = await self.turns(cluster, count, 2, "cluster")
+                    r["persistPostgres"] = inproc(cluster.env, "persist")
+            try:
+                r["embedded"] = await self.embedded(short.url)
+            except Exception as exc:  # reported as "not measured" with the reason
+                r["embedded"] = {"error": str(exc)[-500:]}
+        return r
+
+
+def inproc_prompt() -> str:
+    from bench.inproc import PROMPT
+
+    return PROMPT
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run (small counts)")
+    parser.add_argument("--out", type=Path, default=report.REPO_ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    started = time.monotonic()
+    machine = report.machine()
+    results = asyncio.run(Bench(plan).run())
+    results["elapsedS"] = time.monotonic() - started
+    text = report.render(results, machine, quick=args.quick)
+    args.out.write_text(text)
+    print(text)
+    log(f"done in {results['elapsedS']:.0f}s → {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Measurements that run inside a Django process of the stack (``python -m bench.inproc <cmd>``).
+
+Run in a subprocess with the stack's environment (DATABASE_URL / DISPATCH_VAR_DIR …), so the
+selectors and services use exactly the database the workers use. Prints one JSON object.
+
+- ``history --user U --sizes 1000,100000``: bulk-insert conversations of those sizes (raw SQL),
+  then time ``history_slice`` for a 100-chunk tail and a full read.
+- ``persist``: time ``chunks_append`` of one step of 1, 100 and 1,000 chunks.
+- ``llama --max-tokens N``: llama-cpp-python called directly on the prompt a Dispatch turn with
+  the local model sends (same messages, same model parameters); decode tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import django
+
+TAIL = 100
+PROMPT = "Write a long story about a lighthouse keeper and the sea."
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dispatch_site.settings")
+    django.setup()
+
+
+def _timed(work, repeat: int) -> list[float]:
+    """``work()`` ``repeat`` times; the durations in ms."""
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        work()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def history(user: str, sizes: list[int]) -> dict:
+    """Conversations ``hist-<size>`` of ``size`` chunks; tail and full read times (ms)."""
+    from django.contrib.auth.models import User
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from chat.models import Conversation
+    from chat.selectors import HistoryWindow, history_slice
+
+    owner = User.objects.get(username=user)
+    results: dict[str, dict] = {}
+    for size in sizes:
+        conversation_id = f"hist-{size}"
+        Conversation.objects.filter(pk=conversation_id).delete()
+        Conversation.objects.create(
+            id=conversation_id, owner=owner, last_seq=size, last_message_ordinal=size
+        )
+        started = time.perf_counter()
+        sql = (
+            "INSERT INTO chat_chunk (conversation_id, seq, message, role, type, payload, "
+            "turn_id, step_id, created_at) VALUES (%s, %s, %s, %s, 'text', %s, '', '', %s)"
+        )
+        now = timezone.now()
+        batch = 20_000
+        with transaction.atomic(), connection.cursor() as cursor:
+            for low in range(1, size + 1, batch):
+                cursor.executemany(
+                    sql,
+                    [
+                        (
+                            conversation_id,
+                            seq,
+                            seq,
+                            "user" if seq % 2 else "assistant",
+                            json.dumps({"type": "text", "text": f"chunk {seq} " + "x" * 60}),
+                            now,
+                        )
+                        for seq in range(low, min(low + batch, size + 1))
+                    ],
+                )
+        insert_s = time.perf_counter() - started
+
+        def tail(cid=conversation_id, expect=size):
+            chunks, _ = history_slice(conversation_id=cid, window=HistoryWindow(0, None, TAIL))
+            assert len(chunks) == min(TAIL, expect)
+
+        def full(cid=conversation_id, expect=size):
+            chunks, _ = history_slice(conversation_id=cid, window=HistoryWindow(0, None, None))
+            assert len(chunks) == expect
+
+        tails = _timed(tail, 50)
+        fulls = _timed(full, 1 if size >= 1_000_000 else 3)
+        results[str(size)] = {
+            "conversationId": conversation_id,
+            "insertSeconds": round(insert_s, 2),
+            "tailMs": statistics.median(tails),
+            "fullMs": statistics.median(fulls),
+            "fullRepeats": len(fulls),
+        }
+    return results
+
+
+def persist(repeat: int) -> dict:
+    """``chunks_append`` of one step (an assistant message of n chunks): median ms per n."""
+    from django.contrib.auth.models import User
+
+    from chat.models import Conversation
+    from chat.runtime import Message
+    from chat.services import chunks_append
+
+    owner, _ = User.objects.get_or_create(username="bench-persist")
+    results = {}
+    for n in (1, 100, 1000):
+        conversation_id = f"persist-{n}-{time.monotonic_ns()}"
+        Conversation.objects.create(id=conversation_id, owner=owner)
+        step = Message("assistant", [{"type": "text", "text": "t" * 80} for _ in range(n)])
+        times = _timed(
+            lambda cid=conversation_id, m=step: chunks_append(conversation_id=cid, messages=[m]),
+            repeat,
+        )
+        results[str(n)] = {"medianMs": statistics.median(times), "repeats": repeat}
+    return results
+
+
+def llama(max_tokens: int, repeat: int) -> dict:
+    """Decode tokens/s of llama-cpp-python on the prompt a Dispatch turn sends."""
+    import llama_cpp
+
+    from chat.providers.local import _cpu_count, default_model_path, to_chat_messages
+    from chat.runtime import Message
+    from chat.tools import get_tool_registry
+
+    tools = [tool.spec for tool in get_tool_registry().tools().values()]
+    messages = to_chat_messages([Message("user", [{"type": "text", "text": PROMPT}])], tools)
+    threads = _cpu_count()
+    llm = llama_cpp.Llama(
+        model_path=default_model_path(),
+        n_ctx=0,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
+    runs = []
+    for _ in range(repeat):
+        llm.reset()
+        start = time.monotonic()
+        first, pieces, finish = None, 0, None
+        for chunk in llm.create_chat_completion(
+            messages=messages, max_tokens=max_tokens, stream=True
+        ):
+            choice = chunk["choices"][0]
+            if choice["delta"].get("content"):
+                first = first or time.monotonic()
+                pieces += 1
+            finish = choice["finish_reason"] or finish
+        end = time.monotonic()
+        # At the length limit the count is exact; otherwise one streamed piece ≈ one token.
+        tokens = max_tokens if finish == "length" else pieces
+        runs.append({"tokens": tokens, "decodeMs": (end - (first or start)) * 1000})
+    return {"runs": runs, "messages": len(messages)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.inproc")
+    sub = parser.add_subparsers(dest="command", required=True)
+    h = sub.add_parser("history")
+    h.add_argument("--user", required=True)
+    h.add_argument("--sizes", required=True, help="comma-separated chunk counts")
+    p = sub.add_parser("persist")
+    p.add_argument("--repeat", type=int, default=10)
+    ll = sub.add_parser("llama")
+    ll.add_argument("--max-tokens", type=int, default=128)
+    ll.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    _setup()
+    if args.command == "history":
+        out = history(args.user, [int(s) for s in args.sizes.split(",")])
+    elif args.command == "persist":
+        out = persist(args.repeat)
+    else:
+        out = llama(args.max_tokens, args.repeat)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""A socket's feed of one conversation's turn events: replay, then live, no gap, no duplicate.
+
+Both WebSocket consumers (the JSON protocol and the web app) watch conversations the same way:
+join the conversation's channel-layer group first, then ask the worker that owns the running
+turn for the events so far. Live events that arrive while the replay is on its way are
+buffered; every event travels with its index in its turn, so an event already delivered is
+dropped whichever path brought it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+
+from chat import services
+from chat.registry import registry
+
+REPLAY_TIMEOUT = 5.0
+
+Deliver = Callable[[dict], Awaitable[None]]
+
+
+class TurnFeed:
+    """Feeds ``{"turn", "index", "event"}`` messages of one conversation to ``deliver``."""
+
+    def __init__(self, conversation_id: str, deliver: Deliver):
+        self.conversation_id = conversation_id
+        self._deliver = deliver
+        self.pending = False  # a replay is on its way: live events wait in the buffer
+        self._buffer: list[dict] = []
+        self.turn: str | None = None  # the turn whose events were delivered last
+        self.last_index = -1
+
+    async def replay(self, *, reply_to: str) -> None:
+        """Ask the running turn's owner, if any, to send its events so far to ``reply_to``."""
+        self.pending = True
+        owner = await turn_owner(self.conversation_id)
+        if owner is None:
+            await self._release()
+            return
+        await services.worker_start()
+        await registry.request_replay(
+            owner=owner, conversation_id=self.conversation_id, reply_to=reply_to
+        )
+        asyncio.get_running_loop().call_later(
+            REPLAY_TIMEOUT, lambda: asyncio.ensure_future(self._replay_timed_out())
+        )
+
+    def forget(self) -> None:
+        """Start over (a resync): the next turn events are delivered from scratch."""
+        self.turn, self.last_index = None, -1
+
+    async def on_event(self, message: dict) -> None:
+        """A live ``chat.event`` group message."""
+        if self.pending:
+            self._buffer.append(message)
+        else:
+            await self._pass(message)
+
+    async def on_replay(self, message: dict) -> None:
+        """The owner's ``chat.replay`` answer: the running turn's events so far."""
+        if not self.pending:
+            return
+        if message["turn"] is not None:
+            for index, event in enumerate(message["events"]):
+                await self._pass({"turn": message["turn"], "index": index, "event": event})
+        await self._release()
+
+    async def _replay_timed_out(self) -> None:
+        if self.pending:  # the owner never answered (it died): go on with what came live
+            await self._release()
+
+    async def _release(self) -> None:
+        self.pending = False
+        buffered, self._buffer = self._buffer, []
+        for message in buffered:
+            await self._pass(message)
+
+    async def _pass(self, message: dict) -> None:
+        if message["turn"] == self.turn and message["index"] <= self.last_index:
+            return  # already delivered
+        self.turn, self.last_index = message["turn"], message["index"]
+        await self._deliver(message)
+
+
+async def turn_owner(conversation_id: str) -> str | None:
+    """The worker channel of the process running the conversation's turn, if one runs."""
+    if conversation_id in registry.turns:
+        return await services.worker_start()
+    turn = await database_sync_to_async(services.running_turn_row)(conversation_id=conversation_id)
+    return turn.worker if turn is not None and turn.worker else None
