@@ -55,13 +55,16 @@ class UIConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)
             return
         try:
-            await database_sync_to_async(conversation_for_user)(
+            existing = await database_sync_to_async(conversation_for_user)(
                 user=self.user, conversation_id=conversation_id
             )
         except NotFound:
             await self.close(code=4404)
             return
         self.conversation_id = conversation_id
+        # A draft's conversation does not exist yet: until it does and is seen to be this
+        # user's, nothing about it is shown (someone else could create that id).
+        self.owned = existing is not None
         self.live: LiveTurn | None = None
         self.feed = TurnFeed(conversation_id, self._on_event)
         self.history_seq = 0
@@ -125,25 +128,39 @@ class UIConsumer(AsyncWebsocketConsumer):
 
     # ------------------------------------------------------------------ group messages
 
+    async def _owns_conversation(self) -> bool:
+        if not self.owned:
+            try:
+                conversation = await database_sync_to_async(conversation_for_user)(
+                    user=self.user, conversation_id=self.conversation_id
+                )
+            except NotFound:
+                return False
+            self.owned = conversation is not None
+        return self.owned
+
     async def chat_replay(self, message: dict) -> None:
-        if message["conversation"] == self.conversation_id:
+        if message["conversation"] == self.conversation_id and await self._owns_conversation():
             await self.feed.on_replay(message)
             await self._flush()  # the whole replay is rendered once
 
     async def chat_event(self, message: dict) -> None:
-        if message["event"]["conversationId"] == self.conversation_id:
+        if (
+            message["event"]["conversationId"] == self.conversation_id
+            and await self._owns_conversation()
+        ):
             await self.feed.on_event(message)
         # else: another tab's conversation; only its status matters here
 
     async def chat_status(self, message: dict) -> None:
         parts = [await self._tabs_html()]
-        if message["conversation"] == self.conversation_id:
+        if message["conversation"] == self.conversation_id and await self._owns_conversation():
             # A turn starting or ending may have drained the queue; nothing else says so.
             parts += [await self._status_html(), await self._queue_html()]
         await self.send(text_data="".join(parts))
 
     async def chat_queue(self, message: dict) -> None:
-        if message["conversation"] == self.conversation_id:
+        if message["conversation"] == self.conversation_id and await self._owns_conversation():
             html = render_to_string("chat/_queue.html", {"queue": message["queue"], "oob": True})
             await self.send(text_data=html)
 
