@@ -1,7 +1,7 @@
-"""The one business layer: every write to a conversation goes through here.
+"""Turns: start, stop, close, queue — a turn runs as an asyncio task of this process.
 
-Views, the JSON API, WebSocket consumers and the admin call these functions; none of them
-writes models directly. Functions are keyword-only and named ``<noun>_<verb>``.
+A turn is detached from the request or socket that started it; the database is the source
+of truth and channel-layer events are a notification path.
 """
 
 from __future__ import annotations
@@ -10,22 +10,15 @@ import asyncio
 import contextvars
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
-from django.utils import timezone
+from django.db import OperationalError
 
 from chat.models import (
     DEFAULT_REASONING_EFFORT,
-    Chunk,
     Conversation,
-    QueuedMessage,
-    Tab,
     Turn,
     group_name_for,
 )
@@ -33,154 +26,25 @@ from chat.ratelimit import turn_rate_check
 from chat.registry import RunningTurn, notify, registry
 from chat.runtime import Message, TurnConfig, TurnPorts, TurnRunner, new_turn_id
 from chat.selectors import NotFound, history_messages, queue_list
-
-TITLE_LENGTH = 40
-# Seconds between attempts to seal a turn whose database is locked or unreachable.
-SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-class Conflict(Exception):
-    """The operation clashes with the conversation's state (e.g. a turn is running)."""
-
-
-def default_title(text: str) -> str:
-    """The first message, trimmed, 40 characters + "…" (SPEC §6)."""
-    text = " ".join(text.split())
-    return text if len(text) <= TITLE_LENGTH else text[:TITLE_LENGTH].rstrip() + "…"
-
-
-def conversation_ensure(*, user, conversation_id: str, **defaults) -> Conversation:
-    """The caller's conversation, created on first use; NotFound when someone else owns it."""
-    for _ in range(3):
-        conversation = Conversation.objects.filter(pk=conversation_id).first()
-        if conversation is not None:
-            if conversation.owner_id != user.pk:
-                raise NotFound(conversation_id)
-            return conversation
-        try:
-            with transaction.atomic():
-                return Conversation.objects.create(id=conversation_id, owner=user, **defaults)
-        except IntegrityError:
-            continue  # created concurrently: read it again
-    raise Conflict(f"could not create conversation {conversation_id}")
-
-
-@transaction.atomic
-def chunks_append(
-    *, conversation_id: str, messages: list[Message], turn_id: str = ""
-) -> list[dict]:
-    """Append messages to the log in one transaction; returns their StoredChunks.
-
-    The conversation row is locked while its counters are bumped, so concurrent writers get
-    seqs 1, 2, 3 … with no gap and no duplicate, and every message a fresh ordinal.
-    """
-    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-    seq, ordinal = conversation.last_seq, conversation.last_message_ordinal
-    rows = []
-    for message in messages:
-        if not message.chunks:
-            continue
-        ordinal += 1
-        for chunk in message.chunks:
-            seq += 1
-            rows.append(
-                Chunk(
-                    conversation_id=conversation_id,
-                    seq=seq,
-                    message=ordinal,
-                    role=message.role,
-                    type=chunk["type"],
-                    payload=chunk,
-                    turn_id=turn_id,
-                    step_id=chunk.get("stepId", ""),
-                )
-            )
-    Chunk.objects.bulk_create(rows)
-    Conversation.objects.filter(pk=conversation_id).update(
-        last_seq=seq, last_message_ordinal=ordinal, last_activity_at=timezone.now()
-    )
-    return [row.to_wire() for row in rows]
-
-
-@transaction.atomic
-def turn_begin(*, conversation_id: str, turn_id: str, model: str, worker: str) -> Turn:
-    """Record a running turn; Conflict when the conversation already has one."""
-    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-    if Turn.objects.filter(conversation=conversation, status=Turn.Status.RUNNING).exists():
-        raise Conflict("a turn is already running in this conversation")
-    now = timezone.now()
-    turn = Turn.objects.create(
-        id=turn_id, conversation=conversation, model=model, worker=worker, heartbeat_at=now
-    )
-    fields = {"status": Conversation.Status.ACTIVE, "last_activity_at": now}
-    if not conversation.model:
-        fields["model"] = model
-    Conversation.objects.filter(pk=conversation_id).update(**fields)
-    return turn
-
-
-@transaction.atomic
-def turn_seal(*, turn_id: str, metrics: dict) -> None:
-    """Seal a turn: its TurnMetrics and the sealed status commit together."""
-    from metrics.services import turn_metrics_record
-
-    turn = Turn.objects.select_for_update().get(pk=turn_id)
-    if turn.status == Turn.Status.SEALED:
-        return
-    now = timezone.now()
-    turn.status = Turn.Status.SEALED
-    turn.ended_at = now
-    turn.finish_reason = metrics["finishReason"]
-    turn.save(update_fields=["status", "ended_at", "finish_reason"])
-    turn_metrics_record(turn=turn, metrics=metrics)
-    Conversation.objects.filter(pk=turn.conversation_id).exclude(
-        status=Conversation.Status.CLOSED
-    ).update(status=Conversation.Status.IDLE, last_activity_at=now)
-
-
-def conversation_set_status(*, conversation_id: str, status: str) -> None:
-    Conversation.objects.filter(pk=conversation_id).update(status=status)
-
-
-def conversation_update(*, conversation: Conversation, **fields) -> Conversation:
-    """Set title / model / reasoning_effort / cwd."""
-    for name, value in fields.items():
-        setattr(conversation, name, value)
-    conversation.save(update_fields=list(fields))
-    return conversation
-
-
-def queue_add(*, conversation_id: str, text: str) -> QueuedMessage:
-    return QueuedMessage.objects.create(conversation_id=conversation_id, text=text)
-
-
-@transaction.atomic
-def queue_drain(*, conversation_id: str) -> list[str]:
-    """Take every queued message of the conversation, oldest first."""
-    rows = list(QueuedMessage.objects.select_for_update().filter(conversation_id=conversation_id))
-    QueuedMessage.objects.filter(pk__in=[r.pk for r in rows]).delete()
-    return [r.text for r in rows]
-
-
-def queue_cancel(*, conversation_id: str, message_id: str) -> bool:
-    if not message_id.isdigit():
-        return False
-    deleted, _ = QueuedMessage.objects.filter(
-        conversation_id=conversation_id, pk=int(message_id)
-    ).delete()
-    return deleted > 0
-
-
-# ====================================================================== turns (async)
-#
-# A turn runs as its own asyncio task in this process's registry, detached from the request or
-# socket that started it. The database is the source of truth; events are a notification path.
+from chat.services.errors import Conflict, InvalidInput
+from chat.services.log import (
+    chunks_append,
+    conversation_ensure,
+    conversation_set_status,
+    conversation_update,
+    default_title,
+    queue_add,
+    queue_cancel,
+    queue_drain,
+    turn_begin,
+    turn_seal,
+)
+from chat.services.recovery import heartbeat_loop
 
 log = logging.getLogger(__name__)
 
-
-class InvalidInput(ValueError):
-    """Bad input from a client (HTTP 400 / ``chat.error``)."""
+# Seconds between attempts to seal a turn whose database is locked or unreachable.
+SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 @dataclass
@@ -283,7 +147,7 @@ async def turn_start(*, user, request: TurnRequest) -> RunningTurn:
 
 async def worker_start() -> str:
     """Start this process's worker services (channel listener, heartbeat, sweep); its name."""
-    return await registry.ensure_started(_heartbeat_loop)
+    return await registry.ensure_started(heartbeat_loop)
 
 
 async def _launch(*, conversation: Conversation, prompt: str, resolved) -> RunningTurn:
@@ -495,134 +359,7 @@ async def queue_remove(*, user, conversation_id: str, message_id: str) -> tuple[
 
 
 async def _publish_queue(conversation_id: str, queue: list[dict]) -> None:
-    await get_channel_layer().group_send(
+    await notify(
         group_name_for(conversation_id),
         {"type": "chat.queue", "conversation": conversation_id, "queue": queue},
     )
-
-
-# ====================================================================== recovery
-
-
-def turns_recover(*, stale_before=None) -> list[str]:
-    """Seal running turns whose worker is gone as ``interrupted``; their committed steps stay.
-
-    ``stale_before=None`` seals every running turn (start-up of the only process);
-    otherwise only turns whose heartbeat is older than that moment.
-    """
-    rows = Turn.objects.filter(status=Turn.Status.RUNNING)
-    if stale_before is not None:
-        rows = rows.filter(heartbeat_at__lt=stale_before)
-    sealed = []
-    for turn in rows:
-        turn_seal(
-            turn_id=turn.id,
-            metrics={
-                "turnId": turn.id,
-                "model": turn.model,
-                "usage": {"inputTokens": 0, "outputTokens": 0},
-                "finishReason": "interrupted",
-                "steps": [],
-            },
-        )
-        sealed.append(turn.id)
-    if sealed:
-        log.warning("recovered %d interrupted turn(s): %s", len(sealed), ", ".join(sealed))
-    return sealed
-
-
-def stale_before():
-    """Turns whose heartbeat is older than this moment have lost their worker."""
-    return timezone.now() - timedelta(seconds=settings.DISPATCH_STALE_SECONDS)
-
-
-def turns_heartbeat(*, worker: str, turn_ids: list[str]) -> None:
-    Turn.objects.filter(pk__in=turn_ids, worker=worker, status=Turn.Status.RUNNING).update(
-        heartbeat_at=timezone.now()
-    )
-
-
-async def _heartbeat_loop() -> None:
-    while True:
-        await asyncio.sleep(settings.DISPATCH_HEARTBEAT_SECONDS)
-        try:
-            turn_ids = [t.turn_id for t in registry.turns.values()]
-            if turn_ids:
-                await database_sync_to_async(turns_heartbeat)(
-                    worker=registry.worker, turn_ids=turn_ids
-                )
-        except Exception:
-            log.exception("heartbeat")
-
-
-# ====================================================================== tabs
-#
-# A user's open conversations, persisted server-side so every device shows the same tabs.
-# Each change is announced on the user's tabs group after commit; the web app's sockets
-# re-render their tab bar from the database when they hear it.
-
-
-def tabs_group_for(user_id: int) -> str:
-    """The channel-layer group of a user's web app sockets (tab bar updates)."""
-    return f"tabs.{user_id}"
-
-
-def _tabs_changed(user) -> None:
-    group = tabs_group_for(user.pk)
-    transaction.on_commit(
-        lambda: async_to_sync(get_channel_layer().group_send)(group, {"type": "ui.tabs"})
-    )
-
-
-@transaction.atomic
-def tab_open(*, user, conversation_id: str) -> Tab:
-    """Open the caller's conversation as a tab (last position) and make it the active one.
-
-    Opening a tab that is already open only activates it. NotFound for someone else's.
-    """
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
-    if conversation is None or conversation.owner_id != user.pk:
-        raise NotFound(conversation_id)
-    tab = Tab.objects.select_for_update().filter(user=user, conversation=conversation).first()
-    if tab is None:
-        last = Tab.objects.filter(user=user).order_by("-position").first()
-        tab = Tab.objects.create(
-            user=user, conversation=conversation, position=last.position + 1 if last else 0
-        )
-        _tabs_changed(user)
-    tab_activate(user=user, conversation_id=conversation_id)
-    tab.active = True
-    return tab
-
-
-@transaction.atomic
-def tab_close(*, user, conversation_id: str) -> bool:
-    """Remove the tab (the conversation stays in history); whether there was one."""
-    deleted, _ = Tab.objects.filter(user=user, conversation_id=conversation_id).delete()
-    if deleted:
-        _tabs_changed(user)
-    return deleted > 0
-
-
-@transaction.atomic
-def tab_rename(*, user, conversation_id: str, title: str) -> Conversation:
-    """Set the conversation's title (PUT title semantics) and update the user's tab bars."""
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
-    if conversation is None or conversation.owner_id != user.pk:
-        raise NotFound(conversation_id)
-    conversation_update(conversation=conversation, title=title)
-    _tabs_changed(user)
-    return conversation
-
-
-@transaction.atomic
-def tab_activate(*, user, conversation_id: str) -> None:
-    """Mark the tab the user looks at; ``/`` reopens it. Other devices keep their own view,
-    so nothing is announced."""
-    Tab.objects.filter(user=user).exclude(conversation_id=conversation_id).update(active=False)
-    Tab.objects.filter(user=user, conversation_id=conversation_id).update(active=True)
-
-
-def tab_list(*, user) -> list[Tab]:
-    """The user's tabs in order, with their conversations."""
-    return list(Tab.objects.filter(user=user).select_related("conversation").order_by("position"))

@@ -1,0 +1,149 @@
+"""Synchronous writes: conversations, the append-only chunk log, turn rows and the queue.
+
+Each function is one transaction; ``chunks_append`` is the only code that assigns seqs.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chat.models import (
+    Chunk,
+    Conversation,
+    QueuedMessage,
+    Turn,
+)
+from chat.runtime import Message
+from chat.selectors import NotFound
+from chat.services.errors import Conflict
+
+TITLE_LENGTH = 40
+
+
+def default_title(text: str) -> str:
+    """The first message, trimmed, 40 characters + "…" (SPEC §6)."""
+    text = " ".join(text.split())
+    return text if len(text) <= TITLE_LENGTH else text[:TITLE_LENGTH].rstrip() + "…"
+
+
+def conversation_ensure(*, user, conversation_id: str, **defaults) -> Conversation:
+    """The caller's conversation, created on first use; NotFound when someone else owns it."""
+    for _ in range(3):
+        conversation = Conversation.objects.filter(pk=conversation_id).first()
+        if conversation is not None:
+            if conversation.owner_id != user.pk:
+                raise NotFound(conversation_id)
+            return conversation
+        try:
+            with transaction.atomic():
+                return Conversation.objects.create(id=conversation_id, owner=user, **defaults)
+        except IntegrityError:
+            continue  # created concurrently: read it again
+    raise Conflict(f"could not create conversation {conversation_id}")
+
+
+@transaction.atomic
+def chunks_append(
+    *, conversation_id: str, messages: list[Message], turn_id: str = ""
+) -> list[dict]:
+    """Append messages to the log in one transaction; returns their StoredChunks.
+
+    The conversation row is locked while its counters are bumped, so concurrent writers get
+    seqs 1, 2, 3 … with no gap and no duplicate, and every message a fresh ordinal.
+    """
+    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+    seq, ordinal = conversation.last_seq, conversation.last_message_ordinal
+    rows = []
+    for message in messages:
+        if not message.chunks:
+            continue
+        ordinal += 1
+        for chunk in message.chunks:
+            seq += 1
+            rows.append(
+                Chunk(
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    message=ordinal,
+                    role=message.role,
+                    type=chunk["type"],
+                    payload=chunk,
+                    turn_id=turn_id,
+                    step_id=chunk.get("stepId", ""),
+                )
+            )
+    Chunk.objects.bulk_create(rows)
+    Conversation.objects.filter(pk=conversation_id).update(
+        last_seq=seq, last_message_ordinal=ordinal, last_activity_at=timezone.now()
+    )
+    return [row.to_wire() for row in rows]
+
+
+@transaction.atomic
+def turn_begin(*, conversation_id: str, turn_id: str, model: str, worker: str) -> Turn:
+    """Record a running turn; Conflict when the conversation already has one."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+    if Turn.objects.filter(conversation=conversation, status=Turn.Status.RUNNING).exists():
+        raise Conflict("a turn is already running in this conversation")
+    now = timezone.now()
+    turn = Turn.objects.create(
+        id=turn_id, conversation=conversation, model=model, worker=worker, heartbeat_at=now
+    )
+    fields = {"status": Conversation.Status.ACTIVE, "last_activity_at": now}
+    if not conversation.model:
+        fields["model"] = model
+    Conversation.objects.filter(pk=conversation_id).update(**fields)
+    return turn
+
+
+@transaction.atomic
+def turn_seal(*, turn_id: str, metrics: dict) -> None:
+    """Seal a turn: its TurnMetrics and the sealed status commit together."""
+    from metrics.services import turn_metrics_record
+
+    turn = Turn.objects.select_for_update().get(pk=turn_id)
+    if turn.status == Turn.Status.SEALED:
+        return
+    now = timezone.now()
+    turn.status = Turn.Status.SEALED
+    turn.ended_at = now
+    turn.finish_reason = metrics["finishReason"]
+    turn.save(update_fields=["status", "ended_at", "finish_reason"])
+    turn_metrics_record(turn=turn, metrics=metrics)
+    Conversation.objects.filter(pk=turn.conversation_id).exclude(
+        status=Conversation.Status.CLOSED
+    ).update(status=Conversation.Status.IDLE, last_activity_at=now)
+
+
+def conversation_set_status(*, conversation_id: str, status: str) -> None:
+    Conversation.objects.filter(pk=conversation_id).update(status=status)
+
+
+def conversation_update(*, conversation: Conversation, **fields) -> Conversation:
+    """Set title / model / reasoning_effort / cwd."""
+    for name, value in fields.items():
+        setattr(conversation, name, value)
+    conversation.save(update_fields=list(fields))
+    return conversation
+
+
+def queue_add(*, conversation_id: str, text: str) -> QueuedMessage:
+    return QueuedMessage.objects.create(conversation_id=conversation_id, text=text)
+
+
+@transaction.atomic
+def queue_drain(*, conversation_id: str) -> list[str]:
+    """Take every queued message of the conversation, oldest first."""
+    rows = list(QueuedMessage.objects.select_for_update().filter(conversation_id=conversation_id))
+    QueuedMessage.objects.filter(pk__in=[r.pk for r in rows]).delete()
+    return [r.text for r in rows]
+
+
+def queue_cancel(*, conversation_id: str, message_id: str) -> bool:
+    if not message_id.isdigit():
+        return False
+    deleted, _ = QueuedMessage.objects.filter(
+        conversation_id=conversation_id, pk=int(message_id)
+    ).delete()
+    return deleted > 0
