@@ -141,6 +141,18 @@ async def socket_turns(
 async def _socket(
     url: str, traces: dict[str, Trace], run: Run, model: str | None, message: str
 ) -> None:
+    try:
+        await _socket_session(url, traces, run, model, message)
+    except (OSError, websockets.ConnectionClosed) as exc:
+        # The server closed or refused the socket: its unfinished turns count as errors.
+        for trace in traces.values():
+            if not trace.done:
+                trace.error = f"socket: {exc!r}"[:200]
+
+
+async def _socket_session(
+    url: str, traces: dict[str, Trace], run: Run, model: str | None, message: str
+) -> None:
     async with websockets.connect(
         url, max_size=None, compression=None, ping_interval=None, open_timeout=120
     ) as ws:

@@ -18,18 +18,22 @@ PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 mkdir -p "$DIR/redis" "$DIR/pg" "$DIR/logs"
 PIDS=()
 
-stop() {
-    trap - INT TERM EXIT
-    echo "stopping the cluster…"
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap stop INT TERM EXIT
-
 # initdb refuses to run as root: as root the cluster belongs to the postgres user.
 as_pg() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+
+stop() {
+    trap - INT TERM EXIT
+    echo "stopping the cluster…"
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    # runuser does not pass signals on to postgres: pg_ctl's fast mode stops it.
+    if [ -f "$DIR/pg/data/postmaster.pid" ]; then
+        as_pg "$PG_BIN/pg_ctl" -D "$DIR/pg/data" stop -m fast >/dev/null 2>&1 || true
+    fi
+    wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
 
 wait_for() {  # wait_for <what> <command…>: poll for up to 30 s
     local what=$1; shift
