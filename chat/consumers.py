@@ -31,6 +31,7 @@ from chat.selectors import NotFound
 log = logging.getLogger(__name__)
 
 UNAUTHORIZED = 4401
+SURFACE_OPS = {"subscribe", "unsubscribe", "invoke"}
 
 
 def user_group(user) -> str:
@@ -80,25 +81,29 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         conversation_id = frame.get("conversationId")
         conversation_id = conversation_id if isinstance(conversation_id, str) else None
+        # Surface ops answer failures with `error`, chat ops with `chat.error` (SPEC §5).
+        kind = "error" if frame["type"] in SURFACE_OPS else "chat.error"
         try:
             await handler(self, frame)
         except ValidationError as exc:
-            await self._error(_describe(exc), conversation_id)
+            await self._error(_describe(exc), conversation_id, kind)
         except NotFound:
-            await self._error(f"conversation not found: {conversation_id}", conversation_id)
+            await self._error(f"conversation not found: {conversation_id}", conversation_id, kind)
         except (
             services.Conflict,
             services.InvalidInput,
             surfaces.SurfaceError,
             TurnRateLimited,
         ) as exc:
-            await self._error(str(exc), conversation_id)
+            await self._error(str(exc), conversation_id, kind)
         except Exception:
             log.exception("socket frame %s failed", frame["type"])
-            await self._error("internal error", conversation_id)
+            await self._error("internal error", conversation_id, kind)
 
-    async def _error(self, message: str, conversation_id: str | None = None) -> None:
-        frame = {"type": "chat.error", "message": message}
+    async def _error(
+        self, message: str, conversation_id: str | None = None, kind: str = "chat.error"
+    ) -> None:
+        frame = {"type": kind, "message": message}
         if conversation_id:
             frame["conversationId"] = conversation_id
         await self.send_json(frame)

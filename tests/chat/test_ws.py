@@ -104,11 +104,20 @@ def test_malformed_frames_get_chat_error_and_the_socket_keeps_working(stack):
             '{"type": "chat.send", "message": 1}',
             '{"type": "chat.subscribe"}',
             '{"type": "chat.subscribe", "conversationId": "../x"}',
-            '{"type": "invoke", "surfaceId": "tools", "actionId": "x"}',
         ]:
             sock.ws.send(raw)
             frame = sock.recv()
             assert frame["type"] == "chat.error", raw
+            assert frame["message"]
+        # Surface ops answer with the surface protocol's own `error` frame.
+        for raw in [
+            '{"type": "invoke", "surfaceId": "tools", "actionId": "x"}',
+            '{"type": "subscribe", "surfaceId": "nope"}',
+            '{"type": "subscribe", "surfaceId": "message-queue"}',
+        ]:
+            sock.ws.send(raw)
+            frame = sock.recv()
+            assert frame["type"] == "error", raw
             assert frame["message"]
         stack.scripted.script(COMPLETIONS, openai_text_reply("still here"))
         sock.send({"type": "chat.send", "conversationId": new_id(), "message": "x"})
@@ -298,10 +307,11 @@ def test_random_frames_never_break_the_socket(stack, raw):
     for frame in answers[:-1]:
         assert frame["type"] in {
             "chat.error",
+            "error",
             "surface",
             "update",
             "chat.delta",
             "conversation.statusChanged",
         }, frame
-        if frame["type"] == "chat.error":
+        if frame["type"] in {"chat.error", "error"}:
             assert isinstance(frame["message"], str) and frame["message"]
