@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -231,17 +230,9 @@ class HealthOut(Schema):
     },
 )
 async def chat(request, payload: ChatIn):
-    conversation_id = payload.conversationId or str(uuid.uuid4())
-    running = await services.turn_start(
-        user=request.auth,
-        request=services.TurnRequest(
-            message=payload.message,
-            conversation_id=conversation_id,
-            model=payload.model,
-            reasoning_effort=payload.reasoningEffort,
-            cwd=payload.cwd,
-        ),
-    )
+    turn_request = payload.turn_request()
+    conversation_id = turn_request.conversation_id
+    running = await services.turn_start(user=request.auth, request=turn_request)
     queue = running.listen()
 
     async def lines():

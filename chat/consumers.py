@@ -110,19 +110,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def op_send(self, frame: dict) -> None:
         payload = ChatIn.model_validate(frame)
-        conversation_id = payload.conversationId or _new_id()
+        turn_request = payload.turn_request()
+        conversation_id = turn_request.conversation_id
         created = not await _exists(conversation_id)
         await self._subscribe(conversation_id, replay=False)
-        await services.turn_start(
-            user=self.user,
-            request=services.TurnRequest(
-                message=payload.message,
-                conversation_id=conversation_id,
-                model=payload.model,
-                reasoning_effort=payload.reasoningEffort,
-                cwd=payload.cwd,
-            ),
-        )
+        await services.turn_start(user=self.user, request=turn_request)
         self.owned.add(conversation_id)
         if created:
             await self.channel_layer.group_send(
@@ -290,12 +282,6 @@ def _describe(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()))
         parts.append(f"{where}: {err.get('msg')}" if where else err.get("msg", "invalid"))
     return "invalid frame: " + "; ".join(parts)
-
-
-def _new_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
 
 
 @database_sync_to_async

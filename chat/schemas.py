@@ -1,5 +1,6 @@
 """Client input, validated the same way for HTTP (chat.api) and WebSocket (chat.consumers)."""
 
+import uuid
 from typing import Annotated, Literal
 
 from django.conf import settings
@@ -7,6 +8,7 @@ from ninja import Schema
 from pydantic import ConfigDict, Field, StrictStr
 
 from chat.models import CONVERSATION_ID_PATTERN
+from chat.services import TurnRequest
 
 ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
 
@@ -31,6 +33,16 @@ class ChatIn(_In):
     model: StrictStr | None = None
     reasoningEffort: ReasoningEffort | None = None
     cwd: StrictStr | None = None
+
+    def turn_request(self) -> TurnRequest:
+        """The service's request; a conversation id is minted when the client sent none."""
+        return TurnRequest(
+            message=self.message,
+            conversation_id=self.conversationId or str(uuid.uuid4()),
+            model=self.model,
+            reasoning_effort=self.reasoningEffort,
+            cwd=self.cwd,
+        )
 
 
 class QueueIn(_In):

@@ -18,6 +18,7 @@ from typing import Any
 import anthropic
 import httpx
 
+from chat.providers.streaming import relay
 from chat.runtime.types import (
     Finish,
     Message,
@@ -91,20 +92,14 @@ class AnthropicProvider:
         if request.tools:
             params["tools"] = to_anthropic_tools(request.tools)
         step = _StepState()
-        try:
-            stream = await self._client.messages.create(**params)
-            try:
-                async for event in stream:
-                    for out in step.feed(event):
-                        yield out
-            finally:
-                await stream.close()
-        except (anthropic.APIError, httpx.HTTPError) as exc:
-            raise provider_error(exc) from exc
-        except json.JSONDecodeError as exc:
-            raise ProviderError(
-                f"malformed stream line from the provider: {exc}", code="malformed-stream"
-            ) from exc
+        events = relay(
+            lambda: self._client.messages.create(**params),
+            step.feed,
+            sdk_errors=(anthropic.APIError,),
+            classify=provider_error,
+        )
+        async for event in events:
+            yield event
         if step.stop_reason is None:
             raise ProviderError(
                 "the provider's stream ended before the response was complete",

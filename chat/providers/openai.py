@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import openai
 
+from chat.providers.streaming import relay
 from chat.runtime.types import (
     Finish,
     Message,
@@ -80,20 +81,14 @@ class OpenAIProvider:
         if self._send_reasoning_effort and request.reasoning_effort:
             params["reasoning_effort"] = request.reasoning_effort
         step = _StepState()
-        try:
-            stream = await self._client.chat.completions.create(**params)
-            try:
-                async for chunk in stream:
-                    for event in step.feed(chunk):
-                        yield event
-            finally:
-                await stream.close()
-        except (openai.APIError, httpx.HTTPError) as exc:
-            raise provider_error(exc) from exc
-        except json.JSONDecodeError as exc:
-            raise ProviderError(
-                f"malformed stream line from the provider: {exc}", code="malformed-stream"
-            ) from exc
+        events = relay(
+            lambda: self._client.chat.completions.create(**params),
+            step.feed,
+            sdk_errors=(openai.APIError,),
+            classify=provider_error,
+        )
+        async for event in events:
+            yield event
         for event in step.finish():
             yield event
 

@@ -25,7 +25,7 @@ from chat.models import (
 from chat.ratelimit import turn_rate_check
 from chat.registry import RunningTurn, notify, registry
 from chat.runtime import Message, TurnConfig, TurnPorts, TurnRunner, new_turn_id
-from chat.selectors import NotFound, history_messages, queue_list
+from chat.selectors import conversation_for_user, history_messages, queue_list
 from chat.services.errors import Conflict, InvalidInput
 from chat.services.log import (
     chunks_append,
@@ -110,11 +110,7 @@ async def turn_start(*, user, request: TurnRequest) -> RunningTurn:
         raise InvalidInput("message must be a non-empty string")
     if request.cwd:
         conversation_cwd(request.cwd)
-    existing = await database_sync_to_async(
-        Conversation.objects.filter(pk=request.conversation_id).first
-    )()
-    if existing is not None and existing.owner_id != user.pk:
-        raise NotFound(request.conversation_id)
+    existing = await _conversation_of(user, request.conversation_id)
     if request.conversation_id in registry.turns:
         raise Conflict("a turn is already running in this conversation")
     catalog = get_catalog()
@@ -190,7 +186,7 @@ async def _launch(*, conversation: Conversation, prompt: str, resolved) -> Runni
     # A fresh context: the turn outlives the request that starts it, so it must not inherit
     # the request's thread-sensitive executor (asgiref), which dies with the request.
     running.task = asyncio.get_running_loop().create_task(
-        _drive(running, conversation), context=contextvars.Context()
+        _drive(running), context=contextvars.Context()
     )
     await status_publish(conversation_id=conversation_id, status=Conversation.Status.ACTIVE)
     return running
@@ -239,7 +235,7 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
     )
 
 
-async def _drive(running: RunningTurn, conversation: Conversation) -> None:
+async def _drive(running: RunningTurn) -> None:
     """Run the turn, release the conversation, then carry the queue into a new turn."""
     conversation_id = running.conversation_id
     try:
@@ -272,19 +268,22 @@ async def _carry(conversation_id: str, text: str) -> RunningTurn | None:
         return None
 
 
+async def _conversation_of(user, conversation_id: str) -> Conversation | None:
+    """The caller's conversation, None when it does not exist yet; NotFound if not theirs."""
+    return await database_sync_to_async(conversation_for_user)(
+        user=user, conversation_id=conversation_id
+    )
+
+
 def running_turn_row(*, conversation_id: str) -> Turn | None:
     return Turn.objects.filter(conversation_id=conversation_id, status=Turn.Status.RUNNING).first()
 
 
 async def turn_stop(*, user, conversation_id: str) -> bool:
     """Abort the conversation's running turn, wherever it runs. Idempotent."""
-    conversation = await database_sync_to_async(
-        Conversation.objects.filter(pk=conversation_id).first
-    )()
+    conversation = await _conversation_of(user, conversation_id)
     if conversation is None:
         return False
-    if conversation.owner_id != user.pk:
-        raise NotFound(conversation_id)
     if registry.abort(conversation_id):
         return True
     turn = await database_sync_to_async(running_turn_row)(conversation_id=conversation_id)
@@ -297,13 +296,9 @@ async def turn_stop(*, user, conversation_id: str) -> bool:
 
 async def conversation_close(*, user, conversation_id: str) -> bool:
     """Stop the running turn and mark the conversation closed."""
-    conversation = await database_sync_to_async(
-        Conversation.objects.filter(pk=conversation_id).first
-    )()
+    conversation = await _conversation_of(user, conversation_id)
     if conversation is None:
         return False
-    if conversation.owner_id != user.pk:
-        raise NotFound(conversation_id)
     await status_publish(conversation_id=conversation_id, status=Conversation.Status.CLOSED)
     return await turn_stop(user=user, conversation_id=conversation_id)
 
@@ -315,11 +310,7 @@ async def queue_enqueue(*, user, conversation_id: str, text: str) -> tuple[bool,
     """
     if not text.strip():
         raise InvalidInput("text must be a non-empty string")
-    conversation = await database_sync_to_async(
-        Conversation.objects.filter(pk=conversation_id).first
-    )()
-    if conversation is not None and conversation.owner_id != user.pk:
-        raise NotFound(conversation_id)
+    conversation = await _conversation_of(user, conversation_id)
     started = False
     if conversation is None:
         await turn_start(
@@ -345,11 +336,7 @@ async def queue_enqueue(*, user, conversation_id: str, text: str) -> tuple[bool,
 
 
 async def queue_remove(*, user, conversation_id: str, message_id: str) -> tuple[bool, list[dict]]:
-    conversation = await database_sync_to_async(
-        Conversation.objects.filter(pk=conversation_id).first
-    )()
-    if conversation is not None and conversation.owner_id != user.pk:
-        raise NotFound(conversation_id)
+    await _conversation_of(user, conversation_id)  # NotFound when it is not theirs
     cancelled = await database_sync_to_async(queue_cancel)(
         conversation_id=conversation_id, message_id=message_id
     )

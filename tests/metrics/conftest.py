@@ -55,17 +55,6 @@ def seal(*, user, metrics: dict, conversation_id: str = "conv-1", at: dt.datetim
 
 
 @pytest.fixture
-def user(django_user_model):
-    # No password: hashing one costs ~0.5 s per user and these tests log in with force_login.
-    return django_user_model.objects.create_user(username="alice")
-
-
-@pytest.fixture
-def other_user(django_user_model):
-    return django_user_model.objects.create_user(username="bob")
-
-
-@pytest.fixture
 def sealed(user):
     """``sealed(metrics, at=..., conversation_id=..., owner=...)`` → turn id."""
 
