@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 # Colour-blind-friendly (Okabe–Ito), cycled when there are more models than colours.
 PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000")
 WIDTH, HEIGHT = 560, 240
-LEFT, RIGHT, TOP, BOTTOM = 72, 12, 12, 30
+LEFT, RIGHT, TOP, BOTTOM = 100, 12, 12, 30  # room for "12,345 tok/s"
 MAX_X_LABELS = 7
 
 

@@ -115,7 +115,7 @@ def turn_row(turn: dict, number: int) -> dict:
     if turn.get("durationMs") is not None:
         parts.append(format_duration(turn["durationMs"]))
     title = [turn[key] for key in ("model", "finishReason") if turn.get(key)]
-    steps = turn.get("steps") or []
-    if steps and steps[0].get("ttftMs") is not None:
-        title.append(f"TTFT {format_duration(steps[0]['ttftMs'])}")
+    ttft = next((s["ttftMs"] for s in turn.get("steps") or () if s.get("ttftMs") is not None), None)
+    if ttft is not None:  # the first step that streamed tokens (tool-only steps have none)
+        title.append(f"TTFT {format_duration(ttft)}")
     return {"text": SEPARATOR.join(parts), "title": SEPARATOR.join(title)}

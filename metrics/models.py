@@ -22,7 +22,9 @@ class TurnMetrics(models.Model):
     # Sum over steps of (decodeMs ?? genTotalMs): the time TPS divides by. Summing the two
     # turn-level columns above cannot give it, since a tool-call-only step has no decodeMs.
     generation_ms = models.FloatField(null=True, blank=True)
-    ttft_ms = models.FloatField(null=True, blank=True, help_text="first step's TTFT")
+    ttft_ms = models.FloatField(
+        null=True, blank=True, help_text="TTFT of the first step that streamed tokens"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -27,7 +27,9 @@ def turn_metrics_record(*, turn, metrics: dict) -> TurnMetrics:
         gen_total_ms=_sum(s.get("genTotalMs") for s in steps),
         decode_ms=_sum(s.get("decodeMs") for s in steps),
         generation_ms=turn_generation_ms(metrics),
-        ttft_ms=steps[0].get("ttftMs") if steps else None,
+        # The turn's time to first token: the first step that streamed any (a step that only
+        # called tools has none).
+        ttft_ms=next((s["ttftMs"] for s in steps if s.get("ttftMs") is not None), None),
     )
     StepMetrics.objects.bulk_create(
         StepMetrics(
