@@ -133,7 +133,10 @@ if os.environ.get("REDIS_URL"):
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5000}}
+        "default": {
+            "BACKEND": "dispatch_site.channel_layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 5000},
+        }
     }
 
 # Turn ownership: each worker beats for its running turns; a turn whose heartbeat is older than

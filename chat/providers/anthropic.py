@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import anthropic
@@ -92,8 +92,17 @@ class AnthropicProvider:
         if request.tools:
             params["tools"] = to_anthropic_tools(request.tools)
         step = _StepState()
+
+        async def items() -> AsyncGenerator[Any, None]:
+            stream = await self._client.messages.create(**params)
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                await stream.close()
+
         events = relay(
-            lambda: self._client.messages.create(**params),
+            items,
             step.feed,
             sdk_errors=(anthropic.APIError,),
             classify=provider_error,

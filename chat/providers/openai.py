@@ -2,13 +2,17 @@
 
 Streams chat completions and turns them into the runtime's provider events. The SDK's own
 retries are off: the runtime owns the retry policy and needs to see every failure.
+
+The SDK sends the request and raises its errors; the stream's lines are read raw and parsed
+with ``json.loads``. Building the SDK's pydantic models for every chunk was a third of a
+worker's CPU under load (bench/RESULTS.md), and the stream's JSON is all the adapter needs.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +86,7 @@ class OpenAIProvider:
             params["reasoning_effort"] = request.reasoning_effort
         step = _StepState()
         events = relay(
-            lambda: self._client.chat.completions.create(**params),
+            lambda: self._chunks(params),
             step.feed,
             sdk_errors=(openai.APIError,),
             classify=provider_error,
@@ -91,6 +95,23 @@ class OpenAIProvider:
             yield event
         for event in step.finish():
             yield event
+
+    async def _chunks(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """The stream's chunks as parsed JSON, until ``[DONE]`` or the end of the body."""
+        create = self._client.chat.completions.with_streaming_response.create
+        async with create(**params) as response:
+            async for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, event names
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                chunk = json.loads(data)
+                if not isinstance(chunk, dict):
+                    raise json.JSONDecodeError("a chunk is not a JSON object", data, 0)
+                if "error" in chunk:  # an error object inside a 200 stream
+                    raise stream_error(chunk["error"])
+                yield chunk
 
 
 # ---------------------------------------------------------------- requests
@@ -168,39 +189,38 @@ class _StepState:
         self.timings: Mapping[str, Any] | None = None
         self.finish_reason: str | None = None
 
-    def feed(self, chunk: Any) -> list[ProviderEvent]:
+    def feed(self, chunk: dict[str, Any]) -> list[ProviderEvent]:
         events: list[ProviderEvent] = []
-        extra = chunk.model_extra or {}
-        if isinstance(extra.get("timings"), dict):
-            self.timings = extra["timings"]  # llama.cpp reports its own timings
-        if chunk.usage is not None:
-            self.usage = _usage(chunk.usage)
-        for choice in chunk.choices or ():
-            delta = choice.delta
-            if delta is not None:
-                delta_extra = delta.model_extra or {}
-                for field in ("reasoning_content", "reasoning"):
-                    reasoning = delta_extra.get(field)
-                    if isinstance(reasoning, str) and reasoning:
-                        events.append(ReasoningDelta(reasoning))
-                if delta.content:
-                    events.append(TextDelta(delta.content))
-                for fragment in delta.tool_calls or ():
-                    self._add_fragment(fragment)
-            if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
+        timings = chunk.get("timings")
+        if isinstance(timings, dict):
+            self.timings = timings  # llama.cpp reports its own timings
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = _usage(usage)
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            for field in ("reasoning_content", "reasoning"):
+                reasoning = delta.get(field)
+                if isinstance(reasoning, str) and reasoning:
+                    events.append(ReasoningDelta(reasoning))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                events.append(TextDelta(content))
+            for fragment in delta.get("tool_calls") or ():
+                self._add_fragment(fragment)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
         return events
 
-    def _add_fragment(self, fragment: Any) -> None:
-        call = self.calls.setdefault(fragment.index, _PendingCall())
-        if fragment.id:
-            call.id = fragment.id
-        function = fragment.function
-        if function is not None:
-            if function.name:
-                call.name += function.name
-            if function.arguments:
-                call.arguments += function.arguments
+    def _add_fragment(self, fragment: dict[str, Any]) -> None:
+        call = self.calls.setdefault(fragment.get("index") or 0, _PendingCall())
+        if fragment.get("id"):
+            call.id = fragment["id"]
+        function = fragment.get("function") or {}
+        if function.get("name"):
+            call.name += function["name"]
+        if function.get("arguments"):
+            call.arguments += function["arguments"]
 
     def finish(self) -> list[ProviderEvent]:
         """The events due at stream end: complete tool calls, then usage, then Finish."""
@@ -239,14 +259,13 @@ def _parse_arguments(call: _PendingCall) -> dict[str, Any]:
     return value
 
 
-def _usage(usage: Any) -> Usage:
-    details = usage.prompt_tokens_details
-    cached = details.cached_tokens if details is not None else None
+def _usage(usage: dict[str, Any]) -> Usage:
+    details = usage.get("prompt_tokens_details") or {}
     # OpenAI's prompt_tokens already include the cached tokens (SPEC's inputTokens).
     return Usage(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
-        cache_read_tokens=cached,
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        cache_read_tokens=details.get("cached_tokens"),
     )
 
 
@@ -270,12 +289,17 @@ def provider_error(exc: Exception) -> ProviderError:
             retryable=retryable,
         )
     if isinstance(exc, openai.APIError):
-        # An error object inside a 200 stream.
-        body = exc.body if isinstance(exc.body, dict) else {}
-        kind = str(body.get("type") or body.get("code") or "")
-        retryable = any(word in kind for word in ("server_error", "rate_limit", "overloaded"))
-        return ProviderError(exc.message, code=kind or None, retryable=retryable)
+        return stream_error(exc.body if isinstance(exc.body, dict) else {"message": exc.message})
     return ProviderError(f"provider failed: {exc}")
+
+
+def stream_error(body: Any) -> ProviderError:
+    """An ``error`` object inside a 200 stream; server errors and rate limits are retryable."""
+    body = body if isinstance(body, dict) else {"message": str(body)}
+    kind = str(body.get("type") or body.get("code") or "")
+    retryable = any(word in kind for word in ("server_error", "rate_limit", "overloaded"))
+    message = body.get("message") if isinstance(body.get("message"), str) else "provider error"
+    return ProviderError(message, code=kind or None, retryable=retryable)
 
 
 def _detail(body: object, fallback: str) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ from chat.runtime.types import ProviderError, ProviderEvent
 
 
 async def relay(
-    open_stream: Callable[[], Awaitable[Any]],
+    items: Callable[[], AsyncGenerator[Any, None]],
     feed: Callable[[Any], Iterable[ProviderEvent]],
     *,
     sdk_errors: tuple[type[Exception], ...],
@@ -25,13 +26,10 @@ async def relay(
     """
     caught: tuple[type[Exception], ...] = (*sdk_errors, httpx.HTTPError)
     try:
-        stream = await open_stream()
-        try:
+        async with contextlib.aclosing(items()) as stream:
             async for item in stream:
                 for event in feed(item):
                     yield event
-        finally:
-            await stream.close()
     except caught as exc:
         raise classify(exc) from exc
     except json.JSONDecodeError as exc:

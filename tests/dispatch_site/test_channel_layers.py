@@ -1,0 +1,50 @@
+"""The embedded channel layer still delivers, groups and expires like Channels' own."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatch_site import channel_layers
+from dispatch_site.channel_layers import InMemoryChannelLayer
+
+
+async def test_send_receive_and_groups():
+    layer = InMemoryChannelLayer()
+    a, b = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("g", a)
+    await layer.group_add("g", b)
+    await layer.group_send("g", {"type": "x", "n": 1})
+    assert await layer.receive(a) == {"type": "x", "n": 1}
+    assert await layer.receive(b) == {"type": "x", "n": 1}
+
+
+async def test_expired_messages_are_still_dropped_by_the_timed_sweep(monkeypatch):
+    clock = {"wall": 1000.0, "mono": 50.0}
+    monkeypatch.setattr(channel_layers.time, "monotonic", lambda: clock["mono"])
+    monkeypatch.setattr("channels.layers.time.time", lambda: clock["wall"])
+    layer = InMemoryChannelLayer(expiry=10)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "old"})
+    layer._clean_expired()  # the first sweep runs: nothing has expired yet
+    clock["wall"] += 60  # the message expires
+    layer._clean_expired()  # within a second of the last sweep: skipped
+    assert not layer.channels[channel].empty()
+    clock["mono"] += channel_layers.CLEAN_EVERY
+    layer._clean_expired()  # a second later the sweep runs and drops it
+    assert channel not in layer.channels or layer.channels[channel].empty()
+
+
+@pytest.mark.parametrize("groups", [1, 500])
+async def test_cleaning_work_does_not_grow_with_each_send(groups, monkeypatch):
+    layer = InMemoryChannelLayer()
+    sweeps = []
+    monkeypatch.setattr(
+        channel_layers._ChannelsInMemoryLayer, "_clean_expired", lambda self: sweeps.append(1)
+    )
+    channel = await layer.new_channel()
+    for index in range(groups):
+        await layer.group_add(f"g{index}", channel)
+    for _ in range(100):
+        await layer.group_send("g0", {"type": "x"})
+        await layer.receive(channel)
+    assert len(sweeps) <= 1  # one sweep per second at most, not one per send and receive
