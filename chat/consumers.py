@@ -115,6 +115,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         created = not await _exists(conversation_id)
         await self._subscribe(conversation_id, replay=False)
         await services.turn_start(user=self.user, request=turn_request)
+        # The turn runs here: its events so far come straight from the registry, so the sender
+        # misses none even if the channel layer dropped the first ones (e.g. while its Redis
+        # subscription was still being set up); the group's copies are deduplicated.
+        await self.subscriptions[conversation_id].replay(reply_to=self.channel_name)
         self.owned.add(conversation_id)
         if created:
             await self.channel_layer.group_send(

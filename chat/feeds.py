@@ -36,6 +36,10 @@ class TurnFeed:
     async def replay(self, *, reply_to: str) -> None:
         """Ask the running turn's owner, if any, to send its events so far to ``reply_to``."""
         self.pending = True
+        local = registry.replay_of(self.conversation_id)
+        if local is not None:  # the turn runs in this process: no round trip
+            await self.on_replay(local)
+            return
         owner = await turn_owner(self.conversation_id)
         if owner is None:
             await self._release()

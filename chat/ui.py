@@ -340,6 +340,10 @@ class UIConsumer(AsyncWebsocketConsumer):
         except services.Conflict:
             await self._enqueue(text)
             return
+        self.owned = True
+        # The turn runs here: take its first events from the registry (see ChatConsumer).
+        await self.feed.replay(reply_to=self.channel_name)
+        await self._flush()
         await database_sync_to_async(services.tab_open)(
             user=self.user, conversation_id=self.conversation_id
         )

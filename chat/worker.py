@@ -1,5 +1,6 @@
 """What a server process does when it starts."""
 
+import gc
 import logging
 import threading
 import time
@@ -30,6 +31,10 @@ def on_process_start() -> None:
         log.warning("recovery skipped: %s", exc)
     if not single_process():
         threading.Thread(target=_sweep_forever, name="dispatch-sweep", daemon=True).start()
+    # Everything loaded so far (Django, the SDKs, the app) lives as long as the process: keep
+    # it out of the collector's generations so a full collection during streaming is short.
+    gc.collect()
+    gc.freeze()
 
 
 def _sweep_forever() -> None:

@@ -5,7 +5,6 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
-import redis.exceptions
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DISPATCH_VAR_DIR", BASE_DIR / "var"))
@@ -114,21 +113,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: Redis when REDIS_URL is set (several workers), else in-memory (one process).
 if os.environ.get("REDIS_URL"):
+    # Redis pub/sub: a group message is one PUBLISH, delivered to the workers whose sockets
+    # listen. Nothing is stored: the channel layer is only a notification path, the database
+    # is the log (a client that missed events reads `?sinceSeq=`).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # One immediate retry on a connection error: pooled connections that a Redis
-                # restart closed then reconnect instead of failing the socket or turn using them.
-                "hosts": [
-                    {
-                        "address": os.environ["REDIS_URL"],
-                        "retry_on_error": [redis.exceptions.ConnectionError],
-                    }
-                ],
-                "capacity": 5000,
-                "expiry": 30,
-            },
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
         }
     }
 else:

@@ -48,3 +48,14 @@ async def test_cleaning_work_does_not_grow_with_each_send(groups, monkeypatch):
         await layer.group_send("g0", {"type": "x"})
         await layer.receive(channel)
     assert len(sweeps) <= 1  # one sweep per second at most, not one per send and receive
+
+
+async def test_a_full_member_does_not_stop_the_others():
+    layer = InMemoryChannelLayer(capacity=1)
+    full, free = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("g", full)
+    await layer.group_add("g", free)
+    await layer.send(full, {"type": "already"})
+    await layer.group_send("g", {"type": "x"})
+    assert await layer.receive(free) == {"type": "x"}
+    assert await layer.receive(full) == {"type": "already"}
