@@ -31,6 +31,8 @@ class RunningTurn:
     task: asyncio.Task | None = None
     events: list[dict] = field(default_factory=list)
     listeners: set[asyncio.Queue] = field(default_factory=set)
+    # Set when sealed: the conversation's status then and the queued texts to carry on with.
+    closing: tuple[str, list[str]] | None = None
 
     def listen(self) -> asyncio.Queue:
         """A queue of this turn's events: every event so far, then the live ones (never drops)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 
 from chat.models import (
     DEFAULT_REASONING_EFFORT,
@@ -61,6 +61,11 @@ async def status_publish(*, conversation_id: str, status: str) -> None:
     await database_sync_to_async(conversation_set_status)(
         conversation_id=conversation_id, status=status
     )
+    await status_notify(conversation_id=conversation_id, status=status)
+
+
+async def status_notify(*, conversation_id: str, status: str) -> None:
+    """Tell everyone watching the conversation about a status already persisted."""
     await notify(
         group_name_for(conversation_id),
         {"type": "chat.status", "conversation": conversation_id, "status": status},
@@ -121,12 +126,24 @@ async def turn_start(*, user, request: TurnRequest) -> RunningTurn:
         raise InvalidInput(str(exc)) from exc
     await turn_rate_check(user=user)
 
+    return await _launch(user=user, request=request, resolved=resolved)
+
+
+async def worker_start() -> str:
+    """Start this process's worker services (channel listener, heartbeat, sweep); its name."""
+    return await registry.ensure_started(heartbeat_loop)
+
+
+@transaction.atomic
+def _turn_open(*, user, request: TurnRequest, resolved, turn_id: str, worker: str):
+    """One transaction: the conversation (created or updated), the running Turn row and the
+    ``active`` status; then the history the turn starts from and its working directory."""
     defaults = {"title": default_title(request.message), "model": resolved.name}
     if request.reasoning_effort:
         defaults["reasoning_effort"] = request.reasoning_effort
     if request.cwd:
         defaults["cwd"] = request.cwd
-    conversation = await database_sync_to_async(conversation_ensure)(
+    conversation = conversation_ensure(
         user=user, conversation_id=request.conversation_id, **defaults
     )
     updates = {}
@@ -137,32 +154,27 @@ async def turn_start(*, user, request: TurnRequest) -> RunningTurn:
     if request.cwd and conversation.cwd != request.cwd:
         updates["cwd"] = request.cwd
     if updates:
-        await database_sync_to_async(conversation_update)(conversation=conversation, **updates)
-    return await _launch(conversation=conversation, prompt=request.message, resolved=resolved)
+        conversation_update(conversation=conversation, **updates)
+    turn_begin(conversation_id=conversation.id, turn_id=turn_id, model=resolved.name, worker=worker)
+    history = history_messages(conversation_id=conversation.id)
+    return conversation, history, _workspace_for(conversation)
 
 
-async def worker_start() -> str:
-    """Start this process's worker services (channel listener, heartbeat, sweep); its name."""
-    return await registry.ensure_started(heartbeat_loop)
-
-
-async def _launch(*, conversation: Conversation, prompt: str, resolved) -> RunningTurn:
+async def _launch(*, user, request: TurnRequest, resolved) -> RunningTurn:
     from chat.config import get_config
     from chat.tools import get_tool_registry
 
     worker = await worker_start()
     turn_id = new_turn_id()
-    conversation_id = conversation.id
+    conversation_id = request.conversation_id
     if conversation_id in registry.turns:
         raise Conflict("a turn is already running in this conversation")
     running = RunningTurn(conversation_id=conversation_id, turn_id=turn_id)
     registry.turns[conversation_id] = running  # claim before awaiting: no double start here
     try:
-        await database_sync_to_async(turn_begin)(
-            conversation_id=conversation_id, turn_id=turn_id, model=resolved.name, worker=worker
+        conversation, history, cwd = await database_sync_to_async(_turn_open)(
+            user=user, request=request, resolved=resolved, turn_id=turn_id, worker=worker
         )
-        history = await database_sync_to_async(history_messages)(conversation_id=conversation_id)
-        cwd = await database_sync_to_async(_workspace_for)(conversation)
     except BaseException:
         registry.turns.pop(conversation_id, None)
         raise
@@ -172,7 +184,7 @@ async def _launch(*, conversation: Conversation, prompt: str, resolved) -> Runni
     config = TurnConfig(
         conversation_id=conversation_id,
         turn_id=turn_id,
-        prompt=prompt,
+        prompt=request.message,
         history=history,
         model=resolved.name,
         provider_model=resolved.provider_model,
@@ -188,7 +200,7 @@ async def _launch(*, conversation: Conversation, prompt: str, resolved) -> Runni
     running.task = asyncio.get_running_loop().create_task(
         _drive(running), context=contextvars.Context()
     )
-    await status_publish(conversation_id=conversation_id, status=Conversation.Status.ACTIVE)
+    await status_notify(conversation_id=conversation_id, status=Conversation.Status.ACTIVE)
     return running
 
 
@@ -216,7 +228,9 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
         # (the turn already failed on it) rather than leave the turn running until recovery.
         for delay in (*SEAL_RETRY_DELAYS, None):
             try:
-                await database_sync_to_async(turn_seal)(turn_id=turn_id, metrics=metrics)
+                running.closing = await database_sync_to_async(_turn_close)(
+                    turn_id=turn_id, metrics=metrics
+                )
                 return
             except OperationalError as exc:
                 if delay is None:
@@ -235,6 +249,18 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
     )
 
 
+@transaction.atomic
+def _turn_close(*, turn_id: str, metrics: dict) -> tuple[str, list[str]]:
+    """Seal the turn; the conversation's status then, and the queue to carry into a new turn
+    (taken in the same transaction; nothing is carried into a closed conversation)."""
+    turn_seal(turn_id=turn_id, metrics=metrics)
+    conversation_id = Turn.objects.values_list("conversation_id", flat=True).get(pk=turn_id)
+    status = Conversation.objects.values_list("status", flat=True).get(pk=conversation_id)
+    if status == Conversation.Status.CLOSED:
+        return status, []
+    return status, queue_drain(conversation_id=conversation_id)
+
+
 async def _drive(running: RunningTurn) -> None:
     """Run the turn, release the conversation, then carry the queue into a new turn."""
     conversation_id = running.conversation_id
@@ -244,13 +270,10 @@ async def _drive(running: RunningTurn) -> None:
         log.exception("turn %s crashed", running.turn_id)
     finally:
         registry.turns.pop(conversation_id, None)
-    status = await database_sync_to_async(
-        Conversation.objects.filter(pk=conversation_id).values_list("status", flat=True).first
-    )()
-    await status_publish(conversation_id=conversation_id, status=status or "idle")
-    if status == Conversation.Status.CLOSED:
+    if running.closing is None:  # never sealed: recovery will seal it
         return
-    queued = await database_sync_to_async(queue_drain)(conversation_id=conversation_id)
+    status, queued = running.closing
+    await status_notify(conversation_id=conversation_id, status=status)
     if queued:
         await _carry(conversation_id, "\n\n".join(queued))
 
@@ -258,10 +281,13 @@ async def _drive(running: RunningTurn) -> None:
 async def _carry(conversation_id: str, text: str) -> RunningTurn | None:
     from chat.providers import get_catalog
 
-    conversation = await database_sync_to_async(Conversation.objects.get)(pk=conversation_id)
+    conversation = await database_sync_to_async(Conversation.objects.select_related("owner").get)(
+        pk=conversation_id
+    )
     try:
         resolved = await get_catalog().resolve(conversation.model or get_catalog().default_model)
-        return await _launch(conversation=conversation, prompt=text, resolved=resolved)
+        request = TurnRequest(message=text, conversation_id=conversation_id)
+        return await _launch(user=conversation.owner, request=request, resolved=resolved)
     except Conflict:
         # Another worker or request started a turn first: put the text back for its boundary.
         await database_sync_to_async(queue_add)(conversation_id=conversation_id, text=text)

@@ -63,9 +63,8 @@ def test_database_url_selects_postgresql(tmp_path):
 def test_redis_url_selects_the_redis_channel_layer(tmp_path):
     shown = _settings(tmp_path, REDIS_URL="redis://cache.internal:6380/2")
 
-    assert shown["layer"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    (host,) = shown["layer"]["CONFIG"]["hosts"]
-    assert host["address"] == "redis://cache.internal:6380/2"
+    assert shown["layer"]["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert shown["layer"]["CONFIG"]["hosts"] == ["redis://cache.internal:6380/2"]
     assert shown["database"]["ENGINE"] == "django.db.backends.sqlite3"
 
 
