@@ -19,11 +19,12 @@ def single_process() -> bool:
 
 
 def on_process_start() -> None:
-    """Seal turns left running by a dead process as ``interrupted``.
+    """Recover orphaned turns, start the sweep, and get the process ready to stream.
 
-    The only worker owns every running turn, so at its start-up all of them are orphans. With
-    several workers only turns whose heartbeat went stale are, and a sweep thread keeps looking
-    for turns whose worker dies later.
+    Turns left running by a dead process are sealed ``interrupted``: the only worker owns every
+    running turn, so at its start-up all of them are orphans. With several workers only turns
+    whose heartbeat went stale are, and a sweep thread keeps looking for turns whose worker
+    dies later.
     """
     try:
         turns_recover(stale_before=None if single_process() else stale_before())
@@ -31,6 +32,11 @@ def on_process_start() -> None:
         log.warning("recovery skipped: %s", exc)
     if not single_process():
         threading.Thread(target=_sweep_forever, name="dispatch-sweep", daemon=True).start()
+    # The SDKs take seconds to import: do it now, not inside the event loop on the first turn,
+    # where it would stall every socket of the worker once.
+    import chat.providers.anthropic  # noqa: F401
+    import chat.providers.openai  # noqa: F401
+
     # Everything loaded so far (Django, the SDKs, the app) lives as long as the process: keep
     # it out of the collector's generations so a full collection during streaming is short.
     gc.collect()
