@@ -195,9 +195,7 @@ def socket_ops(message_id: str) -> list[dict]:
     ]
 
 
-async def test_every_socket_op_on_alice_conversation_is_an_error(
-    alice_conversation, other_token
-):
+async def test_every_socket_op_on_alice_conversation_is_an_error(alice_conversation, other_token):
     before = await alice_state()
     bob, connected, _ = await socket(token=other_token)
     assert connected
