@@ -6,6 +6,9 @@
 ``--ttft`` ms, then writes ``--tokens`` tokens at ``--rate`` tokens/s on an absolute schedule
 (a late token does not push the next ones back). A request's ``max_tokens`` caps the count.
 
+A prompt whose last user message contains ``[tool]`` is answered with one ``list_files`` tool
+call instead (so a turn takes two steps: the call, then text once the result comes back).
+
 Every token's content is ``·<ns>``: ``time.monotonic_ns()`` when it was written. CLOCK_MONOTONIC
 is shared by all processes on Linux, so any client computes a token's latency as its receive
 time minus that stamp. The first line on stdout is ``listening <port>``.
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MODEL = "standin"
+TOOL_MARKER = "[tool]"  # in the last user message: answer with a tool call
 TOKEN_MARK = "\u00b7"  # the "·" before each token's stamp
 STAMP = re.compile(TOKEN_MARK + r"(\d+)")
 
@@ -104,6 +108,11 @@ class StandinServer:
     async def _stream(self, writer: asyncio.StreamWriter, request: dict, prompt_tokens: int):
         schedule = self.schedule
         count = schedule.tokens
+        messages = request.get("messages") or [{}]
+        last = messages[-1]
+        if last.get("role") == "user" and TOOL_MARKER in str(last.get("content") or ""):
+            self._tool_call(writer, request, prompt_tokens, call_id=f"call-{len(messages)}")
+            return
         if isinstance(request.get("max_tokens"), int):
             count = min(count, request["max_tokens"])
         model = str(request.get("model", MODEL)).encode()
@@ -129,6 +138,27 @@ class StandinServer:
         writer.write(
             _chunk(head + b'","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}')
             + _chunk(head + b'","choices":[],"usage":' + json.dumps(usage).encode() + b"}")
+            + _chunk(b"[DONE]")
+            + b"0\r\n\r\n"
+        )
+
+    @staticmethod
+    def _tool_call(writer: asyncio.StreamWriter, request: dict, prompt_tokens: int, call_id: str):
+        model = str(request.get("model", MODEL))
+        call = {"index": 0, "id": call_id, "type": "function"}
+        call["function"] = {"name": "list_files", "arguments": "{}"}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": 1}
+        usage["total_tokens"] = prompt_tokens + 1
+        chunks = [
+            {"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+            {"choices": [], "usage": usage},
+        ]
+        head = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0}
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"".join(_chunk(json.dumps(head | {"model": model} | c).encode()) for c in chunks)
             + _chunk(b"[DONE]")
             + b"0\r\n\r\n"
         )

@@ -4,15 +4,14 @@ check that a conversation's persisted log equals what a client saw live.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.standin import Schedule, StandinProcess
 from tests.chat.live import Stack, create_user, write_config
 from tests.chat.providers.sse_server import ScriptedServer
-from tests.servers import REPO_ROOT, DaphneWorker, manage, subprocess_env
+from tests.servers import DaphneWorker, manage
 
 
 def reliability_stack(
@@ -50,21 +49,13 @@ def reliability_stack(
 
 
 def standin_process() -> Iterator[str]:
-    """Run ``tests.reliability.standin`` as a process; yields its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.standin"],
-        cwd=REPO_ROOT,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()  # the stand-in prints its port once it listens
-        assert line.startswith("PORT "), f"the stand-in did not start: {line!r}"
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        process.kill()
-        process.wait()
+    """Run the benchmark's model stand-in (``bench.standin``) fast; yields its base URL.
+
+    Four tokens per answer, no time to first token, at a rate no test waits for; a prompt
+    with ``bench.standin.TOOL_MARKER`` gets a ``list_files`` step first.
+    """
+    with StandinProcess(Schedule(rate=100_000, tokens=4, ttft=0)) as standin:
+        yield f"http://127.0.0.1:{standin.port}"
 
 
 def chunks_from_events(events: list[dict]) -> list[tuple[str, dict]]:

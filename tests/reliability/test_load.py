@@ -13,13 +13,13 @@ import httpx
 import pytest
 import websockets
 
+from bench.standin import TOOL_MARKER
 from tests.reliability.helpers import (
     chunks_from_events,
     log_of,
     reliability_stack,
     standin_process,
 )
-from tests.reliability.standin import TOOL_MARKER
 
 CLIENTS = 200
 TURNS_PER_CLIENT = 5
