@@ -91,7 +91,5 @@ class TurnFeed:
 
 async def turn_owner(conversation_id: str) -> str | None:
     """The worker channel of the process running the conversation's turn, if one runs."""
-    if conversation_id in registry.turns:
-        return await services.worker_start()
     turn = await database_sync_to_async(services.running_turn_row)(conversation_id=conversation_id)
     return turn.worker if turn is not None and turn.worker else None

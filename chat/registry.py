@@ -85,18 +85,13 @@ class TurnRegistry:
 
     async def request_replay(self, *, owner: str, conversation_id: str, reply_to: str) -> None:
         """Ask ``owner`` (a worker channel) to send the running turn's events to ``reply_to``."""
-        if owner == self.worker:
-            await self._send_replay(conversation_id, reply_to)
-            return
         await get_channel_layer().send(
             owner,
             {"type": "turn.replay", "conversation": conversation_id, "reply_to": reply_to},
         )
 
     async def request_stop(self, *, owner: str, conversation_id: str) -> None:
-        if owner == self.worker:
-            self.abort(conversation_id)
-            return
+        """Ask ``owner`` (a worker channel) to abort the conversation's running turn."""
         await get_channel_layer().send(
             owner, {"type": "turn.stop", "conversation": conversation_id}
         )

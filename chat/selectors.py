@@ -50,11 +50,10 @@ def history_slice(*, conversation_id: str, window: HistoryWindow) -> tuple[list[
     return chunks, latest
 
 
-def history_messages(*, conversation_id: str, exclude_turn_id: str = "") -> list[Message]:
+def history_messages(*, conversation_id: str) -> list[Message]:
     """The whole log regrouped into messages by their ordinal (for feeding a provider)."""
     rows = (
         Chunk.objects.filter(conversation_id=conversation_id)
-        .exclude(Q(turn_id=exclude_turn_id) & ~Q(turn_id=""))
         .order_by("seq")
         .values_list("message", "role", "payload")
     )

@@ -301,6 +301,13 @@ async def _conversation_of(user, conversation_id: str) -> Conversation | None:
     )
 
 
+async def _turn_runs(conversation_id: str) -> bool:
+    """Whether a turn runs in the conversation, in this process or another."""
+    return conversation_id in registry.turns or bool(
+        await database_sync_to_async(running_turn_row)(conversation_id=conversation_id)
+    )
+
+
 def running_turn_row(*, conversation_id: str) -> Turn | None:
     return Turn.objects.filter(conversation_id=conversation_id, status=Turn.Status.RUNNING).first()
 
@@ -344,15 +351,12 @@ async def queue_enqueue(*, user, conversation_id: str, text: str) -> tuple[bool,
         )
         started = True
     else:
-        if conversation_id not in registry.turns and not await database_sync_to_async(
-            running_turn_row
-        )(conversation_id=conversation_id):
+        if not await _turn_runs(conversation_id):
             await turn_rate_check(user=user)  # the text would start a turn: count it first
         await database_sync_to_async(queue_add)(conversation_id=conversation_id, text=text)
         # Order matters: queued first, then look for the turn. If the turn sealed in between,
         # its own final drain may have taken the message; else we take it and start a turn.
-        running = await database_sync_to_async(running_turn_row)(conversation_id=conversation_id)
-        if running is None and conversation_id not in registry.turns:
+        if not await _turn_runs(conversation_id):
             queued = await database_sync_to_async(queue_drain)(conversation_id=conversation_id)
             if queued:
                 started = await _carry(conversation_id, "\n\n".join(queued)) is not None
