@@ -18,7 +18,7 @@ from typing import Any
 import anthropic
 import httpx
 
-from chat.providers.streaming import relay
+from chat.providers.streaming import ClientPerLoop, relay, transport_failure
 from chat.runtime.types import (
     Finish,
     Message,
@@ -60,17 +60,27 @@ class AnthropicProvider:
         thinking: bool = False,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ):
-        self._client = anthropic.AsyncAnthropic(
-            base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout
+        self._clients = ClientPerLoop(
+            lambda: anthropic.AsyncAnthropic(
+                base_url=base_url,
+                api_key=api_key,
+                max_retries=0,
+                timeout=timeout,
+                http_client=anthropic.DefaultAioHttpClient(timeout=timeout),
+            )
         )
         self._thinking = thinking
         # tool-call id → the signed thinking blocks of the response that made the call.
         self._thinking_blocks: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 
+    async def aclose(self) -> None:
+        """Close this event loop's connections to the server."""
+        await self._clients.aclose()
+
     async def list_models(self) -> list[str]:
         """The model ids the server offers, in its order. Raises ProviderError."""
         try:
-            page = await self._client.models.list(timeout=LIST_TIMEOUT)
+            page = await self._clients.get().models.list(timeout=LIST_TIMEOUT)
             return [model.id async for model in page]
         except (anthropic.APIError, httpx.HTTPError) as exc:
             raise provider_error(exc) from exc
@@ -93,16 +103,16 @@ class AnthropicProvider:
             params["tools"] = to_anthropic_tools(request.tools)
         step = _StepState()
 
-        async def items() -> AsyncGenerator[Any, None]:
-            stream = await self._client.messages.create(**params)
+        async def batches() -> AsyncGenerator[list[Any], None]:
+            stream = await self._clients.get().messages.create(**params)
             try:
                 async for item in stream:
-                    yield item
+                    yield [item]
             finally:
                 await stream.close()
 
         events = relay(
-            items,
+            batches,
             step.feed,
             sdk_errors=(anthropic.APIError,),
             classify=provider_error,
@@ -301,12 +311,11 @@ def _parse_input(block: dict[str, Any]) -> dict[str, Any]:
 
 def provider_error(exc: Exception) -> ProviderError:
     """Classify an SDK/transport failure: connection, timeout, 429, 5xx and 529 are retryable."""
-    if isinstance(exc, anthropic.APITimeoutError | httpx.TimeoutException):
-        return ProviderError(f"the provider timed out: {exc}", code="timeout", retryable=True)
-    if isinstance(exc, anthropic.APIConnectionError | httpx.TransportError):
-        return ProviderError(
-            f"connection to the provider failed: {exc}", code="connection", retryable=True
-        )
+    failure = transport_failure(
+        exc, timeouts=(anthropic.APITimeoutError,), connections=(anthropic.APIConnectionError,)
+    )
+    if failure is not None:
+        return failure
     if isinstance(exc, anthropic.APIStatusError):
         error = _error_object(exc.body)
         kind = str(error.get("type") or "")

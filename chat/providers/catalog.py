@@ -125,6 +125,13 @@ class Catalog:
         self._listed[credential.name] = models
         return models
 
+    async def aclose(self) -> None:
+        """Close the providers' connections opened from the running event loop."""
+        for provider in self._providers.values():
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
     def _provider(self, credential: CredentialConfig) -> Provider:
         if credential.name not in self._providers:
             self._providers[credential.name] = _make_provider(credential)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import openai
 
-from chat.providers.streaming import relay
+from chat.providers.streaming import ClientPerLoop, SSEData, relay, transport_failure
 from chat.runtime.types import (
     Finish,
     Message,
@@ -57,15 +57,25 @@ class OpenAIProvider:
         send_reasoning_effort: bool = False,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ):
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout
+        self._clients = ClientPerLoop(
+            lambda: openai.AsyncOpenAI(
+                base_url=base_url,
+                api_key=api_key,
+                max_retries=0,
+                timeout=timeout,
+                http_client=openai.DefaultAioHttpClient(timeout=timeout),
+            )
         )
         self._send_reasoning_effort = send_reasoning_effort
+
+    async def aclose(self) -> None:
+        """Close this event loop's connections to the server."""
+        await self._clients.aclose()
 
     async def list_models(self) -> list[str]:
         """The model ids the server offers, in its order. Raises ProviderError."""
         try:
-            page = await self._client.models.list(timeout=LIST_TIMEOUT)
+            page = await self._clients.get().models.list(timeout=LIST_TIMEOUT)
             return [model.id async for model in page]
         except (openai.APIError, httpx.HTTPError) as exc:
             raise provider_error(exc) from exc
@@ -96,22 +106,41 @@ class OpenAIProvider:
         for event in step.finish():
             yield event
 
-    async def _chunks(self, params: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        """The stream's chunks as parsed JSON, until ``[DONE]`` or the end of the body."""
-        create = self._client.chat.completions.with_streaming_response.create
+    async def _chunks(self, params: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """The stream's chunks as parsed JSON, a batch per network read, until ``[DONE]``."""
+        create = self._clients.get().chat.completions.with_streaming_response.create
         async with create(**params) as response:
-            async for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, event names
-                data = line[5:].strip()
-                if data == "[DONE]":
+            sse = SSEData()
+            async for data in response.http_response.aiter_bytes():
+                batch: list[dict[str, Any]] = []
+                try:
+                    done = _parse(sse.feed(data), batch)
+                except Exception:
+                    yield batch  # the chunks before the bad one count
+                    raise
+                yield batch
+                if done:
                     return
-                chunk = json.loads(data)
-                if not isinstance(chunk, dict):
-                    raise json.JSONDecodeError("a chunk is not a JSON object", data, 0)
-                if "error" in chunk:  # an error object inside a 200 stream
-                    raise stream_error(chunk["error"])
-                yield chunk
+            batch = []
+            _parse(sse.end(), batch)
+            yield batch
+
+
+def _parse(payloads: list[bytes], chunks: list[dict[str, Any]]) -> bool:
+    """Append the chunks of ``data:`` payloads up to ``[DONE]``; whether it came.
+
+    Raises at a payload that is not a JSON object, or is an error object.
+    """
+    for data in payloads:
+        if data == b"[DONE]":
+            return True
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise json.JSONDecodeError("a chunk is not a JSON object", data.decode(), 0)
+        if "error" in chunk:  # an error object inside a 200 stream
+            raise stream_error(chunk["error"])
+        chunks.append(chunk)
+    return False
 
 
 # ---------------------------------------------------------------- requests
@@ -274,12 +303,11 @@ def _usage(usage: dict[str, Any]) -> Usage:
 
 def provider_error(exc: Exception) -> ProviderError:
     """Classify an SDK/transport failure: connection, timeout, 429 and 5xx are retryable."""
-    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
-        return ProviderError(f"the provider timed out: {exc}", code="timeout", retryable=True)
-    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
-        return ProviderError(
-            f"connection to the provider failed: {exc}", code="connection", retryable=True
-        )
+    failure = transport_failure(
+        exc, timeouts=(openai.APITimeoutError,), connections=(openai.APIConnectionError,)
+    )
+    if failure is not None:
+        return failure
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         retryable = status == 429 or status >= 500

@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
-from chat.runtime.types import ProviderError, ProviderEvent
+from chat.runtime.types import ProviderError, ProviderEvent, ReasoningDelta, TextDelta
+
+Client = TypeVar("Client")
+
+
+class ClientPerLoop(Generic[Client]):
+    """One SDK client per event loop.
+
+    The SDKs run on their aiohttp backend (the httpx default costs about three times the CPU
+    per streamed chunk, bench/RESULTS.md), and an aiohttp session belongs to the event loop
+    that opened it; a provider may serve several loops (a test's, ``async_to_sync``'s).
+    """
+
+    def __init__(self, make: Callable[[], Client]) -> None:
+        self._make = make
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> Client:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = self._make()
+        return client
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (its connections)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()  # type: ignore[attr-defined]
 
 
 async def relay(
-    items: Callable[[], AsyncGenerator[Any, None]],
+    batches: Callable[[], AsyncGenerator[list[Any], None]],
     feed: Callable[[Any], Iterable[ProviderEvent]],
     *,
     sdk_errors: tuple[type[Exception], ...],
@@ -21,14 +53,24 @@ async def relay(
 ) -> AsyncIterator[ProviderEvent]:
     """Yield the events ``feed`` makes of each stream item; close the stream however it ends.
 
-    SDK and transport failures become ``classify(exc)``; an item that is not valid JSON ends
-    the step with a non-retryable ``malformed-stream`` error.
+    Items come in batches (what one network read brought); the deltas of a batch are
+    coalesced, so a server that falls behind catches up with fewer, larger deltas instead of
+    a growing backlog. SDK and transport failures become ``classify(exc)``; an item that is
+    not valid JSON ends the step with a non-retryable ``malformed-stream`` error.
     """
     caught: tuple[type[Exception], ...] = (*sdk_errors, httpx.HTTPError)
     try:
-        async with contextlib.aclosing(items()) as stream:
-            async for item in stream:
-                for event in feed(item):
+        async with contextlib.aclosing(batches()) as stream:
+            async for batch in stream:
+                events: list[ProviderEvent] = []
+                try:
+                    for item in batch:
+                        events.extend(feed(item))
+                except Exception:
+                    for event in coalesce(events):  # what came before a bad item counts
+                        yield event
+                    raise
+                for event in coalesce(events):
                     yield event
     except caught as exc:
         raise classify(exc) from exc
@@ -36,3 +78,67 @@ async def relay(
         raise ProviderError(
             f"malformed stream line from the provider: {exc}", code="malformed-stream"
         ) from exc
+
+
+def coalesce(events: list[ProviderEvent]) -> list[ProviderEvent]:
+    """Merge adjacent text deltas, and adjacent reasoning deltas, into one each."""
+    merged: list[ProviderEvent] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if type(event) is type(last) and isinstance(event, TextDelta | ReasoningDelta):
+            merged[-1] = type(event)(last.text + event.text)  # type: ignore[union-attr]
+        else:
+            merged.append(event)
+    return merged
+
+
+class SSEData:
+    """The ``data:`` payloads of a server-sent-events byte stream, fed as the bytes arrive."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The payloads of the lines ``data`` completes (event names and comments skipped)."""
+        lines = (self._rest + data).split(b"\n")
+        self._rest = lines.pop()
+        return [line[5:].strip() for line in lines if line.startswith(b"data:")]
+
+    def end(self) -> list[bytes]:
+        """The payload of a last line the stream did not end with a newline."""
+        rest, self._rest = self._rest, b""
+        return [rest[5:].strip()] if rest.startswith(b"data:") else []
+
+
+def transport_failure(
+    exc: BaseException,
+    *,
+    timeouts: tuple[type[Exception], ...],
+    connections: tuple[type[Exception], ...],
+) -> ProviderError | None:
+    """A timeout or a failed connection (both retryable); None for any other failure.
+
+    The SDKs' aiohttp backend (httpx-aiohttp) reports every aiohttp connection error, a
+    refused connection included, as ``httpx.ConnectTimeout``; the ``OSError`` at the root of
+    the cause chain tells a refused or reset connection from a real timeout.
+    """
+    if _os_error_in(exc) or (
+        isinstance(exc, (*connections, httpx.TransportError))
+        and not isinstance(exc, (*timeouts, httpx.TimeoutException))
+    ):
+        return ProviderError(
+            f"connection to the provider failed: {exc}", code="connection", retryable=True
+        )
+    if isinstance(exc, (*timeouts, httpx.TimeoutException)):
+        return ProviderError(f"the provider timed out: {exc}", code="timeout", retryable=True)
+    return None
+
+
+def _os_error_in(exc: BaseException) -> bool:
+    """Whether a non-timeout OSError caused ``exc`` (directly or further down the chain)."""
+    link: BaseException | None = exc
+    while link is not None:
+        if isinstance(link, OSError) and not isinstance(link, TimeoutError):
+            return True
+        link = link.__cause__ or link.__context__
+    return False

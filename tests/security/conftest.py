@@ -22,7 +22,7 @@ from django.test import AsyncClient
 
 from chat.auth import api_token_create
 from chat.config import reset_config
-from chat.providers import reset_catalog
+from chat.providers import get_catalog, reset_catalog
 from chat.registry import registry
 from tests.chat.providers.sse_server import Reply, ScriptedServer, openai_text_reply
 
@@ -53,7 +53,7 @@ def _fresh_rate_counters():
 
 
 @pytest.fixture
-def scripted(tmp_path, settings, monkeypatch):
+async def scripted(tmp_path, settings, monkeypatch):
     """The scripted OpenAI-format server, and a config whose only credential points at it."""
     with ScriptedServer() as server:
         config = tmp_path / "dispatch.toml"
@@ -78,6 +78,7 @@ models = ["test-model"]
         reset_config()
         reset_catalog()
         yield server
+        await get_catalog().aclose()  # the connections turns opened in this test's loop
         reset_config()
         reset_catalog()
 

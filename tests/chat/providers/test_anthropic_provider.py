@@ -36,8 +36,18 @@ def server():
         yield server
 
 
-def make_provider(server: ScriptedServer, **options) -> AnthropicProvider:
-    return AnthropicProvider(base_url=server.url, api_key="test-key", **options)
+@pytest.fixture
+async def make_provider():
+    """``make_provider(server, **options)``; every provider made is closed after the test."""
+    made: list[AnthropicProvider] = []
+
+    def make(server: ScriptedServer, **options) -> AnthropicProvider:
+        made.append(AnthropicProvider(base_url=server.url, api_key="test-key", **options))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        await provider.aclose()
 
 
 def user(text: str) -> Message:
@@ -60,7 +70,7 @@ def block_stop(index: int) -> object:
     return anthropic_event("content_block_stop", index=index)
 
 
-async def test_text_streams_then_usage_then_finish(server):
+async def test_text_streams_then_usage_then_finish(server, make_provider):
     server.script(MESSAGES, anthropic_text_reply("Hello"))
     request = ProviderRequest(
         model="claude-test",
@@ -97,7 +107,9 @@ def thinking_then_tool_reply() -> Reply:
     )
 
 
-async def test_thinking_streams_and_its_signed_block_goes_back_in_the_tool_loop(server):
+async def test_thinking_streams_and_its_signed_block_goes_back_in_the_tool_loop(
+    server, make_provider
+):
     server.script(MESSAGES, thinking_then_tool_reply(), anthropic_text_reply("It says hi."))
     provider = make_provider(server, thinking=True)
 
@@ -157,7 +169,7 @@ async def test_thinking_streams_and_its_signed_block_goes_back_in_the_tool_loop(
     }
 
 
-async def test_open_tool_loop_without_signed_thinking_turns_thinking_off(server):
+async def test_open_tool_loop_without_signed_thinking_turns_thinking_off(server, make_provider):
     server.script(MESSAGES, anthropic_text_reply("ok"))
     history = [
         user("read a"),
@@ -198,7 +210,7 @@ async def test_open_tool_loop_without_signed_thinking_turns_thinking_off(server)
     ]
 
 
-async def test_thinking_budget_follows_the_reasoning_effort_and_a_new_prompt(server):
+async def test_thinking_budget_follows_the_reasoning_effort_and_a_new_prompt(server, make_provider):
     server.script(MESSAGES, anthropic_text_reply("ok"))
     history = [
         user("first"),
@@ -232,7 +244,7 @@ async def test_thinking_budget_follows_the_reasoning_effort_and_a_new_prompt(ser
     assert body["max_tokens"] == 1000 + 16384
 
 
-async def test_tool_use_partial_json_becomes_one_call_at_block_stop(server):
+async def test_tool_use_partial_json_becomes_one_call_at_block_stop(server, make_provider):
     server.script(
         MESSAGES,
         Reply(
@@ -270,7 +282,7 @@ async def test_tool_use_partial_json_becomes_one_call_at_block_stop(server):
     ]
 
 
-async def test_cache_usage_is_normalized_into_input_tokens(server):
+async def test_cache_usage_is_normalized_into_input_tokens(server, make_provider):
     server.script(
         MESSAGES,
         Reply(
@@ -295,7 +307,7 @@ async def test_cache_usage_is_normalized_into_input_tokens(server):
     ]
 
 
-async def test_overloaded_error_event_in_the_stream_is_retryable(server):
+async def test_overloaded_error_event_in_the_stream_is_retryable(server, make_provider):
     server.script(
         MESSAGES,
         Reply(
@@ -315,7 +327,7 @@ async def test_overloaded_error_event_in_the_stream_is_retryable(server):
     assert "Overloaded" in error.message
 
 
-async def test_invalid_request_error_event_is_not_retryable(server):
+async def test_invalid_request_error_event_is_not_retryable(server, make_provider):
     server.script(
         MESSAGES,
         Reply(
@@ -335,7 +347,7 @@ async def test_invalid_request_error_event_is_not_retryable(server):
 @pytest.mark.parametrize(
     ("status", "retryable"), [(529, True), (429, True), (500, True), (400, False)]
 )
-async def test_http_errors_are_classified(server, status, retryable):
+async def test_http_errors_are_classified(server, status, retryable, make_provider):
     body = {"type": "error", "error": {"type": "some_error", "message": "nope"}}
     server.script(MESSAGES, Reply(status=status, body=body))
 
@@ -350,7 +362,7 @@ async def test_http_errors_are_classified(server, status, retryable):
     assert len(server.requests) == 1  # the SDK does not retry on its own
 
 
-async def test_connection_cut_mid_stream_is_retryable(server):
+async def test_connection_cut_mid_stream_is_retryable(server, make_provider):
     server.script(
         MESSAGES,
         Reply(
@@ -369,7 +381,7 @@ async def test_connection_cut_mid_stream_is_retryable(server):
     assert error is not None and error.retryable and error.code == "connection"
 
 
-async def test_list_models(server):
+async def test_list_models(server, make_provider):
     server.script(
         "/v1/models",
         Reply(
@@ -398,7 +410,7 @@ async def test_list_models(server):
     assert await make_provider(server).list_models() == ["claude-a", "claude-b"]
 
 
-async def test_tool_loop_reply_helper_round_trips(server):
+async def test_tool_loop_reply_helper_round_trips(server, make_provider):
     """The reusable script helper produces what the adapter understands."""
     server.script(MESSAGES, anthropic_tool_reply([("toolu_x", "ls", {"path": "."})]))
 

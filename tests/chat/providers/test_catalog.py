@@ -36,8 +36,20 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
 
 
+_made: list[Catalog] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_catalogs():
+    """Close the connections of every catalog a test made."""
+    yield
+    while _made:
+        await _made.pop().aclose()
+
+
 def catalog_of(*credentials: CredentialConfig, default_model: str | None = None) -> Catalog:
-    return Catalog(DispatchConfig(credentials=credentials, default_model=default_model))
+    _made.append(Catalog(DispatchConfig(credentials=credentials, default_model=default_model)))
+    return _made[-1]
 
 
 async def test_without_credentials_only_the_embedded_model_exists_and_is_the_default():
@@ -178,6 +190,7 @@ async def test_get_catalog_is_built_once_from_the_config(tmp_path, settings, ser
     reset_catalog()
     try:
         catalog = get_catalog()
+        _made.append(catalog)
         assert get_catalog() is catalog
         assert list(await catalog.models()) == ["x/m1", "x/m2"]
         assert catalog.default_model == "x/m1"
