@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from pydantic import ValidationError
@@ -38,7 +39,24 @@ def user_group(user) -> str:
     return f"user.{user.pk}"
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class DirectDispatch:
+    """Dispatch socket and group messages without Channels' per-message database hop.
+
+    Channels runs ``close_old_connections()`` in the process's one sync thread before every
+    message, so each message (a live event, a ``conversation.open`` to all of a user's
+    sockets) would wait behind all the database work of the process: turn starts and seals
+    under load (docs/benchmarks.md). These consumers reach the database only through
+    ``database_sync_to_async``, which closes old connections itself.
+    """
+
+    async def dispatch(self, message: dict) -> None:
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+
+class ChatConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.user = self.scope.get("user")
         await self.accept()
@@ -211,17 +229,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await feed.replay(reply_to=self.channel_name)
 
     # ------------------------------------------------------------------ group messages
-
-    async def dispatch(self, message):
-        # Channels runs close_old_connections() in the one sync thread before EVERY message,
-        # so each live event would queue behind all database work of the process. A live
-        # event touches the database only through database_sync_to_async, which closes old
-        # connections itself, so the hop is skipped on this per-delta path (see
-        # docs/benchmarks.md).
-        if message["type"] == "chat.event":
-            await self.chat_event(message)
-        else:
-            await super().dispatch(message)
 
     async def chat_event(self, message: dict) -> None:
         feed = self.subscriptions.get(message["event"]["conversationId"])

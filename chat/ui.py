@@ -25,7 +25,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from chat import services, views
-from chat.consumers import UNAUTHORIZED
+from chat.consumers import UNAUTHORIZED, DirectDispatch
 from chat.feeds import TurnFeed
 from chat.models import CONVERSATION_ID_PATTERN, REASONING_EFFORTS, group_name_for
 from chat.registry import registry
@@ -42,7 +42,7 @@ def _oob_append(target: str, inner: str) -> str:
     return f'<div hx-swap-oob="beforeend:#{target}">{inner}</div>'
 
 
-class UIConsumer(AsyncWebsocketConsumer):
+class UIConsumer(DirectDispatch, AsyncWebsocketConsumer):
     async def connect(self):
         self.user = self.scope.get("user")
         await self.accept()
