@@ -20,7 +20,7 @@ run: install
 	mkdir -p var
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py dispatch_firstrun
-	$(BIN)/daphne -b $(HOST) -p $(PORT) dispatch_site.asgi:application
+	$(BIN)/python -m dispatch_site.serve -b $(HOST) -p $(PORT) dispatch_site.asgi:application
 
 lint: install
 	$(BIN)/ruff check .

@@ -72,7 +72,7 @@ export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
 # ---------------------------------------------------------------- the workers
 for port in $PORTS; do
-    "$BIN/daphne" -b 127.0.0.1 -p "$port" dispatch_site.asgi:application \
+    "$BIN/python" -m dispatch_site.serve -b 127.0.0.1 -p "$port" dispatch_site.asgi:application \
         >"$DIR/logs/daphne-$port.log" 2>&1 &
     PIDS+=($!)
 done

@@ -278,7 +278,8 @@ class DaphneWorker(_Server):
         env = subprocess_env(**self.env)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port)]
+                [str(VENV_BIN / "python"), "-m", "dispatch_site.serve"]
+                + ["-b", "127.0.0.1", "-p", str(self.port)]
                 + ["dispatch_site.asgi:application"],
                 cwd=REPO_ROOT,
                 env=env,
