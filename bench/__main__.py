@@ -41,7 +41,7 @@ class Plan:
 
 
 FULL = Plan(Schedule(20, 200, 0.05), (1, 100, 500), (100, 500, 1000), (500, 1000),
-            (1_000, 100_000, 1_000_000), 20, 64, 3)  # fmt: skip
+            (1_000, 100_000, 1_000_000), 20, 64, 7)  # fmt: skip
 QUICK = Plan(Schedule(20, 40, 0.05), (1, 20), (20, 50), (50,), (1_000, 10_000), 5, 16, 1)
 
 
@@ -155,27 +155,40 @@ class Bench:
     # ------------------------------------------------------------ the embedded model
 
     async def embedded(self, short_url: str) -> dict:
-        log("embedded model: through Dispatch, then llama-cpp-python directly")
+        log("embedded model: llama-cpp-python directly and through Dispatch, alternating")
         plan = self.plan
         extra = short_credential(short_url) + (
             f'\n[runtime]\nmax_tokens = {plan.local_tokens}\n'
             '\n[[credentials]]\nname = "local"\nkind = "local"\n'
             'models = ["smollm2-135m-instruct"]\n'
         )  # fmt: skip
-        # Directly first, in a process of its own, before any worker has loaded the model.
-        with Stack(short_url, config_extra=extra, workers=0) as prepared:
-            direct = inproc(
-                prepared.env, "llama", "--max-tokens", str(plan.local_tokens),
-                "--repeat", str(plan.local_repeat),
-            )  # fmt: skip
-        rates = []
+        # Direct runs and Dispatch turns alternate, so a drift in the machine's speed (other
+        # load, clocks) reaches both sides alike. The direct process loads the model first.
+        rates, direct_rates = [], []
         with Stack(short_url, config_extra=extra) as stack:
-            for i in range(plan.local_repeat):
-                trace = await self.one_turn(stack, f"local-{i}", LOCAL, inproc_prompt())
-                if not trace.decode_ms or not trace.output_tokens:
-                    raise RuntimeError("the local turn reported no decodeMs/outputTokens")
-                rates.append(trace.output_tokens / trace.decode_ms * 1000)
-        direct_rates = [r["tokens"] / r["decodeMs"] * 1000 for r in direct["runs"]]
+            direct = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.inproc", "llama",
+                "--max-tokens", str(plan.local_tokens),
+                cwd=report.REPO_ROOT, env=subprocess_env(**stack.env),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )  # fmt: skip
+            assert direct.stdin is not None and direct.stdout is not None
+            try:
+                if b"ready" not in await direct.stdout.readline():
+                    raise RuntimeError("bench.inproc llama did not start")
+                for i in range(-1, plan.local_repeat):  # run -1 warms both sides up
+                    direct.stdin.write(b"run\n")
+                    await direct.stdin.drain()
+                    run = json.loads(await direct.stdout.readline())
+                    trace = await self.one_turn(stack, f"local{i}", LOCAL, inproc_prompt())
+                    if not trace.decode_ms or not trace.output_tokens:
+                        raise RuntimeError("the local turn reported no decodeMs/outputTokens")
+                    if i >= 0:
+                        direct_rates.append(run["tokens"] / run["decodeMs"] * 1000)
+                        rates.append(trace.output_tokens / trace.decode_ms * 1000)
+            finally:
+                direct.kill()
+                await direct.wait()
         return {"dispatch": rates, "direct": direct_rates}
 
     # ------------------------------------------------------------ the whole run

@@ -7,7 +7,8 @@ selectors and services use exactly the database the workers use. Prints one JSON
   then time ``history_slice`` for a 100-chunk tail and a full read.
 - ``persist``: time ``chunks_append`` of one step of 1, 100 and 1,000 chunks.
 - ``llama --max-tokens N``: llama-cpp-python called directly on the prompt a Dispatch turn with
-  the local model sends (same messages, same model parameters); decode tokens/s.
+  the local model sends (same messages, same model parameters); decode tokens/s of one run
+  per line read from stdin.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import django
@@ -123,8 +125,9 @@ def persist(repeat: int) -> dict:
     return results
 
 
-def llama(max_tokens: int, repeat: int) -> dict:
-    """Decode tokens/s of llama-cpp-python on the prompt a Dispatch turn sends."""
+def llama(max_tokens: int) -> None:
+    """Decode tokens/s of llama-cpp-python on the prompt a Dispatch turn sends: one run per
+    line read from stdin, its JSON printed (the bench alternates these with Dispatch turns)."""
     import llama_cpp
 
     from chat.providers.local import _cpu_count, default_model_path, to_chat_messages
@@ -141,8 +144,8 @@ def llama(max_tokens: int, repeat: int) -> dict:
         n_threads_batch=threads,
         verbose=False,
     )
-    runs = []
-    for _ in range(repeat):
+    print(json.dumps({"ready": True}), flush=True)
+    for _ in sys.stdin:
         llm.reset()
         start = time.monotonic()
         first, pieces, finish = None, 0, None
@@ -157,8 +160,9 @@ def llama(max_tokens: int, repeat: int) -> dict:
         end = time.monotonic()
         # At the length limit the count is exact; otherwise one streamed piece ≈ one token.
         tokens = max_tokens if finish == "length" else pieces
-        runs.append({"tokens": tokens, "decodeMs": (end - (first or start)) * 1000})
-    return {"runs": runs, "messages": len(messages)}
+        print(
+            json.dumps({"tokens": tokens, "decodeMs": (end - (first or start)) * 1000}), flush=True
+        )
 
 
 def main() -> None:
@@ -171,7 +175,6 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=10)
     ll = sub.add_parser("llama")
     ll.add_argument("--max-tokens", type=int, default=128)
-    ll.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     _setup()
     if args.command == "history":
@@ -179,7 +182,8 @@ def main() -> None:
     elif args.command == "persist":
         out = persist(args.repeat)
     else:
-        out = llama(args.max_tokens, args.repeat)
+        llama(args.max_tokens)
+        return
     print(json.dumps(out))
 
 

@@ -193,7 +193,8 @@ def render(r: dict, machine: dict[str, str], *, quick: bool) -> str:
         out += [
             f"Decode tokens/s of the bundled SmolLM2 ({plan.local_tokens} tokens, "
             f"{plan.local_repeat} run(s) each): through Dispatch (outputTokens / "
-            "decodeMs of a turn) vs llama-cpp-python called directly on the same messages.",
+            "decodeMs of a turn) vs llama-cpp-python called directly on the same messages "
+            "in a process of its own; the two alternate, after one warm-up run each.",
             "",
             "| path | tok/s (median) | runs |",
             "|---|---:|---|",
