@@ -46,7 +46,6 @@ DEFAULT_MAX_TOKENS = 8192
 RETRYABLE_ERROR_TYPES = {"overloaded_error", "api_error", "rate_limit_error"}
 THINKING_CACHE_SIZE = 1024
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
-LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
 class AnthropicProvider:
@@ -61,14 +60,9 @@ class AnthropicProvider:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ):
         self._clients = ClientPerLoop(
-            lambda: anthropic.AsyncAnthropic(
-                base_url=base_url,
-                api_key=api_key,
-                max_retries=0,
-                timeout=timeout,
-                http_client=anthropic.DefaultAioHttpClient(timeout=timeout),
-            )
-        )
+            anthropic.AsyncAnthropic, anthropic.DefaultAioHttpClient,
+            base_url=base_url, api_key=api_key, timeout=timeout,
+        )  # fmt: skip
         self._thinking = thinking
         # tool-call id → the signed thinking blocks of the response that made the call.
         self._thinking_blocks: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
@@ -79,11 +73,7 @@ class AnthropicProvider:
 
     async def list_models(self) -> list[str]:
         """The model ids the server offers, in its order. Raises ProviderError."""
-        try:
-            page = await self._clients.get().models.list(timeout=LIST_TIMEOUT)
-            return [model.id async for model in page]
-        except (anthropic.APIError, httpx.HTTPError) as exc:
-            raise provider_error(exc) from exc
+        return await self._clients.list_models(classify=provider_error)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Stream one step (see the Provider protocol). Raises ProviderError."""

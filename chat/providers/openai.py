@@ -43,7 +43,6 @@ FINISH_REASONS = {
 }
 # Generous read timeout: a busy local server may sit silent for a long time before streaming.
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
-LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
 class OpenAIProvider:
@@ -58,14 +57,9 @@ class OpenAIProvider:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ):
         self._clients = ClientPerLoop(
-            lambda: openai.AsyncOpenAI(
-                base_url=base_url,
-                api_key=api_key,
-                max_retries=0,
-                timeout=timeout,
-                http_client=openai.DefaultAioHttpClient(timeout=timeout),
-            )
-        )
+            openai.AsyncOpenAI, openai.DefaultAioHttpClient,
+            base_url=base_url, api_key=api_key, timeout=timeout,
+        )  # fmt: skip
         self._send_reasoning_effort = send_reasoning_effort
 
     async def aclose(self) -> None:
@@ -74,11 +68,7 @@ class OpenAIProvider:
 
     async def list_models(self) -> list[str]:
         """The model ids the server offers, in its order. Raises ProviderError."""
-        try:
-            page = await self._clients.get().models.list(timeout=LIST_TIMEOUT)
-            return [model.id async for model in page]
-        except (openai.APIError, httpx.HTTPError) as exc:
-            raise provider_error(exc) from exc
+        return await self._clients.list_models(classify=provider_error)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Stream one step (see the Provider protocol). Raises ProviderError."""

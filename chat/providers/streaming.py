@@ -14,18 +14,30 @@ import httpx
 from chat.runtime.types import ProviderError, ProviderEvent, ReasoningDelta, TextDelta
 
 Client = TypeVar("Client")
+LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # listing models is quick or broken
 
 
 class ClientPerLoop(Generic[Client]):
     """One SDK client per event loop.
 
-    The SDKs run on their aiohttp backend (the httpx default costs about three times the CPU
-    per streamed chunk, bench/RESULTS.md), and an aiohttp session belongs to the event loop
+    Built from the SDK's client class and its aiohttp backend (the httpx default costs about
+    three times the CPU
+    per streamed chunk, docs/benchmarks.md); an aiohttp session belongs to the event loop
     that opened it; a provider may serve several loops (a test's, ``async_to_sync``'s).
     """
 
-    def __init__(self, make: Callable[[], Client]) -> None:
-        self._make = make
+    def __init__(
+        self,
+        sdk_client: Callable[..., Client],
+        aiohttp_client: Callable[..., httpx.AsyncClient],
+        *,
+        timeout: httpx.Timeout,
+        **options: Any,
+    ) -> None:
+        # max_retries=0: the runtime owns the retry policy and must see every failure.
+        self._make = lambda: sdk_client(
+            **options, max_retries=0, timeout=timeout, http_client=aiohttp_client(timeout=timeout)
+        )
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = (
             weakref.WeakKeyDictionary()
         )
@@ -36,6 +48,15 @@ class ClientPerLoop(Generic[Client]):
         if client is None:
             client = self._clients[loop] = self._make()
         return client
+
+    async def list_models(self, *, classify: Callable[[Exception], ProviderError]) -> list[str]:
+        """The model ids the server offers, in its order. Raises ``classify(exc)``."""
+        client: Any = self.get()
+        try:
+            page = await client.models.list(timeout=LIST_TIMEOUT)
+            return [model.id async for model in page]
+        except Exception as exc:
+            raise classify(exc) from exc
 
     async def aclose(self) -> None:
         """Close the running loop's client (its connections)."""

@@ -18,7 +18,6 @@ from chat.runtime.types import (
 )
 from tests.chat.providers.sse_server import (
     Reply,
-    ScriptedServer,
     anthropic_end,
     anthropic_event,
     anthropic_message_start,
@@ -31,23 +30,11 @@ MESSAGES = "/v1/messages"
 
 
 @pytest.fixture
-def server():
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def make_provider():
-    """``make_provider(server, **options)``; every provider made is closed after the test."""
-    made: list[AnthropicProvider] = []
-
-    def make(server: ScriptedServer, **options) -> AnthropicProvider:
-        made.append(AnthropicProvider(base_url=server.url, api_key="test-key", **options))
-        return made[-1]
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+def make_provider(closing):
+    """``make_provider(server, **options)``, closed after the test."""
+    return lambda server, **options: closing(
+        AnthropicProvider(base_url=server.url, api_key="test-key", **options)
+    )
 
 
 def user(text: str) -> Message:

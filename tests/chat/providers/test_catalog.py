@@ -10,15 +10,9 @@ from chat.config import CredentialConfig, DispatchConfig, load_config, reset_con
 from chat.providers import Catalog, ModelInfo, UnknownModel, get_catalog, reset_catalog
 from chat.providers.anthropic import AnthropicProvider
 from chat.providers.openai import OpenAIProvider
-from tests.chat.providers.sse_server import Reply, ScriptedServer
+from tests.chat.providers.sse_server import Reply
 
 MODELS = "/v1/models"
-
-
-@pytest.fixture
-def server():
-    with ScriptedServer() as server:
-        yield server
 
 
 def openai_models(*ids: str) -> Reply:

@@ -22,7 +22,6 @@ from chat.runtime.types import (
 from tests.chat.providers.sse_server import (
     OPENAI_DONE,
     Reply,
-    ScriptedServer,
     openai_chunk,
     openai_text_reply,
     openai_usage,
@@ -33,23 +32,11 @@ COMPLETIONS = "/v1/chat/completions"
 
 
 @pytest.fixture
-def server():
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def make_provider():
-    """``make_provider(server, **options)``; every provider made is closed after the test."""
-    made: list[OpenAIProvider] = []
-
-    def make(server: ScriptedServer, **options) -> OpenAIProvider:
-        made.append(OpenAIProvider(base_url=server.url + "/v1", api_key="test-key", **options))
-        return made[-1]
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+def make_provider(closing):
+    """``make_provider(server, **options)``, closed after the test."""
+    return lambda server, **options: closing(
+        OpenAIProvider(base_url=server.url + "/v1", api_key="test-key", **options)
+    )
 
 
 def ask(text: str = "hi", **fields) -> ProviderRequest:
