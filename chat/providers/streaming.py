@@ -21,9 +21,9 @@ class ClientPerLoop(Generic[Client]):
     """One SDK client per event loop.
 
     Built from the SDK's client class and its aiohttp backend (the httpx default costs about
-    three times the CPU
-    per streamed chunk, docs/benchmarks.md); an aiohttp session belongs to the event loop
-    that opened it; a provider may serve several loops (a test's, ``async_to_sync``'s).
+    three times the CPU per streamed chunk, docs/benchmarks.md). An aiohttp session belongs to
+    the event loop that opened it, and a provider may serve several loops (a test's,
+    ``async_to_sync``'s).
     """
 
     def __init__(
