@@ -74,7 +74,7 @@ def conversation_turn_metrics(*, conversation_id: str) -> list[dict]:
 
     A TurnMetrics row exists only for a sealed turn (it is written by ``turn_seal`` in the
     sealing transaction), so no join on the turn's status is needed. Two queries, whatever
-    the number of turns and steps.
+    the number of turns and steps; steps of a turn sealed between them are left out with it.
     """
     turns = list(
         TurnMetrics.objects.filter(conversation_id=conversation_id)
@@ -89,7 +89,10 @@ def conversation_turn_metrics(*, conversation_id: str) -> list[dict]:
             .values(*_STEP_FIELDS)
         )
         for row in rows:
-            steps_by_turn[row["turn_metrics_id"]].append(
+            steps = steps_by_turn.get(row["turn_metrics_id"])
+            if steps is None:  # its turn sealed after the first query: the next read has it
+                continue
+            steps.append(
                 {
                     "stepId": row["step_id"],
                     "usage": _usage(row),

@@ -45,7 +45,9 @@ def history(client: httpx.Client, conversation_id: str, **params) -> dict:
 
 
 def sealed_turns(client: httpx.Client, conversation_id: str) -> list[dict]:
-    return client.get(f"/conversations/{conversation_id}/metrics").json()["turns"]
+    response = client.get(f"/conversations/{conversation_id}/metrics")
+    assert response.status_code == 200, response.text
+    return response.json()["turns"]
 
 
 def test_text_turn_streams_ndjson_from_user_message_to_turn_sealed(stack):

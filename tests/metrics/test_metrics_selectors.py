@@ -89,3 +89,26 @@ def test_constant_number_of_queries(sealed):
     with CaptureQueriesContext(connection) as many:
         assert len(conversation_turn_metrics(conversation_id="conv-1")) == 13
     assert len(few) == len(many) == 2
+
+
+def test_a_turn_sealed_between_the_two_queries_is_left_for_the_next_read(sealed):
+    """A turn sealing while the metrics are read (the API polled mid-seal) must not fail the read:
+    its steps may appear in the second query though its turn row was not in the first."""
+    first = sealed(turn_metrics())
+    late: list[str] = []
+
+    def seal_before_the_step_query(execute, sql, params, many, context):
+        if not late and sql.lstrip().startswith("SELECT") and "metrics_stepmetrics" in sql:
+            late.append(sealed(turn_metrics()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(seal_before_the_step_query):
+        turns = conversation_turn_metrics(conversation_id="conv-1")
+
+    assert late, "the wrapper sealed a turn between the queries"
+    assert [t["turnId"] for t in turns] == [first]
+    assert [len(t["steps"]) for t in turns] == [1]
+    assert [t["turnId"] for t in conversation_turn_metrics(conversation_id="conv-1")] == [
+        first,
+        late[0],
+    ]
