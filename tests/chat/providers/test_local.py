@@ -28,6 +28,7 @@ from chat.runtime.types import (
     TextDelta,
     ToolCallReady,
     ToolSpec,
+    Usage,
     UsageReport,
 )
 
@@ -128,10 +129,27 @@ async def test_the_event_loop_keeps_running_while_the_model_generates(provider: 
     assert ticks_at_token[-1] > ticks_at_token[0]  # it beat between the first and the last token
 
 
+async def test_tokens_sampled_within_the_batch_interval_travel_as_one_delta():
+    clock = [0.0]
+    job = local._Job(asyncio.get_running_loop(), clock=lambda: clock[0])
+    for clock[0], text in [(0.0, "a"), (0.01, "b"), (0.02, "c"), (0.03, "d"), (0.04, "e")]:
+        job.put(TextDelta(text))  # the first at once; then once BATCH_INTERVAL has passed
+    usage = UsageReport(Usage(3, 5))
+    job.put(usage)  # anything but text goes at once, with the text that waits
+    job.put(TextDelta("f"))
+    job.end(ProviderError("model crashed"))  # what was sampled before a failure is still sent
+
+    received = [await job.next() for _ in range(5)]
+    with pytest.raises(ProviderError, match="model crashed"):
+        await job.next()
+    assert local.BATCH_INTERVAL == 0.025
+    assert received == [TextDelta("a"), TextDelta("bcd"), TextDelta("e"), usage, TextDelta("f")]
+
+
 @pytest.fixture
 def small_backlog(monkeypatch):
-    """An unread stream's worker pauses after two events, still holding the model."""
-    monkeypatch.setattr(local, "MAX_PENDING_EVENTS", 2)
+    """An unread stream's worker pauses after two batches, still holding the model."""
+    monkeypatch.setattr(local, "MAX_PENDING_BATCHES", 2)
 
 
 @pytest.mark.usefixtures("small_backlog")
