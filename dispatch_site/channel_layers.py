@@ -1,5 +1,6 @@
 """The embedded (single-process) channel layer."""
 
+import asyncio
 import contextlib
 import time
 
@@ -18,6 +19,9 @@ class InMemoryChannelLayer(_ChannelsInMemoryLayer):
       second keeps its meaning and makes the per-delta cost constant.
     - Its ``group_send`` starts one task per member and gathers them; putting a message on an
       in-memory queue never waits, so a plain loop does the same without the tasks.
+    - Its ``send`` deep-copies every message for every receiver. Dispatch never changes a
+      message after sending it or on receiving it (events are built fresh for each send), so
+      each receiver gets its own copy of the outer dict only.
     """
 
     _cleaned_at = 0.0
@@ -27,6 +31,15 @@ class InMemoryChannelLayer(_ChannelsInMemoryLayer):
         if now - self._cleaned_at >= CLEAN_EVERY:
             self._cleaned_at = now
             super()._clean_expired()
+
+    async def send(self, channel: str, message: dict) -> None:
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_channel_name(channel)
+        queue = self.channels.setdefault(channel, asyncio.Queue(self.get_capacity(channel)))
+        try:
+            queue.put_nowait((time.time() + self.expiry, dict(message)))
+        except asyncio.QueueFull:
+            raise ChannelFull(channel) from None
 
     async def group_send(self, group: str, message: dict) -> None:
         assert isinstance(message, dict), "message is not a dict"
