@@ -76,7 +76,7 @@ def _latency_table(r: dict) -> list[str]:
 def _rate_row(label: str, count: int, s: RunStats, d: RunStats) -> str:
     return (
         f"| {label} | {count} | {s.written_per_s:,.0f} | {d.delivered:.3f} | **{s.delivered:.3f}** "
-        f"| {s.window_s:.1f} | {s.tokens}/{s.expected} | {s.errors} | {s.wall_s:.0f} |"
+        f"| **{s.delivered_whole:.3f}** | {s.window_s:.1f} | {s.tokens}/{s.expected} | {s.errors} | {s.wall_s:.0f} |"
     )
 
 
@@ -120,11 +120,14 @@ def render(r: dict, machine: dict[str, str], *, quick: bool) -> str:
         "Tokens/s received by clients ÷ tokens/s offered, for the tokens the stand-in wrote in "
         "the steady window: the time it took to write them ÷ the time they took to arrive "
         "(1.000 = the server keeps up; above 1 = a backlog from the ramp-up drained). "
-        "*offered* = tokens/s the stand-in wrote in that window over all streams.",
+        "*offered* = tokens/s the stand-in wrote in that window over all streams. *whole run* = "
+        "the same for every token of the run, ramp-up included: the time from the first token "
+        "written to the last written ÷ the time from the first written to the last received "
+        "(below 1 when the server is still delivering after the stand-in is done).",
         "",
-        "| setup | turns | offered tok/s | direct | **Dispatch** | window s | tokens received "
-        "| errors | wall s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| setup | turns | offered tok/s | direct | **Dispatch** | **Dispatch, whole run** "
+        "| window s | tokens received | errors | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for count in plan.rate_counts:
         out.append(_rate_row("1 worker, SQLite", count, r["single"][count], r["direct"][count]))
@@ -134,11 +137,11 @@ def render(r: dict, machine: dict[str, str], *, quick: bool) -> str:
                       r["direct"][count])
         )  # fmt: skip
     per_worker = plan.rate_counts[1] if len(plan.rate_counts) > 1 else plan.rate_counts[0]
-    delivered = r["single"][per_worker].delivered
+    steady, whole = r["single"][per_worker].delivered, r["single"][per_worker].delivered_whole
     out += [
         "",
-        f"Target: delivered ≥ 0.95 at {per_worker} turns per worker → {delivered:.3f}: "
-        f"{_mark(delivered >= 0.95)}.",
+        f"Target: delivered ≥ 0.95 at {per_worker} turns per worker → {steady:.3f} in the steady "
+        f"window, {whole:.3f} over the whole run: {_mark(min(steady, whole) >= 0.95)}.",
         "",
     ]
     t = r["ttft"]

@@ -51,6 +51,7 @@ class RunStats:
     all_p99_ms: float
     written_per_s: float  # tokens/s the stand-in wrote in the steady window (all streams)
     delivered: float  # the steady window's tokens: time to write them ÷ time to receive them
+    delivered_whole: float  # every token: first→last write ÷ first write→last arrival
     window_s: float
     wall_s: float
 
@@ -68,6 +69,16 @@ def run_stats(run: Run, tokens_per_stream: int) -> RunStats:
     # outer 0.5 % on each side are left out so that one straggler does not decide the ratio.
     sent_span = percentile(sent, 0.995) - percentile(sent, 0.005)
     received_span = percentile(received, 0.995) - percentile(received, 0.005)
+    # The whole run, ramp-up included: a server that falls behind stretches the arrivals.
+    first_write = min(run.stamps, default=0)
+    write_span = max(run.stamps, default=0) - first_write
+    arrival_span = (
+        max(
+            (stamp + latency for stamp, latency in zip(run.stamps, run.latencies, strict=True)),
+            default=0,
+        )
+        - first_write
+    )
     return RunStats(
         streams=len(run.traces),
         tokens=len(run.latencies),
@@ -79,6 +90,7 @@ def run_stats(run: Run, tokens_per_stream: int) -> RunStats:
         all_p99_ms=percentile(run.latencies, 0.99) / NS_PER_MS,
         written_per_s=len(sent) / window_s if window_s > 0 else float("nan"),
         delivered=sent_span / received_span if received_span > 0 else float("nan"),
+        delivered_whole=write_span / arrival_span if arrival_span > 0 else float("nan"),
         window_s=window_s,
         wall_s=run.wall_s,
     )
