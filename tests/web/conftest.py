@@ -84,10 +84,11 @@ def session_cookie(stack_env) -> str:
     return manage(["shell", "-c", code], **stack_env).strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     # Playwright's sync API refuses to run inside an asyncio loop; pytest-asyncio leaves
-    # none running for sync tests.
+    # none running for sync tests. Its own loop runs in this thread while it is open, so it
+    # is closed with the module: sync tests after it may use async_to_sync again.
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
