@@ -172,14 +172,13 @@ class ChatConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         payload = ChatIn.model_validate(frame)
         turn_request = payload.turn_request()
         conversation_id = turn_request.conversation_id
-        created = not await _exists(conversation_id)
-        await self._subscribe(conversation_id, replay=False)
+        created = not await self._subscribe(conversation_id, replay=False)
         await services.turn_start(user=self.user, request=turn_request)
+        self.owned.add(conversation_id)  # the turn started: the conversation is this user's
         # The turn runs here: its events so far come straight from the registry, so the sender
         # misses none even if the channel layer dropped the first ones (e.g. while its Redis
         # subscription was still being set up); the group's copies are deduplicated.
         await self.subscriptions[conversation_id].replay(reply_to=self.channel_name)
-        self.owned.add(conversation_id)
         if created:
             await self.channel_layer.group_send(
                 user_group(self.user),
@@ -252,7 +251,8 @@ class ChatConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
 
     # ------------------------------------------------------------------ subscriptions
 
-    async def _subscribe(self, conversation_id: str, *, replay: bool) -> None:
+    async def _subscribe(self, conversation_id: str, *, replay: bool) -> bool:
+        """Join the conversation's group (NotFound if it is someone else's); whether it exists."""
         conversation = await _conversation(conversation_id)
         if conversation is not None and conversation.owner_id != self.user.pk:
             raise NotFound(conversation_id)
@@ -269,6 +269,7 @@ class ChatConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_add(group_name_for(conversation_id), self.channel_name)
         if replay:
             await feed.replay(reply_to=self.channel_name)
+        return conversation is not None
 
     # ------------------------------------------------------------------ group messages
 
@@ -340,8 +341,3 @@ def _describe(exc: ValidationError) -> str:
 @database_sync_to_async
 def _conversation(conversation_id: str) -> Conversation | None:
     return Conversation.objects.filter(pk=conversation_id).first()
-
-
-@database_sync_to_async
-def _exists(conversation_id: str) -> bool:
-    return Conversation.objects.filter(pk=conversation_id).exists()
