@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from chat.auth import token_digest
+from chat.auth import LAST_USED_RESOLUTION, token_digest
 from chat.models import ApiToken
 
 pytestmark = pytest.mark.django_db
@@ -124,6 +124,18 @@ def test_a_revoked_token_is_refused(api):
     response = api.get("/conversations")
     assert response.status_code == 401
     assert set(response.json()) == {"error"}
+
+
+def test_a_tokens_last_use_is_recorded_to_the_minute(api, token):
+    assert ApiToken.objects.get().last_used_at is None
+    assert api.get("/conversations").status_code == 200
+    first = ApiToken.objects.get().last_used_at
+    assert first is not None
+    assert api.get("/conversations").status_code == 200
+    assert ApiToken.objects.get().last_used_at == first  # a minute has not passed: no write
+    ApiToken.objects.update(last_used_at=first - LAST_USED_RESOLUTION)
+    assert api.get("/conversations").status_code == 200
+    assert ApiToken.objects.get().last_used_at > first
 
 
 def test_tokens_are_revoked_in_the_admin_which_never_shows_the_digest(
