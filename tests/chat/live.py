@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,12 +88,26 @@ class Stack:
         return f"{base}{path}?token={self.tokens[user]}"
 
 
-def start_stack(env_extra: dict[str, str] | None = None, workers: int = 1) -> Iterator[Stack]:
+def start_stack(
+    env_extra: dict[str, str] | None = None,
+    workers: int = 1,
+    *,
+    config_extra: str = "",
+    model_url: str | None = None,
+) -> Iterator[Stack]:
+    """Live workers with users alice and bob and a scripted OpenAI-format model.
+
+    ``config_extra`` is TOML after the ``scripted`` credential (``MODEL_URL`` in it becomes
+    the model server's URL); ``model_url`` puts another model server in the scripted one's
+    place.
+    """
     scripted = ScriptedServer().start()
     var_dir = Path(tempfile.mkdtemp(prefix="dispatch-stack-"))
+    model_url = model_url or scripted.url
+    config = write_config(var_dir, model_url, config_extra.replace("MODEL_URL", model_url))
     env = {
         "DISPATCH_VAR_DIR": str(var_dir),
-        "DISPATCH_CONFIG": str(write_config(var_dir, scripted.url)),
+        "DISPATCH_CONFIG": str(config),
         "SCRIPTED_API_KEY": "test-key",
         "DISPATCH_TURN_RATE_LIMIT": "0",  # tests start many turns; the limit has its own tests
         **(env_extra or {}),
@@ -108,6 +123,16 @@ def start_stack(env_extra: dict[str, str] | None = None, workers: int = 1) -> It
         scripted.close()
         for worker in stack.workers:
             worker.stop()
+
+
+def cluster_env(postgres_server, redis_url: str, name: str) -> dict[str, str]:
+    """Workers sharing a fresh PostgreSQL database ``name_*`` and Redis; a quick sweep."""
+    return {
+        "DATABASE_URL": postgres_server.database_create(f"{name}_{uuid.uuid4().hex[:8]}"),
+        "REDIS_URL": redis_url,
+        "DISPATCH_HEARTBEAT_SECONDS": "0.5",
+        "DISPATCH_STALE_SECONDS": "3",
+    }
 
 
 def ndjson(response: httpx.Response) -> list[dict]:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.chat.live import COMPLETIONS, start_stack, wait_for
+from tests.chat.live import COMPLETIONS, cluster_env, start_stack, wait_for
 from tests.chat.providers.sse_server import openai_text_reply, openai_tool_reply
 from tests.chat.test_api_chat import gated_reply, history, sealed_turns
 from tests.chat.test_ws import Socket
@@ -16,14 +16,7 @@ from tests.chat.test_ws import Socket
 
 @pytest.fixture(scope="module")
 def cluster(postgres_server, redis_server):
-    database = postgres_server.database_create("cluster_" + uuid.uuid4().hex[:8])
-    env = {
-        "DATABASE_URL": database,
-        "REDIS_URL": redis_server.url,
-        "DISPATCH_HEARTBEAT_SECONDS": "0.5",
-        "DISPATCH_STALE_SECONDS": "3",
-    }
-    yield from start_stack(env, workers=2)
+    yield from start_stack(cluster_env(postgres_server, redis_server.url, "cluster"), workers=2)
 
 
 def test_turn_on_a_watched_from_b_and_stopped_through_b(cluster):

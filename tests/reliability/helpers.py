@@ -1,51 +1,12 @@
-"""Shared parts of the reliability suite: a live stack with a configurable model, and the
+"""Shared parts of the reliability suite: the benchmark's stand-in as a fast model, and the
 check that a conversation's persisted log equals what a client saw live.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 from bench.standin import Schedule, StandinProcess
-from tests.chat.live import Stack, create_user, write_config
-from tests.chat.providers.sse_server import ScriptedServer
-from tests.servers import DaphneWorker, manage
-
-
-def reliability_stack(
-    *,
-    env: dict[str, str] | None = None,
-    config_extra: str = "",
-    model_url: str | None = None,
-    workers: int = 1,
-) -> Iterator[Stack]:
-    """Like ``tests.chat.live.start_stack``, plus ``config_extra`` TOML after the ``scripted``
-    credential (``MODEL_URL`` in it becomes the model server's URL) and another model server
-    (``model_url``) in place of the scripted one."""
-    scripted = ScriptedServer().start()
-    var_dir = Path(tempfile.mkdtemp(prefix="dispatch-reliability-"))
-    model_url = model_url or scripted.url
-    config = write_config(var_dir, model_url, config_extra.replace("MODEL_URL", model_url))
-    stack_env = {
-        "DISPATCH_VAR_DIR": str(var_dir),
-        "DISPATCH_CONFIG": str(config),
-        "SCRIPTED_API_KEY": "test-key",
-        "DISPATCH_TURN_RATE_LIMIT": "0",  # these tests start many turns
-        **(env or {}),
-    }
-    manage(["migrate", "--noinput"], **stack_env)
-    stack = Stack(scripted, stack_env, [])
-    stack.tokens = {name: create_user(stack_env, name) for name in ("alice", "bob")}
-    try:
-        for _ in range(workers):
-            stack.workers.append(DaphneWorker(stack_env).start())
-        yield stack
-    finally:
-        scripted.close()
-        for worker in stack.workers:
-            worker.stop()
 
 
 def standin_process() -> Iterator[str]:

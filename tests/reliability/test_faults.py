@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chat.live import COMPLETIONS, wait_for
+from tests.chat.live import COMPLETIONS, start_stack, wait_for
 from tests.chat.providers.sse_server import (
     Reply,
     openai_chunk,
@@ -21,7 +21,7 @@ from tests.chat.providers.sse_server import (
 )
 from tests.chat.test_api_chat import gated_reply, history, sealed_turns
 from tests.chat.test_ws import Socket
-from tests.reliability.helpers import chunks_from_events, log_of, reliability_stack
+from tests.reliability.helpers import chunks_from_events, log_of
 
 READ_TIMEOUT = 0.5  # the "impatient" credential's stall limit (seconds)
 BUSY_TIMEOUT = 1.5  # the worker's SQLite busy timeout (seconds)
@@ -50,8 +50,8 @@ models = ["test-model"]
 
 @pytest.fixture(scope="module")
 def stack():
-    yield from reliability_stack(
-        config_extra=IMPATIENT_CREDENTIAL, env={"DISPATCH_SQLITE_TIMEOUT": str(BUSY_TIMEOUT)}
+    yield from start_stack(
+        {"DISPATCH_SQLITE_TIMEOUT": str(BUSY_TIMEOUT)}, config_extra=IMPATIENT_CREDENTIAL
     )
 
 
@@ -328,7 +328,7 @@ def test_a_lock_past_the_busy_timeout_fails_the_turn_which_still_seals(stack, ga
 
 @pytest.fixture
 def lone_worker_stack():
-    yield from reliability_stack()
+    yield from start_stack()
 
 
 def test_sigkill_mid_turns_then_restart_recovers_them_interrupted(lone_worker_stack, gates):

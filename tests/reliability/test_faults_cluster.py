@@ -9,11 +9,11 @@ import uuid
 import httpx
 import pytest
 
-from tests.chat.live import COMPLETIONS, wait_for
+from tests.chat.live import COMPLETIONS, cluster_env, start_stack, wait_for
 from tests.chat.providers.sse_server import openai_text_reply, openai_tool_reply
 from tests.chat.test_api_chat import gated_reply, history, ndjson, sealed_turns
 from tests.chat.test_ws import Socket
-from tests.reliability.helpers import chunks_from_events, log_of, reliability_stack
+from tests.reliability.helpers import chunks_from_events, log_of
 from tests.reliability.test_faults import assert_ended, assert_resync, send, until_event
 from tests.servers import RedisServer
 
@@ -27,14 +27,7 @@ def redis():
 
 @pytest.fixture(scope="module")
 def cluster(postgres_server, redis):
-    database = postgres_server.database_create("faults_" + uuid.uuid4().hex[:8])
-    env = {
-        "DATABASE_URL": database,
-        "REDIS_URL": redis.url,
-        "DISPATCH_HEARTBEAT_SECONDS": "0.5",
-        "DISPATCH_STALE_SECONDS": "3",
-    }
-    yield from reliability_stack(env=env, workers=2)
+    yield from start_stack(cluster_env(postgres_server, redis.url, "faults"), workers=2)
 
 
 def new_id() -> str:

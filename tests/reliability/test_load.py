@@ -14,10 +14,10 @@ import pytest
 import websockets
 
 from bench.standin import TOOL_MARKER
+from tests.chat.live import start_stack
 from tests.reliability.helpers import (
     chunks_from_events,
     log_of,
-    reliability_stack,
     standin_process,
 )
 
@@ -31,7 +31,7 @@ DEADLINE = 100.0  # the whole run (about 40 s on an idle 2-core box); fails rath
 @pytest.fixture(scope="module")
 def load_stack():
     for standin_url in standin_process():
-        yield from reliability_stack(model_url=standin_url)
+        yield from start_stack(model_url=standin_url)
 
 
 async def _client(url: str, conversation_id: str, tools: bool, connects) -> list[list[dict]]:
