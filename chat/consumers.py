@@ -107,7 +107,9 @@ class ChatConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             return
         self.subscriptions: dict[str, TurnFeed] = {}
         self.surface_subscriptions: set[tuple[str, str | None]] = set()
-        self.owned: set[str] = set()  # conversations seen to be this user's
+        # Conversations seen to be this user's, or someone else's (an owner never changes).
+        self.owned: set[str] = set()
+        self.foreign: set[str] = set()
         await self.channel_layer.group_add(user_group(self.user), self.channel_name)
         await self.send_json({"type": "catalog", "catalog": surfaces.CATALOG})
 
@@ -311,12 +313,16 @@ class ChatConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     async def _owns(self, conversation_id: str) -> bool:
         """Whether the conversation is this user's. A subscription may predate the
         conversation (and so its owner): whoever creates it, only its owner gets its news."""
-        if conversation_id not in self.owned:
-            conversation = await _conversation(conversation_id)
-            if conversation is None or conversation.owner_id != self.user.pk:
-                return False
-            self.owned.add(conversation_id)
-        return True
+        if conversation_id in self.owned:
+            return True
+        if conversation_id in self.foreign:
+            return False  # no query per event of someone else's turn
+        conversation = await _conversation(conversation_id)
+        if conversation is None:
+            return False
+        mine = conversation.owner_id == self.user.pk
+        (self.owned if mine else self.foreign).add(conversation_id)
+        return mine
 
     async def conversation_open(self, message: dict) -> None:
         await self.send_json(

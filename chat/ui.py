@@ -63,8 +63,9 @@ class UIConsumer(DirectDispatch, AsyncWebsocketConsumer):
             return
         self.conversation_id = conversation_id
         # A draft's conversation does not exist yet: until it does and is seen to be this
-        # user's, nothing about it is shown (someone else could create that id).
-        self.owned = existing is not None
+        # user's, nothing about it is shown (someone else could create that id). None: not
+        # decided yet; a conversation's owner never changes, so a decision is final.
+        self.owned: bool | None = True if existing is not None else None
         self.live: LiveTurn | None = None
         self.feed = TurnFeed(conversation_id, self._on_event)
         self.history_seq = 0
@@ -129,15 +130,16 @@ class UIConsumer(DirectDispatch, AsyncWebsocketConsumer):
     # ------------------------------------------------------------------ group messages
 
     async def _owns_conversation(self) -> bool:
-        if not self.owned:
+        if self.owned is None:
             try:
                 conversation = await database_sync_to_async(conversation_for_user)(
                     user=self.user, conversation_id=self.conversation_id
                 )
             except NotFound:
-                return False
-            self.owned = conversation is not None
-        return self.owned
+                self.owned = False  # someone else's: no query per event of their turn
+            else:
+                self.owned = True if conversation is not None else None
+        return bool(self.owned)
 
     async def chat_replay(self, message: dict) -> None:
         if message["conversation"] == self.conversation_id and await self._owns_conversation():
