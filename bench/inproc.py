@@ -109,7 +109,7 @@ def persist(repeat: int) -> dict:
 
     from chat.models import Conversation
     from chat.runtime import Message
-    from chat.services import chunks_append
+    from chat.services._log import chunks_append
 
     owner, _ = User.objects.get_or_create(username="bench-persist")
     results = {}

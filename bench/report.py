@@ -177,7 +177,7 @@ def render(r: dict, machine: dict[str, str], *, quick: bool) -> str:
         f"Target: tail read independent of conversation size → largest/smallest = {flat:.2f} "
         f"(≤ {TAIL_FLAT:g}): {_mark(flat <= TAIL_FLAT)}.",
         "",
-        "## Persistence: committing one step (`chat.services.chunks_append`, median ms)",
+        "## Persistence: committing one step (`chat.services._log.chunks_append`, median ms)",
         "",
         "| chunks in the step | SQLite | PostgreSQL |",
         "|---:|---:|---:|",

@@ -1,19 +1,31 @@
 """The operators' view of conversations, their append-only logs, turns, queues, tabs and tokens.
 
-The log is append-only: chunks (and turns, which the runtime owns) are view-only here. Edits
-to a conversation go through ``services.conversation_update``, like everywhere else.
+The log is append-only: chunks (and turns, which the runtime owns) are view-only here. What an
+operator changes goes through the same services as every other transport, acting as the
+conversation's owner, so the owner's open pages hear about it; a service's refusal is shown as
+an error message.
 """
 
 from __future__ import annotations
 
 import json
 
-from django.contrib import admin
+from asgiref.sync import async_to_sync
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from chat import services
+from chat.errors import DomainError
 from chat.models import ApiToken, Chunk, Conversation, QueuedMessage, Tab, Turn
-from chat.services import conversation_update, queue_cancel
+
+# The form fields an operator may change, and the service that changes each.
+CONVERSATION_SETTINGS = {
+    "title": (services.conversation_rename, "title"),
+    "model": (services.conversation_set_model, "model"),
+    "reasoning_effort": (services.conversation_set_reasoning_effort, "reasoning_effort"),
+    "cwd": (services.conversation_set_cwd, "cwd"),
+}
 
 PREVIEW_LENGTH = 80
 
@@ -81,9 +93,24 @@ class ConversationAdmin(admin.ModelAdmin):
         return False  # deleting would drop chunks, and the log is append-only
 
     def save_model(self, request, obj, form, change) -> None:
-        conversation_update(
-            conversation=obj, **{name: form.cleaned_data[name] for name in form.changed_data}
-        )
+        for name in form.changed_data:
+            service, argument = CONVERSATION_SETTINGS[name]
+            try:
+                async_to_sync(service)(
+                    user=obj.owner, conversation_id=obj.pk, **{argument: form.cleaned_data[name]}
+                )
+            except DomainError as exc:
+                self.message_user(request, f"{name}: {exc.message}", messages.ERROR)
+
+    actions = ["close"]
+
+    @admin.action(description="Close the selected conversations (stops their turns)")
+    def close(self, request, queryset) -> None:
+        for conversation in queryset.select_related("owner"):
+            async_to_sync(services.conversation_close)(
+                user=conversation.owner, conversation_id=conversation.pk
+            )
+        self.message_user(request, f"Closed {queryset.count()} conversation(s).")
 
 
 @admin.register(Chunk)
@@ -146,9 +173,14 @@ class QueuedMessageAdmin(ViewOnlyAdmin):
 
     @admin.action(description="Cancel the selected queued messages")
     def cancel(self, request, queryset) -> None:
-        cancelled = sum(
-            queue_cancel(conversation_id=m.conversation_id, message_id=str(m.pk)) for m in queryset
-        )
+        cancelled = 0
+        for message in queryset.select_related("conversation__owner"):
+            done, _ = async_to_sync(services.queue_cancel)(
+                user=message.conversation.owner,
+                conversation_id=message.conversation_id,
+                message_id=str(message.pk),
+            )
+            cancelled += done
         self.message_user(request, f"Cancelled {cancelled} queued message(s).")
 
     def has_delete_permission(self, request, obj=None) -> bool:

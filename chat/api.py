@@ -1,4 +1,8 @@
-"""The JSON API of SPEC §4: thin — validate, call a service or selector, shape the answer."""
+"""The JSON API (docs/protocol.md#5-http-api): thin — call a service or a selector, shape the answer.
+
+Every refusal is a chat.errors.DomainError, answered with its status and ``{"error": message}``
+by one handler; django-ninja's validation errors are told the way the services tell theirs.
+"""
 
 from __future__ import annotations
 
@@ -12,28 +16,55 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import StreamingHttpResponse
-from ninja import NinjaAPI, Query, Schema, Status
+from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from chat import selectors, services
 from chat.auth import api_auth
-from chat.models import CONVERSATION_ID_PATTERN, DEFAULT_REASONING_EFFORT, REASONING_EFFORTS
-from chat.ratelimit import TurnRateLimited
-from chat.schemas import ChatIn, EffortIn, Error, ModelIn, QueueIn, ReasoningEffort, TitleIn
+from chat.errors import DomainError, InvalidInput
+from chat.models import DEFAULT_REASONING_EFFORT, Conversation
+from chat.providers import get_catalog
+from chat.schemas import (
+    ChatIn,
+    ConversationsOut,
+    CwdIn,
+    CwdOut,
+    EffortIn,
+    EffortOut,
+    Error,
+    HealthOut,
+    HistoryOut,
+    HistoryQuery,
+    ModelIn,
+    ModelOut,
+    ModelsOut,
+    OpenOut,
+    QueueCancelOut,
+    QueueIn,
+    QueueOut,
+    StopOut,
+    TabsIn,
+    TabsOut,
+    TitleIn,
+    TitleOut,
+)
+from chat.services.inputs import ConversationId, check, invalid_input
+from metrics.api import router as metrics_router
 
 log = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="Dispatch",
     version="1",
-    description="Chat with LLM agents: turns, history, queue and metrics (SPEC §4).",
+    description="Chat with LLM agents: turns, history, queue and metrics (docs/protocol.md).",
     auth=api_auth,
     openapi_url="/api/openapi.json",
     docs_url="/api/docs",
     urls_namespace="api",
 )
 
-_ID = re.compile(CONVERSATION_ID_PATTERN)
+# The errors a route that names a conversation may answer, besides its own.
+CONVERSATION_ERRORS = {400: Error, 401: Error, 404: Error}
 
 
 # ---------------------------------------------------------------- errors
@@ -43,9 +74,17 @@ def _error(request, message: str, status: int):
     return api.create_response(request, {"error": message}, status=status)
 
 
+@api.exception_handler(DomainError)
+def _domain_error(request, exc: DomainError):
+    return _error(request, exc.message, exc.status)
+
+
 @api.exception_handler(ValidationError)
 def _validation_error(request, exc: ValidationError):
-    return _error(request, _describe(exc.errors), 400)
+    error = exc.errors[0] if exc.errors else {}
+    if error.get("type") == "json_invalid" or "JSON" in error.get("msg", ""):
+        return _error(request, "malformed JSON body", 400)
+    return _error(request, invalid_input(exc.errors).message, 400)
 
 
 @api.exception_handler(AuthenticationError)
@@ -63,141 +102,15 @@ def _http_error(request, exc: HttpError):
     return _error(request, message, exc.status_code)
 
 
-@api.exception_handler(Exception)
-def _internal_error(request, exc):
-    log.exception("unhandled error in %s %s", request.method, request.path)
-    return _error(request, "internal server error", 500)
-
-
-@api.exception_handler(selectors.NotFound)
-def _not_found(request, exc):
-    return _error(request, f"conversation not found: {exc}", 404)
-
-
-@api.exception_handler(services.Conflict)
-def _conflict(request, exc):
-    return _error(request, str(exc), 409)
-
-
-@api.exception_handler(services.InvalidInput)
-def _invalid(request, exc):
-    return _error(request, str(exc), 400)
-
-
-@api.exception_handler(TurnRateLimited)
-def _rate_limited(request, exc):
-    return _error(request, str(exc), 429)
-
-
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request, exc):
     return _error(request, "request body too large", 413)
 
 
-def _describe(errors: list) -> str:
-    parts = []
-    for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "payload", "query", "path")]
-        where = ".".join(loc)
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "json_invalid" or "JSON" in msg:
-            return "malformed JSON body"
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts) or "invalid request"
-
-
-def _conversation_id(value: str) -> str:
-    if not _ID.match(value):
-        raise HttpError(
-            400, "invalid conversation id: use 1-128 of A-Z a-z 0-9 . _ : - (not first)"
-        )
-    return value
-
-
-# ---------------------------------------------------------------- schemas
-
-
-class ConversationOut(Schema):
-    id: str
-    title: str
-    status: str
-    model: str
-    createdAt: str
-    lastActivityAt: str
-
-
-class ConversationsOut(Schema):
-    conversations: list[ConversationOut]
-
-
-class StoredChunkOut(Schema):
-    seq: int
-    role: str
-    chunk: dict
-
-
-class HistoryOut(Schema):
-    chunks: list[StoredChunkOut]
-    latestSeq: int
-
-
-class HistoryQuery(Schema):
-    sinceSeq: str | None = None
-    beforeSeq: str | None = None
-    limit: str | None = None
-
-
-class ModelInfoOut(Schema):
-    contextWindow: int | None = None
-
-
-class ModelsOut(Schema):
-    models: list[str]
-    modelInfo: dict[str, ModelInfoOut]
-
-
-class StopOut(Schema):
-    conversationId: str
-    abortedTurn: bool
-
-
-class QueuedOut(Schema):
-    id: str
-    text: str
-    queuedAt: str
-
-
-class QueueOut(Schema):
-    conversationId: str
-    startedTurn: bool
-    queue: list[QueuedOut]
-
-
-class QueueCancelOut(Schema):
-    conversationId: str
-    cancelled: bool
-    queue: list[QueuedOut]
-
-
-class TitleOut(Schema):
-    conversationId: str
-    title: str
-
-
-class ModelOut(Schema):
-    conversationId: str
-    model: str
-
-
-class EffortOut(Schema):
-    conversationId: str
-    reasoningEffort: ReasoningEffort
-
-
-class HealthOut(Schema):
-    ok: bool
-    database: str
-    channelLayer: str
+@api.exception_handler(Exception)
+def _internal_error(request, exc):
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return _error(request, "internal server error", 500)
 
 
 # ---------------------------------------------------------------- chat
@@ -205,7 +118,7 @@ class HealthOut(Schema):
 
 @api.post(
     "/chat",
-    response={200: None, 400: Error, 401: Error, 404: Error, 409: Error, 429: Error},
+    response={400: Error, 401: Error, 404: Error, 409: Error, 429: Error},
     summary="Start a turn; streams its AgentEvents as NDJSON",
     openapi_extra={
         "responses": {
@@ -230,9 +143,14 @@ class HealthOut(Schema):
     },
 )
 async def chat(request, payload: ChatIn):
-    turn_request = payload.turn_request()
-    conversation_id = turn_request.conversation_id
-    running = await services.turn_start(user=request.auth, request=turn_request)
+    running = await services.turn_start(
+        user=request.auth,
+        conversation_id=payload.conversationId,
+        message=payload.message,
+        model=payload.model,
+        reasoning_effort=payload.reasoningEffort,
+        cwd=payload.cwd,
+    )
     queue = running.listen()
 
     async def lines():
@@ -247,7 +165,7 @@ async def chat(request, payload: ChatIn):
             running.listeners.discard(queue)
 
     response = StreamingHttpResponse(lines(), content_type="application/x-ndjson")
-    response["X-Conversation-Id"] = conversation_id
+    response["X-Conversation-Id"] = running.conversation_id
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
@@ -255,8 +173,6 @@ async def chat(request, payload: ChatIn):
 
 @api.get("/models", response=ModelsOut)
 async def models(request):
-    from chat.providers import get_catalog
-
     info = await get_catalog().models()
     return {
         "models": list(info),
@@ -270,7 +186,7 @@ async def models(request):
 # ---------------------------------------------------------------- conversations
 
 
-def _conversation_wire(c) -> dict:
+def _conversation_wire(c: Conversation) -> dict:
     return {
         "id": c.id,
         "title": c.title,
@@ -281,34 +197,43 @@ def _conversation_wire(c) -> dict:
     }
 
 
-@api.get("/conversations", response={200: ConversationsOut, 400: Error})
+@api.get("/conversations", response={200: ConversationsOut, 400: Error, 401: Error})
 def conversations(request, status: str = "", q: str = ""):
     statuses = [s.strip() for s in status.split(",") if s.strip()]
-    unknown = sorted(set(statuses) - {"active", "queued", "idle", "closed"})
+    unknown = sorted(set(statuses) - set(Conversation.Status.values))
     if unknown:
-        raise HttpError(400, f"unknown status: {', '.join(unknown)}")
+        raise InvalidInput(f"unknown status: {', '.join(unknown)}", field="status")
     rows = selectors.conversation_list(user=request.auth, statuses=statuses, q=q)[:500]
     return {"conversations": [_conversation_wire(c) for c in rows]}
+
+
+def _owned(request, conversation_id: str) -> Conversation | None:
+    """The caller's conversation (None: not created yet); a bad id or someone else's refused."""
+    check("conversationId", ConversationId, conversation_id)
+    return selectors.conversation_for_user(user=request.auth, conversation_id=conversation_id)
+
+
+# Window values are checked here: a number of 30 digits is a 400, not an overflow.
+_WINDOW_VALUE = re.compile(r"-?\d{1,18}")
 
 
 def _window_value(name: str, raw: str | None, minimum: int) -> int | None:
     if raw is None:
         return None
-    if not re.fullmatch(r"-?\d+", raw.strip()):
-        raise HttpError(400, f"{name} must be an integer")
+    if not _WINDOW_VALUE.fullmatch(raw.strip()):
+        raise InvalidInput("must be an integer of at most 18 digits", field=name)
     value = int(raw)
     if value < minimum:
-        raise HttpError(400, f"{name} must be ≥ {minimum}")
+        raise InvalidInput(f"must be ≥ {minimum}", field=name)
     return value
 
 
-@api.get("/conversations/{conversation_id}", response={200: HistoryOut, 400: Error, 404: Error})
+@api.get("/conversations/{conversation_id}", response={200: HistoryOut, **CONVERSATION_ERRORS})
 def history(request, conversation_id: str, window: Query[HistoryQuery]):
-    _conversation_id(conversation_id)
     since = _window_value("sinceSeq", window.sinceSeq, 0) or 0
     before = _window_value("beforeSeq", window.beforeSeq, 1)
     limit = _window_value("limit", window.limit, 1)
-    selectors.conversation_for_user(user=request.auth, conversation_id=conversation_id)
+    _owned(request, conversation_id)
     chunks, latest = selectors.history_slice(
         conversation_id=conversation_id,
         window=selectors.HistoryWindow(since_seq=since, before_seq=before, limit=limit),
@@ -316,27 +241,36 @@ def history(request, conversation_id: str, window: Query[HistoryQuery]):
     return {"chunks": chunks, "latestSeq": latest}
 
 
-@api.post("/conversations/{conversation_id}/stop", response={200: StopOut, 400: Error, 404: Error})
+@api.post("/conversations/{conversation_id}/stop", response={200: StopOut, **CONVERSATION_ERRORS})
 async def stop(request, conversation_id: str):
-    _conversation_id(conversation_id)
     aborted = await services.turn_stop(user=request.auth, conversation_id=conversation_id)
     return {"conversationId": conversation_id, "abortedTurn": aborted}
 
 
-@api.post("/conversations/{conversation_id}/close", response={200: StopOut, 400: Error, 404: Error})
+@api.post("/conversations/{conversation_id}/close", response={200: StopOut, **CONVERSATION_ERRORS})
 async def close(request, conversation_id: str):
-    _conversation_id(conversation_id)
     aborted = await services.conversation_close(user=request.auth, conversation_id=conversation_id)
     return {"conversationId": conversation_id, "abortedTurn": aborted}
 
 
 @api.post(
+    "/conversations/{conversation_id}/open",
+    response={200: OpenOut, **CONVERSATION_ERRORS},
+    summary="Open the conversation as a tab (reopening it when it was closed)",
+)
+async def open_(request, conversation_id: str):
+    conversation = await services.conversation_open(
+        user=request.auth, conversation_id=conversation_id
+    )
+    return {"conversationId": conversation_id, "status": conversation.status}
+
+
+@api.post(
     "/conversations/{conversation_id}/queue",
-    response={200: QueueOut, 400: Error, 404: Error, 409: Error, 429: Error},
+    response={200: QueueOut, **CONVERSATION_ERRORS, 409: Error, 429: Error},
 )
 async def queue(request, conversation_id: str, payload: QueueIn):
-    _conversation_id(conversation_id)
-    started, items = await services.queue_enqueue(
+    started, items = await services.queue_add(
         user=request.auth, conversation_id=conversation_id, text=payload.text
     )
     return {"conversationId": conversation_id, "startedTurn": started, "queue": items}
@@ -344,11 +278,10 @@ async def queue(request, conversation_id: str, payload: QueueIn):
 
 @api.delete(
     "/conversations/{conversation_id}/queue/{message_id}",
-    response={200: QueueCancelOut, 400: Error, 404: Error},
+    response={200: QueueCancelOut, **CONVERSATION_ERRORS},
 )
 async def queue_cancel(request, conversation_id: str, message_id: str):
-    _conversation_id(conversation_id)
-    cancelled, items = await services.queue_remove(
+    cancelled, items = await services.queue_cancel(
         user=request.auth, conversation_id=conversation_id, message_id=message_id
     )
     return {"conversationId": conversation_id, "cancelled": cancelled, "queue": items}
@@ -357,74 +290,86 @@ async def queue_cancel(request, conversation_id: str, message_id: str):
 # ---------------------------------------------------------------- sticky settings
 
 
-def _owned_or_none(request, conversation_id: str):
-    _conversation_id(conversation_id)
-    return selectors.conversation_for_user(user=request.auth, conversation_id=conversation_id)
-
-
-def _ensure(request, conversation_id: str):
-    _conversation_id(conversation_id)
-    return services.conversation_ensure(user=request.auth, conversation_id=conversation_id)
-
-
-@api.get("/conversations/{conversation_id}/title", response={200: TitleOut, 400: Error, 404: Error})
+@api.get("/conversations/{conversation_id}/title", response={200: TitleOut, **CONVERSATION_ERRORS})
 def title_get(request, conversation_id: str):
-    conversation = _owned_or_none(request, conversation_id)
+    conversation = _owned(request, conversation_id)
     return {"conversationId": conversation_id, "title": conversation.title if conversation else ""}
 
 
-@api.put("/conversations/{conversation_id}/title", response={200: TitleOut, 400: Error, 404: Error})
-def title_put(request, conversation_id: str, payload: TitleIn):
-    conversation = _ensure(request, conversation_id)
-    services.conversation_update(conversation=conversation, title=payload.title.strip())
+@api.put("/conversations/{conversation_id}/title", response={200: TitleOut, **CONVERSATION_ERRORS})
+async def title_put(request, conversation_id: str, payload: TitleIn):
+    conversation = await services.conversation_rename(
+        user=request.auth, conversation_id=conversation_id, title=payload.title
+    )
     return {"conversationId": conversation_id, "title": conversation.title}
 
 
-@api.get("/conversations/{conversation_id}/model", response={200: ModelOut, 400: Error, 404: Error})
+@api.get("/conversations/{conversation_id}/model", response={200: ModelOut, **CONVERSATION_ERRORS})
 async def model_get(request, conversation_id: str):
-    from chat.providers import get_catalog
-
-    conversation = await sync_to_async(_owned_or_none)(request, conversation_id)
+    conversation = await sync_to_async(_owned)(request, conversation_id)
     model = (conversation.model if conversation else "") or get_catalog().default_model
     return {"conversationId": conversation_id, "model": model}
 
 
-@api.put("/conversations/{conversation_id}/model", response={200: ModelOut, 400: Error, 404: Error})
+@api.put("/conversations/{conversation_id}/model", response={200: ModelOut, **CONVERSATION_ERRORS})
 async def model_put(request, conversation_id: str, payload: ModelIn):
-    from chat.providers import UnknownModel, get_catalog
-
-    try:
-        resolved = await get_catalog().resolve(payload.model)
-    except UnknownModel as exc:
-        raise HttpError(400, str(exc)) from exc
-    conversation = await database_sync_to_async(_ensure)(request, conversation_id)
-    await database_sync_to_async(services.conversation_update)(
-        conversation=conversation, model=resolved.name
+    conversation = await services.conversation_set_model(
+        user=request.auth, conversation_id=conversation_id, model=payload.model
     )
-    return {"conversationId": conversation_id, "model": resolved.name}
+    return {"conversationId": conversation_id, "model": conversation.model}
 
 
 @api.get(
     "/conversations/{conversation_id}/reasoning-effort",
-    response={200: EffortOut, 400: Error, 404: Error},
+    response={200: EffortOut, **CONVERSATION_ERRORS},
 )
 def effort_get(request, conversation_id: str):
-    conversation = _owned_or_none(request, conversation_id)
+    conversation = _owned(request, conversation_id)
     effort = conversation.reasoning_effort if conversation else DEFAULT_REASONING_EFFORT
     return {"conversationId": conversation_id, "reasoningEffort": effort}
 
 
 @api.put(
     "/conversations/{conversation_id}/reasoning-effort",
-    response={200: EffortOut, 400: Error, 404: Error},
+    response={200: EffortOut, **CONVERSATION_ERRORS},
 )
-def effort_put(request, conversation_id: str, payload: EffortIn):
-    assert payload.reasoningEffort in REASONING_EFFORTS
-    conversation = _ensure(request, conversation_id)
-    services.conversation_update(
-        conversation=conversation, reasoning_effort=payload.reasoningEffort
+async def effort_put(request, conversation_id: str, payload: EffortIn):
+    conversation = await services.conversation_set_reasoning_effort(
+        user=request.auth, conversation_id=conversation_id, reasoning_effort=payload.reasoningEffort
     )
-    return {"conversationId": conversation_id, "reasoningEffort": payload.reasoningEffort}
+    return {"conversationId": conversation_id, "reasoningEffort": conversation.reasoning_effort}
+
+
+@api.get("/conversations/{conversation_id}/cwd", response={200: CwdOut, **CONVERSATION_ERRORS})
+def cwd_get(request, conversation_id: str):
+    conversation = _owned(request, conversation_id)
+    return {"conversationId": conversation_id, "cwd": conversation.cwd if conversation else ""}
+
+
+@api.put(
+    "/conversations/{conversation_id}/cwd",
+    response={200: CwdOut, **CONVERSATION_ERRORS},
+    summary="Set the working directory: a path inside your workspace ('' is its root)",
+)
+async def cwd_put(request, conversation_id: str, payload: CwdIn):
+    conversation = await services.conversation_set_cwd(
+        user=request.auth, conversation_id=conversation_id, cwd=payload.cwd
+    )
+    return {"conversationId": conversation_id, "cwd": conversation.cwd}
+
+
+# ---------------------------------------------------------------- tabs
+
+
+@api.get("/tabs", response={200: TabsOut, 401: Error}, summary="Your open conversations, in order")
+def tabs_get(request):
+    return {"conversationIds": [t.conversation_id for t in selectors.tab_list(user=request.auth)]}
+
+
+@api.put("/tabs", response={200: TabsOut, 400: Error, 401: Error}, summary="Reorder your tabs")
+async def tabs_put(request, payload: TabsIn):
+    order = await services.tabs_reorder(user=request.auth, conversation_ids=payload.conversationIds)
+    return {"conversationIds": order}
 
 
 # ---------------------------------------------------------------- health
@@ -452,7 +397,5 @@ def _ping_database() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
 
-
-from metrics.api import router as metrics_router  # noqa: E402  (mounted after our routes)
 
 api.add_router("", metrics_router)

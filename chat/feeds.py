@@ -1,6 +1,6 @@
 """A socket's feed of one conversation's turn events: replay, then live, no gap, no duplicate.
 
-Both WebSocket consumers (the JSON protocol and the web app) watch conversations the same way:
+Both sockets (the JSON protocol and the web app) watch conversations the same way:
 join the conversation's channel-layer group first, then ask the worker that owns the running
 turn for the events so far. Live events that arrive while the replay is on its way are
 buffered; every event travels with its index in its turn, so an event already delivered is
@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
 
-from chat import services
-from chat.registry import registry
+from chat import selectors, services
+from chat.running import running_turns
 
 REPLAY_TIMEOUT = 5.0
 
@@ -36,7 +36,7 @@ class TurnFeed:
     async def replay(self, *, reply_to: str) -> None:
         """Ask the running turn's owner, if any, to send its events so far to ``reply_to``."""
         self.pending = True
-        local = registry.replay_of(self.conversation_id)
+        local = running_turns.replay_of(self.conversation_id)
         if local is not None:  # the turn runs in this process: no round trip
             await self.on_replay(local)
             return
@@ -45,7 +45,7 @@ class TurnFeed:
             await self._release()
             return
         await services.worker_start()
-        await registry.request_replay(
+        await running_turns.request_replay(
             owner=owner, conversation_id=self.conversation_id, reply_to=reply_to
         )
         asyncio.get_running_loop().call_later(
@@ -91,5 +91,5 @@ class TurnFeed:
 
 async def turn_owner(conversation_id: str) -> str | None:
     """The worker channel of the process running the conversation's turn, if one runs."""
-    turn = await database_sync_to_async(services.running_turn_row)(conversation_id=conversation_id)
+    turn = await database_sync_to_async(selectors.running_turn)(conversation_id=conversation_id)
     return turn.worker if turn is not None and turn.worker else None

@@ -12,13 +12,11 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
-
-class TurnRateLimited(Exception):
-    """The user started too many turns lately (HTTP 429 / ``chat.error``)."""
+from chat.errors import RateLimited
 
 
 async def turn_rate_check(*, user) -> None:
-    """Count one turn start for ``user``; raise TurnRateLimited when over the limit."""
+    """Count one turn start for ``user``; raise RateLimited when over the limit."""
     limit = settings.DISPATCH_TURN_RATE_LIMIT
     if limit <= 0:
         return
@@ -27,6 +25,4 @@ async def turn_rate_check(*, user) -> None:
     # add() is a no-op when the key exists, so concurrent first turns cannot reset the count.
     await cache.aadd(key, 0, timeout=window + 1)
     if await cache.aincr(key) > limit:
-        raise TurnRateLimited(
-            f"too many turns: at most {limit} per {window}s, try again in a moment"
-        )
+        raise RateLimited(f"too many turns: at most {limit} per {window}s, try again in a moment")

@@ -1,16 +1,22 @@
-"""Client input, validated the same way for HTTP (chat.api) and WebSocket (chat.consumers)."""
+"""The JSON API's request and response shapes (OpenAPI), built from the services' input types.
 
-import uuid
-from typing import Annotated, Literal
+Request bodies use chat.services.inputs' types, so the API and every other transport accept
+and refuse the same values with the same messages.
+"""
 
-from django.conf import settings
+from __future__ import annotations
+
 from ninja import Schema
-from pydantic import ConfigDict, Field, StrictStr
+from pydantic import ConfigDict
 
-from chat.models import CONVERSATION_ID_PATTERN
-from chat.services import TurnRequest
-
-ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
+from chat.services.inputs import (
+    ConversationId,
+    Cwd,
+    MessageText,
+    ModelName,
+    ReasoningEffort,
+    Title,
+)
 
 
 class Error(Schema):
@@ -18,31 +24,16 @@ class Error(Schema):
 
 
 class _In(Schema):
+    # Strict: "message": 5 is refused, not read as "5". Unknown fields are ignored.
     model_config = ConfigDict(strict=True, extra="ignore")
-
-
-# A chat message or queued text; longer input is a 400 (settings.DISPATCH_MAX_MESSAGE_CHARS).
-MessageText = Annotated[
-    StrictStr, Field(min_length=1, max_length=settings.DISPATCH_MAX_MESSAGE_CHARS)
-]
 
 
 class ChatIn(_In):
     message: MessageText
-    conversationId: Annotated[str, Field(pattern=CONVERSATION_ID_PATTERN)] | None = None
-    model: StrictStr | None = None
+    conversationId: ConversationId | None = None
+    model: ModelName | None = None
     reasoningEffort: ReasoningEffort | None = None
-    cwd: StrictStr | None = None
-
-    def turn_request(self) -> TurnRequest:
-        """The service's request; a conversation id is minted when the client sent none."""
-        return TurnRequest(
-            message=self.message,
-            conversation_id=self.conversationId or str(uuid.uuid4()),
-            model=self.model,
-            reasoning_effort=self.reasoningEffort,
-            cwd=self.cwd,
-        )
+    cwd: Cwd | None = None
 
 
 class QueueIn(_In):
@@ -50,34 +41,120 @@ class QueueIn(_In):
 
 
 class TitleIn(_In):
-    title: StrictStr = Field(min_length=1, max_length=200)
+    title: Title
 
 
 class ModelIn(_In):
-    model: StrictStr = Field(min_length=1)
+    model: ModelName
 
 
 class EffortIn(_In):
     reasoningEffort: ReasoningEffort
 
 
-class ConversationRef(_In):
-    conversationId: Annotated[str, Field(pattern=CONVERSATION_ID_PATTERN)]
+class CwdIn(_In):
+    cwd: Cwd
 
 
-class QueueFrame(ConversationRef, QueueIn):
-    pass
+class TabsIn(_In):
+    conversationIds: list[ConversationId]
 
 
-class QueueCancelFrame(ConversationRef):
-    messageId: StrictStr
+# ---------------------------------------------------------------------- responses
 
 
-class SurfaceFrame(_In):
-    surfaceId: StrictStr
-    conversationId: Annotated[str, Field(pattern=CONVERSATION_ID_PATTERN)] | None = None
+class ConversationOut(Schema):
+    id: str
+    title: str
+    status: str
+    model: str
+    createdAt: str
+    lastActivityAt: str
 
 
-class InvokeFrame(SurfaceFrame):
-    actionId: StrictStr
-    payload: dict | None = None
+class ConversationsOut(Schema):
+    conversations: list[ConversationOut]
+
+
+class StoredChunkOut(Schema):
+    seq: int
+    role: str
+    chunk: dict
+
+
+class HistoryOut(Schema):
+    chunks: list[StoredChunkOut]
+    latestSeq: int
+
+
+class HistoryQuery(Schema):
+    sinceSeq: str | None = None
+    beforeSeq: str | None = None
+    limit: str | None = None
+
+
+class ModelInfoOut(Schema):
+    contextWindow: int | None = None
+
+
+class ModelsOut(Schema):
+    models: list[str]
+    modelInfo: dict[str, ModelInfoOut]
+
+
+class StopOut(Schema):
+    conversationId: str
+    abortedTurn: bool
+
+
+class OpenOut(Schema):
+    conversationId: str
+    status: str
+
+
+class QueuedOut(Schema):
+    id: str
+    text: str
+    queuedAt: str
+
+
+class QueueOut(Schema):
+    conversationId: str
+    startedTurn: bool
+    queue: list[QueuedOut]
+
+
+class QueueCancelOut(Schema):
+    conversationId: str
+    cancelled: bool
+    queue: list[QueuedOut]
+
+
+class TitleOut(Schema):
+    conversationId: str
+    title: str
+
+
+class ModelOut(Schema):
+    conversationId: str
+    model: str
+
+
+class EffortOut(Schema):
+    conversationId: str
+    reasoningEffort: ReasoningEffort
+
+
+class CwdOut(Schema):
+    conversationId: str
+    cwd: str
+
+
+class TabsOut(Schema):
+    conversationIds: list[str]
+
+
+class HealthOut(Schema):
+    ok: bool
+    database: str
+    channelLayer: str

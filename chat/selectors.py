@@ -1,4 +1,9 @@
-"""Reads: history slices and conversation lists. Never writes."""
+"""Reads: conversations, history slices, the transcript's rows, tabs and the queue. Never writes.
+
+Transports, page builders and the services read the database through these functions only.
+``conversation_for_user`` is the one ownership check: a conversation someone else owns reads
+as NotFound, exactly like one that does not exist where existence matters.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,42 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from chat.models import Chunk, Conversation, QueuedMessage
+from chat.errors import NotFound
+from chat.models import Chunk, Conversation, QueuedMessage, Tab, Turn
 from chat.runtime import Message
-
-
-class NotFound(Exception):
-    """The object does not exist for this caller (someone else's reads the same)."""
+from metrics.selectors import conversation_turn_metrics
 
 
 def conversation_for_user(*, user, conversation_id: str) -> Conversation | None:
     """The caller's conversation, None when it does not exist yet; NotFound if not theirs."""
     conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is not None and conversation.owner_id != user.pk:
-        raise NotFound(conversation_id)
+        raise NotFound.conversation(conversation_id)
     return conversation
+
+
+def conversation_owner_id(*, conversation_id: str) -> int | None:
+    """Who owns the conversation, None when it does not exist (yet)."""
+    return (
+        Conversation.objects.filter(pk=conversation_id).values_list("owner_id", flat=True).first()
+    )
+
+
+def conversation_status(*, conversation_id: str) -> str:
+    status = Conversation.objects.filter(pk=conversation_id).values_list("status", flat=True)
+    return status.first() or Conversation.Status.IDLE
+
+
+def conversation_list(*, user, statuses: list[str] | None = None, q: str = "") -> QuerySet:
+    rows = Conversation.objects.filter(owner=user)
+    if statuses:
+        rows = rows.filter(status__in=statuses)
+    if q:
+        rows = rows.filter(Q(id__startswith=q) | Q(title__istartswith=q))
+    return rows.order_by("-last_activity_at", "id")
+
+
+# ---------------------------------------------------------------------- the log
 
 
 @dataclass(frozen=True)
@@ -30,7 +57,8 @@ class HistoryWindow:
 
 
 def history_slice(*, conversation_id: str, window: HistoryWindow) -> tuple[list[dict], int]:
-    """SPEC §4 history read: the raw StoredChunks of the window and ``latestSeq``.
+    """The history read (docs/protocol.md#5-http-api): the raw StoredChunks of the window and
+    ``latestSeq``.
 
     ``limit`` keeps the NEWEST k of the selection, returned ascending. With the unique
     (conversation, seq) index both directions are index range scans, so a tail read of k
@@ -67,13 +95,79 @@ def history_messages(*, conversation_id: str) -> list[Message]:
     return messages
 
 
-def conversation_list(*, user, statuses: list[str] | None = None, q: str = "") -> QuerySet:
-    rows = Conversation.objects.filter(owner=user)
-    if statuses:
-        rows = rows.filter(status__in=statuses)
-    if q:
-        rows = rows.filter(Q(id__startswith=q) | Q(title__istartswith=q))
-    return rows.order_by("-last_activity_at", "id")
+_TRANSCRIPT_FIELDS = ("seq", "turn_id", "message", "role", "payload")
+
+
+def _transcript_rows(rows: QuerySet) -> list[dict]:
+    return [{**row, "chunk": row["payload"]} for row in rows.values(*_TRANSCRIPT_FIELDS)]
+
+
+@dataclass(frozen=True)
+class TranscriptSnapshot:
+    """The committed part of a conversation, as the transcript builds it (chat.transcript)."""
+
+    rows: list[dict]  # {seq, turn_id, message, role, chunk}, ascending seq
+    turn_metrics: list[dict]  # TurnMetrics of the sealed turns, in order
+    seq: int  # the seq of the last row, 0 when there is none
+    running: Turn | None  # the running turn, whose chunks are left out
+
+
+def transcript_snapshot(*, conversation_id: str) -> TranscriptSnapshot:
+    """The committed turns' rows and metrics, without the running turn's chunks.
+
+    The running turn is read in the same query as the chunks it excludes, so a turn that
+    starts meanwhile is either wholly in the snapshot or wholly left to the live replay.
+    """
+    running = Turn.objects.filter(conversation_id=conversation_id, status=Turn.Status.RUNNING)
+    turn = running.first()
+    # Also exclude the turn read above: if it seals before the chunks are read, its sealing
+    # event (already on its way to the socket) is what moves it into the history.
+    rows = Chunk.objects.filter(conversation_id=conversation_id).exclude(
+        turn_id__in=running.values("id")
+    )
+    if turn is not None:
+        rows = rows.exclude(turn_id=turn.id)
+    picked = _transcript_rows(rows.order_by("seq"))
+    return TranscriptSnapshot(
+        rows=picked,
+        turn_metrics=conversation_turn_metrics(conversation_id=conversation_id),
+        seq=picked[-1]["seq"] if picked else 0,
+        running=turn,
+    )
+
+
+def turn_rows(*, conversation_id: str, turn_id: str) -> tuple[list[dict], list[dict]]:
+    """One turn's transcript rows (ascending seq) and the conversation's TurnMetrics."""
+    rows = _transcript_rows(
+        Chunk.objects.filter(conversation_id=conversation_id, turn_id=turn_id).order_by("seq")
+    )
+    return rows, conversation_turn_metrics(conversation_id=conversation_id) if rows else []
+
+
+def sealed_turn_count(*, conversation_id: str) -> int:
+    return len(conversation_turn_metrics(conversation_id=conversation_id))
+
+
+def last_context_size(*, conversation_id: str) -> int | None:
+    turns = conversation_turn_metrics(conversation_id=conversation_id)
+    return next((t["contextSize"] for t in reversed(turns) if "contextSize" in t), None)
+
+
+# ---------------------------------------------------------------------- turns, tabs, queue
+
+
+def running_turn(*, conversation_id: str) -> Turn | None:
+    return Turn.objects.filter(conversation_id=conversation_id, status=Turn.Status.RUNNING).first()
+
+
+def tab_list(*, user) -> list[Tab]:
+    """The user's tabs in order, with their conversations."""
+    return list(Tab.objects.filter(user=user).select_related("conversation").order_by("position"))
+
+
+def tab_last_seen(*, user) -> Tab | None:
+    """The tab the user looked at last, else their first."""
+    return Tab.objects.filter(user=user).order_by("-active", "position").first()
 
 
 def queue_list(*, conversation_id: str) -> list[dict]:

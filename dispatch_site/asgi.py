@@ -10,7 +10,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.auth import WebSocketAuthMiddleware, WebSocketOriginValidator  # noqa: E402
-from chat.worker import on_process_start  # noqa: E402
+from chat.startup import on_process_start  # noqa: E402
 from dispatch_site.routing import websocket_urlpatterns  # noqa: E402
 
 on_process_start()

@@ -1,10 +1,10 @@
 from django.urls import path
 
-from chat.consumers import ChatConsumer
-from chat.ui import UIConsumer
+from chat.sockets.api import ApiSocket
+from chat.sockets.webapp import WebAppSocket
 
 websocket_urlpatterns = [
-    path("ws/ui", UIConsumer.as_asgi()),
-    path("ws", ChatConsumer.as_asgi()),
-    path("", ChatConsumer.as_asgi()),
+    path("ws/ui", WebAppSocket.as_asgi()),
+    path("ws", ApiSocket.as_asgi()),
+    path("", ApiSocket.as_asgi()),
 ]

@@ -125,7 +125,7 @@ if os.environ.get("REDIS_URL"):
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "dispatch_site.channel_layers.InMemoryChannelLayer",
+            "BACKEND": "chat.overrides.channel_layer.InMemoryChannelLayer",
             "CONFIG": {"capacity": 5000},
         }
     }
@@ -193,6 +193,10 @@ if _env_flag("DISPATCH_BEHIND_PROXY"):
 # Request size limits: whole request bodies, and one chat message (chat.schemas → 400).
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DISPATCH_MAX_REQUEST_BYTES", str(2_621_440)))
 DISPATCH_MAX_MESSAGE_CHARS = int(os.environ.get("DISPATCH_MAX_MESSAGE_CHARS", "200000"))
+# One WebSocket frame: room for a longest message even when JSON escapes every character.
+DISPATCH_MAX_FRAME_CHARS = int(
+    os.environ.get("DISPATCH_MAX_FRAME_CHARS", str(6 * DISPATCH_MAX_MESSAGE_CHARS + 65536))
+)
 
 # Turns a user may start per window (chat.ratelimit); 0 turns the limit off. Counters live in
 # the cache: per process by default, shared by every worker when REDIS_URL is set.

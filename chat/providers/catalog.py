@@ -146,6 +146,9 @@ def _timeout(credential: CredentialConfig) -> dict[str, httpx.Timeout]:
 
 
 def _make_provider(credential: CredentialConfig) -> Provider:
+    # Each kind's module is imported when a credential of that kind is first used: the SDKs
+    # take seconds to import and llama.cpp loads a native library (chat.startup imports the
+    # SDKs at process start, before any event loop runs).
     if credential.kind == "openai":
         from chat.providers.openai import OpenAIProvider
 

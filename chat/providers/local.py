@@ -2,9 +2,9 @@
 
 One model per file, loaded lazily by the first stream and shared by every ``LocalProvider``
 of that path. A model generates for one stream at a time; the others wait in FIFO order and
-say so with ``StatusChange("queued")``/``("active")``. Generation runs in a worker thread that
+say so with ``StatusChange("queued")``/``("active")``. Generation runs in a thread of its own that
 hands events to the event loop, so the loop never blocks on the model. Closing the stream sets
-a flag the worker checks at every sampled token, so a stop costs at most the token in flight.
+a flag the generation thread checks at every sampled token, so a stop costs at most the token in flight.
 
 Tool calls use the Hermes/Qwen convention (``<tool_call>{"name": …, "arguments": …}</tool_call>``):
 the tools are described in the system message, so any chat template can call them.
@@ -22,12 +22,13 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
 import llama_cpp
 
+from chat.overrides.llama import WatchedLlama
 from chat.providers.streaming import coalesce
 from chat.runtime.types import (
     Finish,
@@ -44,7 +45,7 @@ from chat.runtime.types import (
 )
 
 DEFAULT_MAX_TOKENS = 512
-# Batches the worker may run ahead of the consumer: enough slack for a slow channel layer,
+# Batches the generation thread may run ahead of the consumer: enough slack for a slow channel layer,
 # small enough that a stalled consumer pauses the model instead of buffering a whole answer.
 MAX_PENDING_BATCHES = 32
 # Text the model samples faster than this goes to the loop as one delta (SPEC: a text-delta is
@@ -94,11 +95,11 @@ class LocalProvider:
         job = _Job(asyncio.get_running_loop())
         messages = to_chat_messages(request.messages, request.tools)
         max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
-        worker = threading.Thread(
+        generation = threading.Thread(
             target=self._model.run, args=(job, messages, max_tokens), name="local-model"
         )
-        worker.daemon = True  # a generation must never keep the process alive at exit
-        worker.start()
+        generation.daemon = True  # a generation must never keep the process alive at exit
+        generation.start()
         try:
             while (event := await job.next()) is not None:
                 yield event
@@ -265,17 +266,17 @@ def _partial_tag_length(text: str, tag: str) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- the worker side
+# ---------------------------------------------------------------- the generation thread
 
 
 class _Cancelled(Exception):
-    """The stream was closed; the worker unwinds without touching the model any further."""
+    """The stream was closed; the generation thread unwinds without touching the model any further."""
 
 
 class _Job:
-    """One stream: events from the worker thread to the loop, with back-pressure and a stop flag.
+    """One stream: events from the generation thread to the loop, with back-pressure and a stop flag.
 
-    The worker hands events over in batches: a text delta sampled within ``BATCH_INTERVAL`` of
+    The generation thread hands events over in batches: a text delta sampled within ``BATCH_INTERVAL`` of
     the last hand-over waits for the next event; any other event goes at once with what waits.
     """
 
@@ -286,7 +287,7 @@ class _Job:
         self._clock = clock
         self._batches: asyncio.Queue[list[ProviderEvent] | ProviderError | None] = asyncio.Queue()
         self._ready: deque[ProviderEvent] = deque()  # loop side: the batch being consumed
-        self._held: list[ProviderEvent] = []  # worker side: not handed over yet
+        self._held: list[ProviderEvent] = []  # generation side: not handed over yet
         self._handed_at = -BATCH_INTERVAL
         self._cond = threading.Condition()
         self._pending = 0
@@ -294,7 +295,7 @@ class _Job:
         self.ended: asyncio.Future[None] = loop.create_future()
 
     def put(self, event: ProviderEvent) -> None:
-        """Worker side: pass one event on; raises ``_Cancelled`` once closed."""
+        """Generation side: pass one event on; raises ``_Cancelled`` once closed."""
         if self.cancelled:
             raise _Cancelled
         self._held.append(event)
@@ -317,7 +318,7 @@ class _Job:
             raise _Cancelled from None
 
     def end(self, error: ProviderError | None) -> None:
-        """Worker side, last call: the stream ends (with ``error`` if it failed)."""
+        """Generation side, last call: the stream ends (with ``error`` if it failed)."""
         if self._held:
             with contextlib.suppress(_Cancelled):
                 self._hand_over(self._clock())
@@ -330,7 +331,7 @@ class _Job:
             self.ended.set_result(None)
 
     async def next(self) -> ProviderEvent | None:
-        """Loop side: the next event, ``None`` at the end; raises the worker's error."""
+        """Loop side: the next event, ``None`` at the end; raises the generation's error."""
         while not self._ready:
             item = await self._batches.get()
             if isinstance(item, ProviderError):
@@ -408,40 +409,13 @@ class _TokenWatch:
         return True
 
 
-class _WatchedLlama(llama_cpp.Llama):
-    """A Llama whose token loop reports to a ``_TokenWatch``.
-
-    ``create_chat_completion`` takes no stopping criteria, and logits processors run inside a
-    C callback that swallows exceptions, so the token loop itself is the only place to stop
-    between tokens.
-    """
-
-    watch: _TokenWatch | None = None
-
-    def generate(  # type: ignore[override]
-        self, tokens: Sequence[int], **kwargs: Any
-    ) -> Generator[int, Sequence[int] | None, None]:
-        watch = self.watch
-        tokens = list(tokens)
-        if watch is not None:
-            watch.prompt_tokens = len(tokens)
-        inner = super().generate(tokens, **kwargs)
-        try:
-            for token in inner:
-                if watch is not None and not watch.on_token(token):
-                    return
-                yield token
-        finally:
-            inner.close()
-
-
 class _SharedModel:
     """One GGUF file: loaded on first use, generating for one job at a time."""
 
     def __init__(self, path: str, n_ctx: int | None):
         self.path = path
         self._n_ctx = n_ctx
-        self._llama: _WatchedLlama | None = None
+        self._llama: WatchedLlama | None = None
         self._gate = _Gate()
         self._trained_context: int | None = None
         self.tokens_generated = 0
@@ -456,7 +430,7 @@ class _SharedModel:
         self._gate.wake()
 
     def run(self, job: _Job, messages: list[dict[str, str]], max_tokens: int) -> None:
-        """Worker thread: wait for the model, generate, report. Always ends the job."""
+        """Generation thread: wait for the model, generate, report. Always ends the job."""
         error = None
         try:
             waited = self._gate.enter(job)
@@ -473,10 +447,10 @@ class _SharedModel:
         finally:
             job.end(error)
 
-    def _load(self) -> _WatchedLlama:
+    def _load(self) -> WatchedLlama:
         if self._llama is None:
             threads = _cpu_count()
-            self._llama = _WatchedLlama(
+            self._llama = WatchedLlama(
                 model_path=self.path,
                 n_ctx=self._n_ctx or 0,  # 0: the model's training context
                 n_threads=threads,

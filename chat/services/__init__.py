@@ -1,81 +1,49 @@
-"""The one business layer: every write to a conversation goes through here.
+"""The one business layer: one async function per user intent.
 
-Views, the JSON API, WebSocket consumers and the admin call these functions; none of them
-writes models directly. Functions are keyword-only and named ``<noun>_<verb>``.
+Every transport — the JSON API, the JSON WebSocket, the web app's socket, the web views and the
+admin — calls these and only maps their result, or their chat.errors.DomainError, to its
+protocol. Each intent checks access and input (chat.services.inputs), writes in one
+transaction, and publishes its events once that transaction has committed
+(chat.services.events). The synchronous write primitives (``_log``) are private to this
+package. Functions are keyword-only and named ``<noun>_<verb>``.
 
-- ``log``: synchronous writes — conversations, the append-only chunk log, turn rows, queue
-- ``turns``: starting, stopping and closing turns, queueing messages (async)
+- ``turns``: starting and stopping turns (a turn runs as a task of this process)
+- ``queue``: queueing texts for a running turn, cancelling them
+- ``conversations``: title, model, reasoning effort, cwd, open/close, tab order
+- ``workspace``: each user's workspace and a conversation's directory in it
 - ``recovery``: sealing turns whose worker died; heartbeats
-- ``tabs``: the user's open conversations
 """
 
-from chat.services.errors import Conflict, InvalidInput
-from chat.services.log import (
-    chunks_append,
-    conversation_ensure,
-    conversation_set_status,
-    conversation_update,
-    default_title,
-    queue_add,
-    queue_cancel,
-    queue_drain,
-    turn_begin,
-    turn_seal,
-)
-from chat.services.recovery import stale_before, turns_heartbeat, turns_recover
-from chat.services.tabs import (
-    tab_activate,
-    tab_close,
-    tab_list,
-    tab_open,
-    tab_rename,
-    tabs_group_for,
-)
-from chat.services.turns import (
-    TurnRequest,
+from chat.services.conversations import (
     conversation_close,
-    conversation_cwd,
-    queue_enqueue,
-    queue_remove,
-    running_turn_row,
-    status_publish,
-    turn_start,
-    turn_stop,
-    worker_start,
-    workspace_root,
+    conversation_open,
+    conversation_rename,
+    conversation_set_cwd,
+    conversation_set_model,
+    conversation_set_reasoning_effort,
+    tabs_reorder,
 )
+from chat.services.queue import queue_add, queue_cancel
+from chat.services.recovery import stale_before, turns_recover
+from chat.services.turns import resolve_model, turn_start, turn_stop, worker_start
+from chat.services.workspace import user_root, workspace_root
 
 __all__ = [
-    "Conflict",
-    "InvalidInput",
-    "TurnRequest",
-    "chunks_append",
     "conversation_close",
-    "conversation_cwd",
-    "conversation_ensure",
-    "conversation_set_status",
-    "conversation_update",
-    "default_title",
+    "conversation_open",
+    "conversation_rename",
+    "conversation_set_cwd",
+    "conversation_set_model",
+    "conversation_set_reasoning_effort",
     "queue_add",
     "queue_cancel",
-    "queue_drain",
-    "queue_enqueue",
-    "queue_remove",
-    "running_turn_row",
+    "resolve_model",
     "stale_before",
-    "status_publish",
-    "tab_activate",
-    "tab_close",
-    "tab_list",
-    "tab_open",
-    "tab_rename",
-    "tabs_group_for",
-    "turn_begin",
-    "turn_seal",
+    "tabs_reorder",
     "turn_start",
     "turn_stop",
-    "turns_heartbeat",
     "turns_recover",
+    "user_root",
     "worker_start",
     "workspace_root",
 ]

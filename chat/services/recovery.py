@@ -8,42 +8,73 @@ from datetime import timedelta
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from chat.models import (
-    Turn,
-)
-from chat.registry import registry
-from chat.services.log import turn_seal
+from chat import selectors
+from chat.models import Turn
+from chat.running import running_turns
+from chat.services import _log
+from chat.services.events import conversation_group, publish_on_commit
 
 log = logging.getLogger(__name__)
+
+# A recovered turn's closing events follow whatever its dead worker sent: their index in the
+# turn is past any a worker can reach, so a subscriber's feed never takes them as repeats.
+RECOVERED_EVENT_INDEX = 1 << 62
 
 
 def turns_recover(*, stale_before=None) -> list[str]:
     """Seal running turns whose worker is gone as ``interrupted``; their committed steps stay.
 
     ``stale_before=None`` seals every running turn (start-up of the only process);
-    otherwise only turns whose heartbeat is older than that moment.
+    otherwise only turns whose heartbeat is older than that moment. Each seal is announced
+    like a normal one, after its commit: ``done`` and ``turn-sealed`` to the turn's
+    subscribers, then the conversation's status.
     """
     rows = Turn.objects.filter(status=Turn.Status.RUNNING)
     if stale_before is not None:
         rows = rows.filter(heartbeat_at__lt=stale_before)
-    sealed = []
-    for turn in rows:
-        turn_seal(
-            turn_id=turn.id,
-            metrics={
-                "turnId": turn.id,
-                "model": turn.model,
-                "usage": {"inputTokens": 0, "outputTokens": 0},
-                "finishReason": "interrupted",
-                "steps": [],
-            },
-        )
-        sealed.append(turn.id)
+    sealed = [turn.id for turn in rows if _recover(turn)]
     if sealed:
         log.warning("recovered %d interrupted turn(s): %s", len(sealed), ", ".join(sealed))
     return sealed
+
+
+@transaction.atomic
+def _recover(turn: Turn) -> bool:
+    if not Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).exists():
+        return False  # sealed meanwhile (its worker came back, or another sweep)
+    metrics = {
+        "turnId": turn.id,
+        "model": turn.model,
+        "usage": {"inputTokens": 0, "outputTokens": 0},
+        "finishReason": "interrupted",
+        "steps": [],
+    }
+    conversation_id = _log.turn_seal(turn_id=turn.id, metrics=metrics)
+    duration_ms = round((timezone.now() - turn.started_at).total_seconds() * 1000, 3)
+    group = conversation_group(conversation_id)
+    base = {"conversationId": conversation_id, "turnId": turn.id}
+    closing = (
+        {"type": "done", **base, "reason": "interrupted", "durationMs": duration_ms},
+        {"type": "turn-sealed", **base},
+    )
+    for offset, event in enumerate(closing):
+        publish_on_commit(
+            group,
+            {
+                "type": "chat.event",
+                "event": event,
+                "turn": turn.id,
+                "index": RECOVERED_EVENT_INDEX + offset,
+            },
+        )
+    status = selectors.conversation_status(conversation_id=conversation_id)
+    publish_on_commit(
+        group, {"type": "chat.status", "conversation": conversation_id, "status": status}
+    )
+    return True
 
 
 def stale_before():
@@ -62,10 +93,10 @@ async def heartbeat_loop() -> None:
     while True:
         await asyncio.sleep(settings.DISPATCH_HEARTBEAT_SECONDS)
         try:
-            turn_ids = [t.turn_id for t in registry.turns.values()]
+            turn_ids = [t.turn_id for t in running_turns.turns.values()]
             if turn_ids:
                 await database_sync_to_async(turns_heartbeat)(
-                    worker=registry.worker, turn_ids=turn_ids
+                    worker=running_turns.worker, turn_ids=turn_ids
                 )
         except Exception:
             log.exception("heartbeat")

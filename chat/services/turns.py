@@ -1,7 +1,7 @@
-"""Turns: start, stop, close, queue — a turn runs as an asyncio task of this process.
+"""Turns: start and stop — a turn runs as an asyncio task of this process.
 
 A turn is detached from the request or socket that started it; the database is the source
-of truth and channel-layer events are a notification path.
+of truth and channel-layer events are a notification path (docs/protocol.md#4-the-turn).
 """
 
 from __future__ import annotations
@@ -9,37 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from channels.db import database_sync_to_async
-from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import OperationalError
 
-from chat.models import (
-    DEFAULT_REASONING_EFFORT,
-    Conversation,
-    Turn,
-    group_name_for,
-)
+from chat import selectors
+from chat.config import get_config
+from chat.errors import Conflict, DomainError, InvalidInput
+from chat.models import DEFAULT_REASONING_EFFORT, Conversation
+from chat.providers import ResolvedModel, UnknownModel, get_catalog
 from chat.ratelimit import turn_rate_check
-from chat.registry import RunningTurn, notify, registry
+from chat.running import RunningTurn, notify, running_turns
 from chat.runtime import Message, TurnConfig, TurnPorts, TurnRunner, new_turn_id
-from chat.selectors import conversation_for_user, history_messages, queue_list
-from chat.services.errors import Conflict, InvalidInput
-from chat.services.log import (
-    chunks_append,
-    conversation_ensure,
-    conversation_set_status,
-    conversation_update,
-    default_title,
-    queue_add,
-    queue_cancel,
-    queue_drain,
-    turn_begin,
-    turn_seal,
-)
+from chat.services import _log
+from chat.services.events import conversation_group, publish_on_commit, user_group, write
+from chat.services.inputs import ConversationId, Cwd, MessageText, ModelName, ReasoningEffort, check
 from chat.services.recovery import heartbeat_loop
+from chat.services.workspace import conversation_dir, conversation_dir_ready
+from chat.tools import get_tool_registry
 
 log = logging.getLogger(__name__)
 
@@ -47,103 +36,140 @@ log = logging.getLogger(__name__)
 SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-@dataclass
-class TurnRequest:
-    message: str
+@dataclass(frozen=True)
+class _TurnRequest:
+    """A checked request to start a turn."""
+
     conversation_id: str
+    message: str
     model: str | None = None
     reasoning_effort: str | None = None
     cwd: str | None = None
 
 
-async def status_publish(*, conversation_id: str, status: str) -> None:
-    """Persist a conversation status and tell everyone watching it."""
-    await database_sync_to_async(conversation_set_status)(
-        conversation_id=conversation_id, status=status
-    )
-    await status_notify(conversation_id=conversation_id, status=status)
+async def turn_start(
+    *,
+    user,
+    conversation_id: str | None,
+    message: str,
+    model: str | None = None,
+    reasoning_effort: str | None = None,
+    cwd: str | None = None,
+) -> RunningTurn:
+    """Start a turn and return it; ``listen()`` on it yields every event from the first.
 
-
-async def status_notify(*, conversation_id: str, status: str) -> None:
-    """Tell everyone watching the conversation about a status already persisted."""
-    await notify(
-        group_name_for(conversation_id),
-        {"type": "chat.status", "conversation": conversation_id, "status": status},
-    )
-
-
-def workspace_root() -> Path:
-    """The deployment's workspace root: ``[tools] workspace_root`` or ``var/workspace``."""
-    from chat.config import get_config
-
-    config = get_config()
-    root = config.tools.workspace_root or Path(settings.DISPATCH_WORKSPACE_ROOT)
-    if not root.is_absolute():
-        root = (Path(config.source).parent if config.source else Path(settings.BASE_DIR)) / root
-    return root.resolve()
-
-
-def conversation_cwd(cwd: str) -> Path:
-    """A conversation's working directory: ``cwd`` resolved inside the workspace root.
-
-    Clients choose a directory below the root, never one outside it: the tools can reach
-    everything below a conversation's cwd.
-    """
-    root = workspace_root()
-    path = (root / cwd).resolve() if cwd else root
-    if path != root and root not in path.parents:
-        raise InvalidInput(f"cwd must be a directory inside the workspace root {root}")
-    return path
-
-
-def _workspace_for(conversation: Conversation) -> str:
-    path = conversation_cwd(conversation.cwd)
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
-
-
-async def turn_start(*, user, request: TurnRequest) -> RunningTurn:
-    """Start a turn (SPEC §3) and return it; ``listen()`` on it yields every event from the first.
-
-    Raises InvalidInput (unknown model, bad fields) before anything is persisted, NotFound for
+    ``conversation_id`` None mints a new conversation. Raises InvalidInput (bad fields, an
+    unknown model, a cwd outside the user's workspace) before anything is stored, NotFound for
     someone else's conversation, Conflict when a turn already runs in the conversation,
-    TurnRateLimited when the user started too many turns lately.
+    RateLimited when the user started too many turns lately.
     """
-    from chat.providers import UnknownModel, get_catalog
-
-    if not request.message.strip():
-        raise InvalidInput("message must be a non-empty string")
+    request = _TurnRequest(
+        conversation_id=str(uuid.uuid4())
+        if conversation_id is None
+        else check("conversationId", ConversationId, conversation_id),
+        message=check("message", MessageText, message),
+        model=None if model is None else check("model", ModelName, model),
+        reasoning_effort=None
+        if reasoning_effort is None
+        else check("reasoningEffort", ReasoningEffort, reasoning_effort),
+        cwd=None if cwd is None else check("cwd", Cwd, cwd),
+    )
     if request.cwd:
-        conversation_cwd(request.cwd)
-    existing = await _conversation_of(user, request.conversation_id)
-    if request.conversation_id in registry.turns:
+        conversation_dir(owner_id=user.pk, cwd=request.cwd)
+    existing = await database_sync_to_async(selectors.conversation_for_user)(
+        user=user, conversation_id=request.conversation_id
+    )
+    if request.conversation_id in running_turns.turns:
         raise Conflict("a turn is already running in this conversation")
-    catalog = get_catalog()
-    model_name = request.model or (existing.model if existing else "") or catalog.default_model
-    try:
-        resolved = await catalog.resolve(model_name)
-    except UnknownModel as exc:
-        raise InvalidInput(str(exc)) from exc
+    model_name = request.model or (existing.model if existing else "")
+    resolved = await resolve_model(model_name or get_catalog().default_model)
     await turn_rate_check(user=user)
-
     return await _launch(user=user, request=request, resolved=resolved)
 
 
+async def resolve_model(name: str) -> ResolvedModel:
+    """The catalog's model of that name; InvalidInput (field ``model``) when there is none."""
+    try:
+        return await get_catalog().resolve(name)
+    except UnknownModel as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+async def turn_stop(*, user, conversation_id: str) -> bool:
+    """Abort the conversation's running turn, wherever it runs; whether one was. Idempotent."""
+    check("conversationId", ConversationId, conversation_id)
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(
+        user=user, conversation_id=conversation_id
+    )
+    if conversation is None:
+        return False
+    return await abort_running(conversation_id)
+
+
+async def abort_running(conversation_id: str) -> bool:
+    """Abort the conversation's running turn, here or in its worker; whether one runs."""
+    if running_turns.abort(conversation_id):
+        return True
+    turn = await database_sync_to_async(selectors.running_turn)(conversation_id=conversation_id)
+    if turn is None or not turn.worker:
+        return False
+    await worker_start()
+    await running_turns.request_stop(owner=turn.worker, conversation_id=conversation_id)
+    return True
+
+
 async def worker_start() -> str:
-    """Start this process's worker services (channel listener, heartbeat, sweep); its name."""
-    return await registry.ensure_started(heartbeat_loop)
+    """Start this process's worker services (channel listener, heartbeat); its channel name."""
+    return await running_turns.ensure_started(heartbeat_loop)
 
 
-@transaction.atomic
-def _turn_open(*, user, request: TurnRequest, resolved, turn_id: str, worker: str):
+async def turn_runs(conversation_id: str) -> bool:
+    """Whether a turn runs in the conversation, in this process or another."""
+    return conversation_id in running_turns.turns or bool(
+        await database_sync_to_async(selectors.running_turn)(conversation_id=conversation_id)
+    )
+
+
+async def status_publish(*, conversation_id: str, status: str) -> None:
+    """Store a conversation status and tell everyone watching it."""
+    await write(_status_set, conversation_id=conversation_id, status=status)
+
+
+def _status_set(*, conversation_id: str, status: str) -> None:
+    _log.conversation_set_status(conversation_id=conversation_id, status=status)
+    status_changed(conversation_id=conversation_id, status=status)
+
+
+def status_changed(*, conversation_id: str, status: str) -> None:
+    """Announce, once committed, a status the transaction stored."""
+    publish_on_commit(conversation_group(conversation_id), _status_message(conversation_id, status))
+
+
+async def status_notify(*, conversation_id: str, status: str) -> None:
+    """Announce a status already committed."""
+    await notify(conversation_group(conversation_id), _status_message(conversation_id, status))
+
+
+def _status_message(conversation_id: str, status: str) -> dict:
+    return {"type": "chat.status", "conversation": conversation_id, "status": status}
+
+
+# ---------------------------------------------------------------------- running a turn
+
+
+def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id: str, worker: str):
     """One transaction: the conversation (created or updated), the running Turn row and the
     ``active`` status; then the history the turn starts from and its working directory."""
-    defaults = {"title": default_title(request.message), "model": resolved.name}
+    defaults = {"title": _log.default_title(request.message), "model": resolved.name}
     if request.reasoning_effort:
         defaults["reasoning_effort"] = request.reasoning_effort
     if request.cwd:
         defaults["cwd"] = request.cwd
-    conversation = conversation_ensure(
+    existed = (
+        selectors.conversation_for_user(user=user, conversation_id=request.conversation_id)
+        is not None
+    )
+    conversation = _log.conversation_ensure(
         user=user, conversation_id=request.conversation_id, **defaults
     )
     updates = {}
@@ -154,29 +180,35 @@ def _turn_open(*, user, request: TurnRequest, resolved, turn_id: str, worker: st
     if request.cwd and conversation.cwd != request.cwd:
         updates["cwd"] = request.cwd
     if updates:
-        conversation_update(conversation=conversation, **updates)
-    turn_begin(conversation_id=conversation.id, turn_id=turn_id, model=resolved.name, worker=worker)
-    history = history_messages(conversation_id=conversation.id)
-    return conversation, history, _workspace_for(conversation)
+        _log.conversation_update(conversation=conversation, **updates)
+    _log.turn_begin(
+        conversation_id=conversation.id, turn_id=turn_id, model=resolved.name, worker=worker
+    )
+    status_changed(conversation_id=conversation.id, status=Conversation.Status.ACTIVE)
+    if not existed:
+        publish_on_commit(
+            user_group(user.pk), {"type": "conversation.open", "conversation": conversation.id}
+        )
+    history = selectors.history_messages(conversation_id=conversation.id)
+    cwd = conversation_dir_ready(owner_id=conversation.owner_id, cwd=conversation.cwd)
+    return conversation, history, cwd
 
 
-async def _launch(*, user, request: TurnRequest, resolved) -> RunningTurn:
-    from chat.config import get_config
-    from chat.tools import get_tool_registry
-
+async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> RunningTurn:
     worker = await worker_start()
     turn_id = new_turn_id()
     conversation_id = request.conversation_id
-    if conversation_id in registry.turns:
+    if conversation_id in running_turns.turns:
         raise Conflict("a turn is already running in this conversation")
     running = RunningTurn(conversation_id=conversation_id, turn_id=turn_id)
-    registry.turns[conversation_id] = running  # claim before awaiting: no double start here
+    running_turns.turns[conversation_id] = running  # claim before awaiting: no double start
     try:
-        conversation, history, cwd = await database_sync_to_async(_turn_open)(
-            user=user, request=request, resolved=resolved, turn_id=turn_id, worker=worker
-        )
+        conversation, history, cwd = await write(
+            _turn_open, user=user, request=request, resolved=resolved, turn_id=turn_id,
+            worker=worker,
+        )  # fmt: skip
     except BaseException:
-        registry.turns.pop(conversation_id, None)
+        running_turns.turns.pop(conversation_id, None)
         raise
     tools = get_tool_registry()
     await tools.start()
@@ -200,7 +232,6 @@ async def _launch(*, user, request: TurnRequest, resolved) -> RunningTurn:
     running.task = asyncio.get_running_loop().create_task(
         _drive(running), context=contextvars.Context()
     )
-    await status_notify(conversation_id=conversation_id, status=Conversation.Status.ACTIVE)
     return running
 
 
@@ -208,12 +239,12 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
     conversation_id, turn_id = running.conversation_id, running.turn_id
 
     async def emit(event: dict) -> None:
-        await registry.publish(running, event)
+        await running_turns.publish(running, event)
         if event["type"] == "status":
             await status_publish(conversation_id=conversation_id, status=event["status"])
 
     async def persist(messages: list[Message]) -> None:
-        await database_sync_to_async(chunks_append)(
+        await database_sync_to_async(_log.chunks_append)(
             conversation_id=conversation_id, messages=messages, turn_id=turn_id
         )
 
@@ -221,16 +252,14 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
         await persist([message])
 
     async def drain() -> list[str]:
-        return await database_sync_to_async(queue_drain)(conversation_id=conversation_id)
+        return await write(queue_take, conversation_id=conversation_id)
 
-    async def seal(metrics: dict) -> None:
+    async def seal(metrics) -> None:
         # A turn must end sealed: outlast a database that stays locked past its busy timeout
         # (the turn already failed on it) rather than leave the turn running until recovery.
         for delay in (*SEAL_RETRY_DELAYS, None):
             try:
-                running.closing = await database_sync_to_async(_turn_close)(
-                    turn_id=turn_id, metrics=metrics
-                )
+                running.closing = await write(_turn_close, turn_id=turn_id, metrics=metrics)
                 return
             except OperationalError as exc:
                 if delay is None:
@@ -249,16 +278,30 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
     )
 
 
-@transaction.atomic
-def _turn_close(*, turn_id: str, metrics: dict) -> tuple[str, list[str]]:
+def _turn_close(*, turn_id: str, metrics) -> tuple[str, list[str]]:
     """Seal the turn; the conversation's status then, and the queue to carry into a new turn
     (taken in the same transaction; nothing is carried into a closed conversation)."""
-    turn_seal(turn_id=turn_id, metrics=metrics)
-    conversation_id = Turn.objects.values_list("conversation_id", flat=True).get(pk=turn_id)
-    status = Conversation.objects.values_list("status", flat=True).get(pk=conversation_id)
+    conversation_id = _log.turn_seal(turn_id=turn_id, metrics=metrics)
+    status = selectors.conversation_status(conversation_id=conversation_id)
     if status == Conversation.Status.CLOSED:
         return status, []
-    return status, queue_drain(conversation_id=conversation_id)
+    return status, queue_take(conversation_id=conversation_id)
+
+
+def queue_take(*, conversation_id: str) -> list[str]:
+    """Every queued text, oldest first; the queue's watchers hear that it emptied."""
+    taken = _log.queue_drain(conversation_id=conversation_id)
+    if taken:
+        queue_changed(conversation_id=conversation_id, queue=[])
+    return taken
+
+
+def queue_changed(*, conversation_id: str, queue: list[dict]) -> None:
+    """Announce, once committed, the conversation's queue as the transaction left it."""
+    publish_on_commit(
+        conversation_group(conversation_id),
+        {"type": "chat.queue", "conversation": conversation_id, "queue": queue},
+    )
 
 
 async def _drive(running: RunningTurn) -> None:
@@ -269,114 +312,41 @@ async def _drive(running: RunningTurn) -> None:
     except Exception:
         log.exception("turn %s crashed", running.turn_id)
     finally:
-        registry.turns.pop(conversation_id, None)
+        running_turns.turns.pop(conversation_id, None)
     if running.closing is None:  # never sealed: recovery will seal it
         return
+    # After turn-sealed, as every seal announces it (recovery's too).
     status, queued = running.closing
     await status_notify(conversation_id=conversation_id, status=status)
     if queued:
-        await _carry(conversation_id, "\n\n".join(queued))
+        try:
+            await carry(conversation_id, "\n\n".join(queued))
+        except DomainError as exc:
+            log.warning("conversation %s: queued text not carried: %s", conversation_id, exc)
 
 
-async def _carry(conversation_id: str, text: str) -> RunningTurn | None:
-    from chat.providers import get_catalog
-
+async def carry(conversation_id: str, text: str) -> RunningTurn | None:
+    """Start a turn with queued text, as the conversation's owner; None when another turn
+    started first (the text is queued again for that turn's next boundary)."""
     conversation = await database_sync_to_async(Conversation.objects.select_related("owner").get)(
         pk=conversation_id
     )
+    catalog = get_catalog()
     try:
-        resolved = await get_catalog().resolve(conversation.model or get_catalog().default_model)
-        request = TurnRequest(message=text, conversation_id=conversation_id)
+        resolved = await resolve_model(conversation.model or catalog.default_model)
+    except InvalidInput:  # the model left the config: the text is not lost for it
+        log.warning(
+            "conversation %s: its model %r is gone; queued text goes to %s",
+            conversation_id, conversation.model, catalog.default_model,
+        )  # fmt: skip
+        resolved = await resolve_model(catalog.default_model)
+    try:
+        request = _TurnRequest(conversation_id=conversation_id, message=text)
         return await _launch(user=conversation.owner, request=request, resolved=resolved)
-    except Conflict:
-        # Another worker or request started a turn first: put the text back for its boundary.
-        await database_sync_to_async(queue_add)(conversation_id=conversation_id, text=text)
-        return None
-
-
-async def _conversation_of(user, conversation_id: str) -> Conversation | None:
-    """The caller's conversation, None when it does not exist yet; NotFound if not theirs."""
-    return await database_sync_to_async(conversation_for_user)(
-        user=user, conversation_id=conversation_id
-    )
-
-
-async def _turn_runs(conversation_id: str) -> bool:
-    """Whether a turn runs in the conversation, in this process or another."""
-    return conversation_id in registry.turns or bool(
-        await database_sync_to_async(running_turn_row)(conversation_id=conversation_id)
-    )
-
-
-def running_turn_row(*, conversation_id: str) -> Turn | None:
-    return Turn.objects.filter(conversation_id=conversation_id, status=Turn.Status.RUNNING).first()
-
-
-async def turn_stop(*, user, conversation_id: str) -> bool:
-    """Abort the conversation's running turn, wherever it runs. Idempotent."""
-    conversation = await _conversation_of(user, conversation_id)
-    if conversation is None:
-        return False
-    if registry.abort(conversation_id):
-        return True
-    turn = await database_sync_to_async(running_turn_row)(conversation_id=conversation_id)
-    if turn is None or not turn.worker:
-        return False
-    await worker_start()
-    await registry.request_stop(owner=turn.worker, conversation_id=conversation_id)
-    return True
-
-
-async def conversation_close(*, user, conversation_id: str) -> bool:
-    """Stop the running turn and mark the conversation closed."""
-    conversation = await _conversation_of(user, conversation_id)
-    if conversation is None:
-        return False
-    await status_publish(conversation_id=conversation_id, status=Conversation.Status.CLOSED)
-    return await turn_stop(user=user, conversation_id=conversation_id)
-
-
-async def queue_enqueue(*, user, conversation_id: str, text: str) -> tuple[bool, list[dict]]:
-    """Queue a message for the running turn, or start a turn with it when none runs.
-
-    Returns (started_turn, queue).
-    """
-    if not text.strip():
-        raise InvalidInput("text must be a non-empty string")
-    conversation = await _conversation_of(user, conversation_id)
-    started = False
-    if conversation is None:
-        await turn_start(
-            user=user, request=TurnRequest(message=text, conversation_id=conversation_id)
-        )
-        started = True
-    else:
-        if not await _turn_runs(conversation_id):
-            await turn_rate_check(user=user)  # the text would start a turn: count it first
-        await database_sync_to_async(queue_add)(conversation_id=conversation_id, text=text)
-        # Order matters: queued first, then look for the turn. If the turn sealed in between,
-        # its own final drain may have taken the message; else we take it and start a turn.
-        if not await _turn_runs(conversation_id):
-            queued = await database_sync_to_async(queue_drain)(conversation_id=conversation_id)
-            if queued:
-                started = await _carry(conversation_id, "\n\n".join(queued)) is not None
-    queue = await database_sync_to_async(queue_list)(conversation_id=conversation_id)
-    await _publish_queue(conversation_id, queue)
-    return started, queue
-
-
-async def queue_remove(*, user, conversation_id: str, message_id: str) -> tuple[bool, list[dict]]:
-    await _conversation_of(user, conversation_id)  # NotFound when it is not theirs
-    cancelled = await database_sync_to_async(queue_cancel)(
-        conversation_id=conversation_id, message_id=message_id
-    )
-    queue = await database_sync_to_async(queue_list)(conversation_id=conversation_id)
-    await _publish_queue(conversation_id, queue)
-    return cancelled, queue
-
-
-async def _publish_queue(conversation_id: str, queue: list[dict]) -> None:
-    await notify(
-        group_name_for(conversation_id),
-        {"type": "chat.queue", "conversation": conversation_id, "queue": queue},
-    )
+    except DomainError as exc:
+        # Queued again: for the turn that started first, or until the conversation is usable
+        # again (e.g. its cwd can be created); never lost.
+        await database_sync_to_async(_log.queue_push)(conversation_id=conversation_id, text=text)
+        if isinstance(exc, Conflict):
+            return None
+        raise

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from chat.config import McpServerConfig, ToolsConfig
+from chat.config import McpServerConfig, ToolsConfig, get_config
 from chat.runtime.types import Tool
 from chat.tools.builtin import builtin_tools
 from chat.tools.mcp import READY, McpServer
@@ -93,8 +93,6 @@ def get_tool_registry() -> ToolRegistry:
     """The process-wide registry, built from the Dispatch config on first use."""
     global _registry
     if _registry is None:
-        from chat.config import get_config  # lazily: the config is read at first use
-
         config = get_config()
         _registry = ToolRegistry(config.tools, config.mcp_servers)
     return _registry

@@ -46,18 +46,20 @@ context_window = 8192
     return config
 
 
-def create_user(env: dict[str, str], username: str) -> str:
-    """Create a user in the stack's database; its API token."""
+def create_user(env: dict[str, str], username: str) -> tuple[int, str]:
+    """Create a user in the stack's database; its id and API token."""
     out = manage(
         [
             "shell",
             "-c",
             "from django.contrib.auth.models import User; from chat.auth import api_token_create; "
-            f"print(api_token_create(user=User.objects.create_user({username!r})))",
+            f"user = User.objects.create_user({username!r}); "
+            "print(user.pk, api_token_create(user=user))",
         ],
         **env,
     )
-    return out.strip().splitlines()[-1]
+    pk, token = out.strip().splitlines()[-1].split()
+    return int(pk), token
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Stack:
     env: dict[str, str]
     workers: list[DaphneWorker]
     tokens: dict[str, str] = field(default_factory=dict)
+    user_ids: dict[str, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -74,6 +77,10 @@ class Stack:
     @property
     def token(self) -> str:
         return self.tokens["alice"]
+
+    def workspace(self, user: str = "alice") -> Path:
+        """The user's workspace root in the stack (conversations' cwds are relative to it)."""
+        return Path(self.env["DISPATCH_VAR_DIR"]) / "workspace" / str(self.user_ids[user])
 
     def headers(self, user: str = "alice") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
@@ -114,7 +121,8 @@ def start_stack(
     }
     manage(["migrate", "--noinput"], **env)
     stack = Stack(scripted, env, [])
-    stack.tokens = {name: create_user(env, name) for name in ("alice", "bob")}
+    for name in ("alice", "bob"):
+        stack.user_ids[name], stack.tokens[name] = create_user(env, name)
     try:
         for _ in range(workers):
             stack.workers.append(DaphneWorker(env).start())

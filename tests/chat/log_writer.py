@@ -36,7 +36,7 @@ def _write(conversation_id: str, writer: str, calls: int, connected, go, out: di
     from django.db import connection
 
     from chat.runtime import Message
-    from chat.services import chunks_append
+    from chat.services._log import chunks_append
 
     done: list[dict] = []
     try:
@@ -62,7 +62,7 @@ def _write(conversation_id: str, writer: str, calls: int, connected, go, out: di
 def write(conversation_id: str, writer: str, threads: int, calls: int) -> None:
     from django.contrib.auth import get_user_model
 
-    from chat.services import conversation_ensure
+    from chat.services._log import conversation_ensure
 
     owner, _ = get_user_model().objects.get_or_create(username="log-writer")
     conversation_ensure(user=owner, conversation_id=conversation_id)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from chat.auth import api_token_create, user_for_token
 from chat.models import ApiToken, Chunk, Conversation, QueuedMessage, Tab, Turn
 from chat.runtime import Message
-from chat.services import chunks_append, conversation_ensure, queue_add
+from chat.services._log import chunks_append, conversation_ensure, queue_push
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,7 @@ def conversation(user):
 
 def test_every_changelist_renders(admin_client, user, conversation):
     Turn.objects.create(id="turn-1-abcdef", conversation=conversation, worker="w-7")
-    queue_add(conversation_id="conv-1", text="and then?")
+    queue_push(conversation_id="conv-1", text="and then?")
     Tab.objects.create(user=user, conversation=conversation)
     api_token_create(user=user, name="laptop")
     expected = {
@@ -121,7 +121,8 @@ def test_chunks_cannot_be_added_changed_or_deleted(admin_client, conversation):
 
 def test_conversation_title_edit_keeps_the_log_counters(admin_client, conversation):
     url = reverse("admin:chat_conversation_change", args=["conv-1"])
-    form = {"title": "Lisbon", "model": "local/x", "reasoning_effort": "low", "cwd": ""}
+    model = "local/smollm2-135m-instruct"  # the embedded default catalog's model
+    form = {"title": "Lisbon", "model": model, "reasoning_effort": "low", "cwd": ""}
 
     response = admin_client.post(url, form)
 
@@ -129,10 +130,23 @@ def test_conversation_title_edit_keeps_the_log_counters(admin_client, conversati
     conversation.refresh_from_db()
     assert (conversation.title, conversation.model, conversation.reasoning_effort) == (
         "Lisbon",
-        "local/x",
+        model,
         "low",
     )
     assert (conversation.last_seq, conversation.last_message_ordinal) == (4, 3)
+
+
+def test_conversation_edits_are_checked_like_everywhere_else(admin_client, conversation):
+    """The admin goes through the services: an unknown model is refused with their message."""
+    url = reverse("admin:chat_conversation_change", args=["conv-1"])
+    form = {"title": "Porto", "model": "nowhere/x", "reasoning_effort": "low", "cwd": ""}
+
+    response = admin_client.post(url, form, follow=True)
+
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("model: unknown model 'nowhere/x'" in m for m in messages), messages
+    conversation.refresh_from_db()
+    assert (conversation.title, conversation.model) == ("Porto", "")
 
 
 def test_api_tokens_never_show_the_digest_and_can_be_revoked(admin_client, user):
@@ -157,8 +171,8 @@ def test_api_tokens_never_show_the_digest_and_can_be_revoked(admin_client, user)
 
 
 def test_queued_messages_are_cancelled_by_the_action(admin_client, conversation):
-    keep = queue_add(conversation_id="conv-1", text="keep me")
-    drop = queue_add(conversation_id="conv-1", text="drop me")
+    keep = queue_push(conversation_id="conv-1", text="keep me")
+    drop = queue_push(conversation_id="conv-1", text="drop me")
 
     response = admin_client.post(
         reverse("admin:chat_queuedmessage_changelist"),

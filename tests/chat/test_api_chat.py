@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -245,7 +244,7 @@ def test_queue_steers_a_running_turn_or_starts_one(stack):
 
 def test_two_step_tool_turn_through_the_api(stack):
     conversation_id = new_id()
-    workspace = Path(stack.env["DISPATCH_VAR_DIR"]) / "workspace" / "project"
+    workspace = stack.workspace() / "project"
     workspace.mkdir(parents=True, exist_ok=True)
     (workspace / "notes.txt").write_text("hello")
     stack.scripted.script(
@@ -370,11 +369,18 @@ def test_health_and_auth(stack):
     assert "error" in anonymous.json()
 
 
-def test_cwd_must_stay_inside_the_workspace_root(stack):
+def test_cwd_must_stay_inside_the_users_workspace(stack):
+    bob_root = stack.workspace("bob")
     with stack.client() as client:
-        for cwd in ("../outside", "/etc", "a/../../b"):
+        for cwd in (
+            "../outside",
+            "/etc",
+            "a/../../b",
+            f"../{stack.user_ids['bob']}",
+            str(bob_root),
+        ):
             response = client.post(
                 "/chat", json={"message": "x", "conversationId": new_id(), "cwd": cwd}
             )
             assert response.status_code == 400, cwd
-            assert "workspace root" in response.json()["error"]
+            assert response.json() == {"error": "cwd: must be a directory inside your workspace"}

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from chat.models import Chunk
 from chat.runtime import Message
 from chat.selectors import HistoryWindow, history_slice
-from chat.services import chunks_append, conversation_ensure
+from chat.services._log import chunks_append, conversation_ensure
 from tests.servers import REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db

@@ -24,7 +24,7 @@ def test_a_real_turn_on_the_embedded_model():
         "DISPATCH_TURN_RATE_LIMIT": "0",
     }
     manage(["migrate", "--noinput"], **env)
-    token = create_user(env, "alice")
+    _, token = create_user(env, "alice")
     with (
         DaphneWorker(env) as worker,
         httpx.Client(

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 
 from chat.models import Chunk
 from chat.runtime import Message
-from chat.services import chunks_append, conversation_ensure
+from chat.services._log import chunks_append, conversation_ensure
 from tests.servers import REPO_ROOT, manage, subprocess_env
 
 WRITER = [sys.executable, "-m", "tests.chat.log_writer"]

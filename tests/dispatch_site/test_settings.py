@@ -41,7 +41,7 @@ def test_defaults_are_sqlite_under_the_var_dir_and_the_in_memory_layer(tmp_path)
 
     assert shown["database"]["ENGINE"] == "django.db.backends.sqlite3"
     assert shown["database"]["NAME"] == str(var_dir / "dispatch.sqlite3")
-    assert shown["layer"]["BACKEND"] == "dispatch_site.channel_layers.InMemoryChannelLayer"
+    assert shown["layer"]["BACKEND"] == "chat.overrides.channel_layer.InMemoryChannelLayer"
     assert shown["allowed_hosts"] == ["127.0.0.1", "localhost"]
     assert var_dir.is_dir()
 
@@ -57,7 +57,7 @@ def test_database_url_selects_postgresql(tmp_path):
         "dispatch",
     )
     assert (database["USER"], database["PASSWORD"]) == ("dsp", "s3cret")
-    assert shown["layer"]["BACKEND"] == "dispatch_site.channel_layers.InMemoryChannelLayer"
+    assert shown["layer"]["BACKEND"] == "chat.overrides.channel_layer.InMemoryChannelLayer"
 
 
 def test_redis_url_selects_the_redis_channel_layer(tmp_path):

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from chat import services
+from chat.services import _log
 from metrics.models import TurnMetrics
 
 _counter = itertools.count(1)
@@ -43,11 +43,11 @@ def seal(*, user, metrics: dict, conversation_id: str = "conv-1", at: dt.datetim
     metrics["steps"] = [
         {**step, "stepId": f"{turn_id}#{index}"} for index, step in enumerate(metrics["steps"])
     ]
-    services.conversation_ensure(user=user, conversation_id=conversation_id)
-    services.turn_begin(
+    _log.conversation_ensure(user=user, conversation_id=conversation_id)
+    _log.turn_begin(
         conversation_id=conversation_id, turn_id=turn_id, model=metrics.get("model", ""), worker="w"
     )
-    services.turn_seal(turn_id=turn_id, metrics=metrics)
+    _log.turn_seal(turn_id=turn_id, metrics=metrics)
     if at is not None:
         # created_at is auto_now_add: only an update can place a row in the past.
         TurnMetrics.objects.filter(turn_id=turn_id).update(created_at=at)

@@ -23,7 +23,7 @@ from django.test import AsyncClient
 from chat.auth import api_token_create
 from chat.config import reset_config
 from chat.providers import get_catalog, reset_catalog
-from chat.registry import registry
+from chat.running import running_turns
 from tests.chat.providers.sse_server import Reply, ScriptedServer, openai_text_reply
 
 COMPLETIONS = "/v1/chat/completions"
@@ -132,7 +132,7 @@ async def run_turn(
         content_type="application/json",
     )
     assert response.status_code == 200, response.content
-    drive = registry.turns[conversation_id].task
+    drive = running_turns.turns[conversation_id].task
     gate.set()
     async with asyncio.timeout(TURN_DEADLINE):  # a bound: a stuck turn fails, never hangs
         events = await ndjson_events(response)

@@ -13,9 +13,9 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from chat import services
 from chat.api import api
 from chat.models import Conversation, QueuedMessage, group_name_for
+from chat.services import _log
 from tests.chat.providers.sse_server import Reply, openai_text_reply
 from tests.security.conftest import (
     COMPLETIONS,
@@ -54,12 +54,19 @@ CALLS: dict[tuple[str, str], dict | None] = {
     ("PUT", "/conversations/{conversation_id}/model"): {"model": MODEL},
     ("GET", "/conversations/{conversation_id}/reasoning-effort"): None,
     ("PUT", "/conversations/{conversation_id}/reasoning-effort"): {"reasoningEffort": "low"},
+    ("GET", "/conversations/{conversation_id}/cwd"): None,
+    ("PUT", "/conversations/{conversation_id}/cwd"): {"cwd": "bob"},
+    ("POST", "/conversations/{conversation_id}/open"): None,
     ("GET", "/conversations/{conversation_id}/metrics"): None,
+    ("GET", "/tabs"): None,
+    ("PUT", "/tabs"): {"conversationIds": []},
     ("GET", "/metrics/throughput"): None,
     ("GET", "/health"): None,
 }
 # Calls that name no conversation: they answer 200 with the caller's own data only.
 OWN_DATA = {
+    ("GET", "/tabs"),
+    ("PUT", "/tabs"),
     ("GET", "/models"),
     ("GET", "/conversations"),
     ("GET", "/metrics/throughput"),
@@ -105,7 +112,7 @@ def assert_no_secret(response_or_frames) -> None:
 async def alice_conversation(scripted, token):
     """Alice's conversation: one sealed turn (prompt + answer + metrics) and a queued text."""
     await run_turn(scripted, token, ALICE_CONVERSATION, PROMPT, ANSWER)
-    queued = await database_sync_to_async(services.queue_add)(
+    queued = await database_sync_to_async(_log.queue_push)(
         conversation_id=ALICE_CONVERSATION, text=QUEUED
     )
     return str(queued.pk)
@@ -179,11 +186,26 @@ async def test_anonymous_gets_401(operation, alice_conversation):
     assert_no_secret(response)
 
 
+async def test_bob_cannot_put_alice_conversation_in_his_tabs(
+    alice_conversation, token, other_token
+):
+    await call(api_client(token), "POST", "/conversations/{conversation_id}/open", None)
+    response = await call(
+        api_client(other_token), "PUT", "/tabs", {"conversationIds": [ALICE_CONVERSATION]}
+    )
+    assert response.status_code == 400, response.content
+    assert response.json() == {"error": "conversationIds: must name every open tab exactly once"}
+    alice_tabs = await call(api_client(token), "GET", "/tabs", None)
+    assert alice_tabs.json() == {"conversationIds": [ALICE_CONVERSATION]}
+    bob_tabs = await call(api_client(other_token), "GET", "/tabs", None)
+    assert bob_tabs.json() == {"conversationIds": []}
+
+
 # ---------------------------------------------------------------- WebSocket
 
 
 def socket_ops(message_id: str) -> list[dict]:
-    """Every ChatConsumer op that names a conversation, aimed at Alice's."""
+    """Every JSON socket op that names a conversation, aimed at Alice's."""
     ref = {"conversationId": ALICE_CONVERSATION}
     return [
         {"type": "chat.send", "message": "bob here", "model": MODEL, **ref},

@@ -57,8 +57,6 @@ api_key_env = "DISPATCH_WEB_TEST_KEY"
 models = ["large"]
 """
     )
-    (root / "workspace").mkdir()
-    (root / "workspace" / "notes.txt").write_text("hello\n")
     env = {
         "DISPATCH_VAR_DIR": str(root / "var"),
         "DISPATCH_CONFIG": str(config),
@@ -78,10 +76,15 @@ def daphne(stack_env):
 def session_cookie(stack_env) -> str:
     code = (
         "from django.contrib.auth.models import User; from django.test import Client; "
-        "c = Client(); c.force_login(User.objects.create_user('alice')); "
-        "print(c.cookies['sessionid'].value)"
+        "c = Client(); u = User.objects.create_user('alice'); c.force_login(u); "
+        "print(u.pk, c.cookies['sessionid'].value)"
     )
-    return manage(["shell", "-c", code], **stack_env).strip().splitlines()[-1]
+    pk, cookie = manage(["shell", "-c", code], **stack_env).strip().splitlines()[-1].split()
+    # A file in alice's workspace for the tool-call tests to read.
+    workspace = Path(stack_env["DISPATCH_CONFIG"]).parent / "workspace" / pk
+    workspace.mkdir(parents=True)
+    (workspace / "notes.txt").write_text("hello\n")
+    return cookie
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,9 @@
-"""The embedded (single-process) channel layer."""
+"""The embedded (single-process) channel layer: Channels' InMemoryChannelLayer, made cheap.
+
+Replaces ``channels.layers.InMemoryChannelLayer.send``, ``group_send`` and ``_clean_expired``
+as of channels 4.3 (pinned by tests/test_overrides.py); settings.CHANNEL_LAYERS names this class
+when no REDIS_URL is set.
+"""
 
 import asyncio
 import contextlib

@@ -1,4 +1,5 @@
-"""Synchronous writes: conversations, the append-only chunk log, turn rows and the queue.
+"""The services' synchronous write primitives: conversations, the append-only chunk log, turn
+rows and the queue. Private to chat.services: transports call the intents instead.
 
 Each function is one transaction; ``chunks_append`` is the only code that assigns seqs.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chat.errors import Conflict
 from chat.models import (
     Chunk,
     Conversation,
@@ -15,8 +17,8 @@ from chat.models import (
     Turn,
 )
 from chat.runtime import Message
-from chat.selectors import NotFound
-from chat.services.errors import Conflict
+from chat.selectors import conversation_for_user
+from metrics.services import turn_metrics_record
 
 TITLE_LENGTH = 40
 
@@ -30,10 +32,8 @@ def default_title(text: str) -> str:
 def conversation_ensure(*, user, conversation_id: str, **defaults) -> Conversation:
     """The caller's conversation, created on first use; NotFound when someone else owns it."""
     for _ in range(3):
-        conversation = Conversation.objects.filter(pk=conversation_id).first()
+        conversation = conversation_for_user(user=user, conversation_id=conversation_id)
         if conversation is not None:
-            if conversation.owner_id != user.pk:
-                raise NotFound(conversation_id)
             return conversation
         try:
             with transaction.atomic():
@@ -98,13 +98,12 @@ def turn_begin(*, conversation_id: str, turn_id: str, model: str, worker: str) -
 
 
 @transaction.atomic
-def turn_seal(*, turn_id: str, metrics: dict) -> None:
-    """Seal a turn: its TurnMetrics and the sealed status commit together."""
-    from metrics.services import turn_metrics_record
-
+def turn_seal(*, turn_id: str, metrics: dict) -> str:
+    """Seal a turn: its TurnMetrics and the sealed status commit together. Returns the turn's
+    conversation id."""
     turn = Turn.objects.select_for_update().get(pk=turn_id)
     if turn.status == Turn.Status.SEALED:
-        return
+        return turn.conversation_id
     now = timezone.now()
     turn.status = Turn.Status.SEALED
     turn.ended_at = now
@@ -114,6 +113,7 @@ def turn_seal(*, turn_id: str, metrics: dict) -> None:
     Conversation.objects.filter(pk=turn.conversation_id).exclude(
         status=Conversation.Status.CLOSED
     ).update(status=Conversation.Status.IDLE, last_activity_at=now)
+    return turn.conversation_id
 
 
 def conversation_set_status(*, conversation_id: str, status: str) -> None:
@@ -128,7 +128,7 @@ def conversation_update(*, conversation: Conversation, **fields) -> Conversation
     return conversation
 
 
-def queue_add(*, conversation_id: str, text: str) -> QueuedMessage:
+def queue_push(*, conversation_id: str, text: str) -> QueuedMessage:
     return QueuedMessage.objects.create(conversation_id=conversation_id, text=text)
 
 
@@ -140,7 +140,7 @@ def queue_drain(*, conversation_id: str) -> list[str]:
     return [r.text for r in rows]
 
 
-def queue_cancel(*, conversation_id: str, message_id: str) -> bool:
+def queue_delete(*, conversation_id: str, message_id: str) -> bool:
     if not message_id.isdigit():
         return False
     deleted, _ = QueuedMessage.objects.filter(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dispatch_site import channel_layers
-from dispatch_site.channel_layers import InMemoryChannelLayer
+from chat.overrides import channel_layer as channel_layers
+from chat.overrides.channel_layer import InMemoryChannelLayer
 
 
 async def test_send_receive_and_groups():

@@ -1,4 +1,4 @@
-"""The in-process turn registry: running turns, their event buffers, fan-out and replay.
+"""The turns running in this process: their event buffers, fan-out and replay.
 
 Each process (worker) owns the turns it started. A turn's events go to local listeners (the
 NDJSON response of ``POST /chat``) and to the conversation's channel-layer group, tagged with
@@ -43,7 +43,7 @@ class RunningTurn:
         return queue
 
 
-class TurnRegistry:
+class RunningTurns:
     def __init__(self) -> None:
         self.turns: dict[str, RunningTurn] = {}
         self.worker: str = ""
@@ -136,4 +136,4 @@ async def notify(group: str, message: dict) -> None:
         log.warning("channel layer: dropped a %s message to %s: %r", message["type"], group, exc)
 
 
-registry = TurnRegistry()
+running_turns = RunningTurns()

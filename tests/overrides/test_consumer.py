@@ -8,7 +8,7 @@ import pytest
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from chat.consumers import DirectDispatch
+from chat.overrides.consumer import DirectDispatch
 
 
 class Recorder(DirectDispatch, AsyncConsumer):

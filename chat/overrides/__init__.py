@@ -1,0 +1,16 @@
+"""Every place Dispatch replaces a library's internals, for speed or for a hook it lacks.
+
+Each module names what it replaces, why, and the library version it was written against;
+tests/test_overrides.py fails loudly when that library's code changes, so an upgrade is
+checked against the override instead of silently drifting from it:
+
+- ``consumer``: Channels' ``AsyncConsumer.__call__`` and ``dispatch`` (channels 4.3) — one
+  inbox instead of a task per message, and no database hop per message.
+- ``channel_layer``: Channels' ``InMemoryChannelLayer`` (channels 4.3) — constant cost per
+  send whatever the number of sockets.
+- ``llama``: llama-cpp-python's ``Llama.generate`` (0.3) — a hook between sampled tokens, to
+  count them and to stop a generation within one token.
+
+Nothing here imports Django at module level; ``llama`` imports llama_cpp (only the embedded
+model's provider imports it).
+"""

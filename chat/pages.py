@@ -1,0 +1,116 @@
+"""What the web app's pages and fragments show, built from selectors (chat.selectors).
+
+Used by the page views (chat.views) and by the web app's socket (chat.sockets.webapp), which
+re-renders the same fragments when something changes. Everything here is synchronous and only
+reads; the model catalog is passed in (it is asynchronous).
+"""
+
+from __future__ import annotations
+
+from chat import selectors
+from chat.models import DEFAULT_REASONING_EFFORT, REASONING_EFFORTS, Conversation
+from chat.transcript import TurnView, id_prefixes, turns_from_history
+from metrics.format import format_tokens
+
+CONVERSATION_LIST_LIMIT = 50
+
+
+def transcript(*, conversation_id: str) -> tuple[list[TurnView], int, bool]:
+    """(the committed turns, the seq of the last chunk among them, whether a turn runs)."""
+    snapshot = selectors.transcript_snapshot(conversation_id=conversation_id)
+    turns = turns_from_history(snapshot.rows, snapshot.turn_metrics)
+    return turns, snapshot.seq, snapshot.running is not None
+
+
+def sealed_turn(*, conversation_id: str, turn_id: str) -> tuple[TurnView | None, int]:
+    """One sealed turn rendered from the database, and the seq of its last chunk."""
+    rows, metrics = selectors.turn_rows(conversation_id=conversation_id, turn_id=turn_id)
+    if not rows:
+        return None, 0
+    return turns_from_history(rows, metrics)[0], rows[-1]["seq"]
+
+
+def next_turn_number(*, conversation_id: str) -> int:
+    """The number the conversation's next sealed turn will have (sealed turns + 1)."""
+    return selectors.sealed_turn_count(conversation_id=conversation_id) + 1
+
+
+def tabs_context(*, user, current: str) -> dict:
+    """The tab bar: the user's tabs with short unique id prefixes; ``current`` is this page's."""
+    tabs = selectors.tab_list(user=user)
+    prefixes = id_prefixes([tab.conversation_id for tab in tabs])
+    items = [
+        {
+            "id": tab.conversation_id,
+            "prefix": prefixes[tab.conversation_id],
+            "title": tab.conversation.title,
+            "active": tab.conversation.status == Conversation.Status.ACTIVE,
+            "current": tab.conversation_id == current,
+        }
+        for tab in tabs
+    ]
+    return {"tabs": items, "draft": not any(item["current"] for item in items), "current": current}
+
+
+def conversation_list_context(*, user, q: str = "") -> dict:
+    rows = selectors.conversation_list(user=user, q=q)[:CONVERSATION_LIST_LIMIT]
+    return {"conversations": list(rows)}
+
+
+def model_context(*, models: dict, selected: str, credential: str | None = None) -> dict:
+    """The two model selects: credentials, and the chosen credential's models."""
+    credentials = list(dict.fromkeys(name.partition("/")[0] for name in models))
+    if credential is None:
+        credential = selected.partition("/")[0] if selected in models else ""
+    if credential not in credentials:
+        credential = credentials[0] if credentials else ""
+    choices = [name for name in models if name.partition("/")[0] == credential]
+    if selected not in choices:
+        selected = choices[0] if choices else ""
+    return {
+        "credentials": credentials,
+        "credential": credential,
+        "model_choices": [(name, name.partition("/")[2]) for name in choices],
+        "model": selected,
+    }
+
+
+def gauge_context(*, models: dict, model: str, context_size: int | None) -> dict:
+    """``contextSize / contextWindow`` for the context gauge."""
+    info = models.get(model)
+    window = info.context_window if info is not None else None
+    ratio = min(context_size / window, 1.0) if context_size and window else 0.0
+    return {
+        "gauge_size": format_tokens(context_size) if context_size is not None else "–",
+        "gauge_window": format_tokens(window) if window else "",
+        "gauge_percent": round(ratio * 100),
+    }
+
+
+def conversation_page_context(
+    *, user, conversation_id: str, models: dict, default_model: str
+) -> dict:
+    """Everything the conversation page shows, read from the database."""
+    conversation = selectors.conversation_for_user(user=user, conversation_id=conversation_id)
+    turns, seq, running = transcript(conversation_id=conversation_id)
+    selected = (conversation.model if conversation else "") or default_model
+    return {
+        "conversation_id": conversation_id,
+        "conversation": conversation,
+        "title": conversation.title if conversation and conversation.title else "New chat",
+        "status": conversation.status if conversation else Conversation.Status.IDLE,
+        "turns": turns,
+        "history_seq": seq,
+        "running": running,
+        "queue": selectors.queue_list(conversation_id=conversation_id),
+        "efforts": REASONING_EFFORTS,
+        "effort": conversation.reasoning_effort if conversation else DEFAULT_REASONING_EFFORT,
+        **conversation_list_context(user=user),
+        **tabs_context(user=user, current=conversation_id),
+        **model_context(models=models, selected=selected),
+        **gauge_context(
+            models=models,
+            model=selected,
+            context_size=selectors.last_context_size(conversation_id=conversation_id),
+        ),
+    }

@@ -1,0 +1,100 @@
+"""What the services accept: one type per kind of input, and the one way a bad value is told.
+
+Every service checks the values it is given with ``check`` (a transport may pass them on
+raw: a socket frame's fields, a form's). The JSON API's request schemas are built from the
+same types, so a wrong value gets the same message whichever transport brought it:
+``<field>: <problem>`` (``InvalidInput``).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from django.conf import settings
+from pydantic import AfterValidator, Field, StrictStr, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
+
+from chat.errors import InvalidInput
+from chat.models import CONVERSATION_ID_PATTERN, REASONING_EFFORTS
+
+CONVERSATION_ID_RULE = "must be 1 to 128 of A-Z a-z 0-9 . _ : - (the first a letter or digit)"
+TITLE_MAX = 200
+MODEL_NAME_MAX = 300
+CWD_MAX = 1000
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise PydanticCustomError("nul", "must not contain NUL characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be empty")
+    return value
+
+
+def _title(value: str) -> str:
+    """Whitespace folded to single spaces; 1 to TITLE_MAX characters after that."""
+    value = " ".join(_no_nul(value).split())
+    if not value:
+        raise PydanticCustomError("blank", "must not be empty")
+    if len(value) > TITLE_MAX:
+        raise PydanticCustomError("too_long", f"must be at most {TITLE_MAX} characters")
+    return value
+
+
+ConversationId = Annotated[
+    StrictStr,
+    Field(
+        pattern=CONVERSATION_ID_PATTERN,
+        description="1-128 of A-Z a-z 0-9 . _ : - (not first); clients may mint it",
+    ),
+]
+# A chat message or a queued text.
+MessageText = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=settings.DISPATCH_MAX_MESSAGE_CHARS),
+    AfterValidator(_no_nul),
+    AfterValidator(_not_blank),
+]
+Title = Annotated[StrictStr, AfterValidator(_title)]
+ModelName = Annotated[StrictStr, Field(min_length=1, max_length=MODEL_NAME_MAX)]
+ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
+assert set(ReasoningEffort.__args__) == set(REASONING_EFFORTS)  # type: ignore[attr-defined]
+Cwd = Annotated[StrictStr, Field(max_length=CWD_MAX), AfterValidator(_no_nul)]
+MessageId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,18}$")]
+
+
+@cache
+def _adapter(annotation: Any) -> TypeAdapter:
+    return TypeAdapter(annotation)
+
+
+def check(field: str, annotation: Any, value: Any) -> Any:
+    """``value`` validated as ``annotation``; InvalidInput naming ``field`` otherwise.
+
+    None is a missing value (a transport passes absent fields on as None).
+    """
+    if value is None:
+        raise InvalidInput("Field required", field=field)
+    try:
+        return _adapter(annotation).validate_python(value, strict=True)
+    except ValidationError as exc:
+        raise invalid_input(exc.errors(), field) from None
+
+
+def invalid_input(errors: list, field: str | None = None) -> InvalidInput:
+    """The first of pydantic's errors as InvalidInput (``<field>: <problem>``)."""
+    error = errors[0] if errors else {}
+    where = [str(part) for part in error.get("loc", ()) if part not in _TRANSPORT_LOCS]
+    name = ".".join([field, *where] if field else where) or None
+    if error.get("type") == "string_pattern_mismatch" and str(name).startswith("conversationId"):
+        return InvalidInput(CONVERSATION_ID_RULE, field=name)
+    return InvalidInput(error.get("msg", "invalid value"), field=name)
+
+
+# Where django-ninja puts a request's parts; the field names are what a client knows.
+_TRANSPORT_LOCS = {"body", "payload", "query", "path"}

@@ -1,0 +1,176 @@
+"""What every Dispatch WebSocket shares: the message loop, sign-in, limits, ownership, errors.
+
+A socket subclass names its operations (``OPS``: frame name → handler) and how it tells a
+client about a refusal (``refuse``); this base does the rest the same way for all of them:
+
+- the loop is chat.overrides.consumer.DirectDispatch (no per-message task or database hop);
+- a socket whose ASGI scope has no signed-in user (chat.auth.WebSocketAuthMiddleware: session
+  cookie, bearer header or ``?token=``) is closed with 4401; the Origin check is the ASGI
+  middleware in front of every socket (chat.auth.WebSocketOriginValidator);
+- a frame longer than ``DISPATCH_MAX_FRAME_CHARS``, not JSON, nested too deeply or not an object
+  is refused, and the socket stays open;
+- a handler's chat.errors.DomainError is refused with its message; anything else is logged and
+  refused as "internal error" (never a traceback or SQL to the client);
+- ``ownership`` remembers which conversations are this user's and which are someone else's
+  (an owner never changes), so events of other users' turns cost no query.
+
+Every socket joins its user's group (chat.services.events.user_group) and receives what the
+services announce there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from chat import selectors
+from chat.errors import DomainError, NotFound
+from chat.overrides.consumer import DirectDispatch
+from chat.services.events import user_group
+
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED = 4401
+MAX_DEPTH = 64  # nesting of a frame's JSON
+
+Handler = Callable[[Any, dict], Awaitable[None]]
+
+
+class Refused(Exception):
+    """A frame the socket will not handle (malformed, too large, unknown operation)."""
+
+
+class Ownership:
+    """Which conversations are this user's: asked once each, then remembered."""
+
+    def __init__(self, user) -> None:
+        self.user = user
+        self.mine: set[str] = set()
+        self.foreign: set[str] = set()
+
+    def claim(self, conversation_id: str) -> None:
+        """The conversation was seen to be the user's (e.g. they started a turn in it)."""
+        self.mine.add(conversation_id)
+
+    async def owns(self, conversation_id: str) -> bool:
+        """Whether it exists and is this user's. A socket may watch an id before it exists
+        (a draft): whoever creates it, only its owner gets its news."""
+        if conversation_id in self.mine:
+            return True
+        if conversation_id in self.foreign:
+            return False  # no query per event of someone else's turn
+        owner = await database_sync_to_async(selectors.conversation_owner_id)(
+            conversation_id=conversation_id
+        )
+        if owner is None:
+            return False
+        (self.mine if owner == self.user.pk else self.foreign).add(conversation_id)
+        return owner == self.user.pk
+
+    async def require(self, conversation_id: str) -> bool:
+        """Whether it exists; NotFound when it is someone else's."""
+        if await self.owns(conversation_id):
+            return True
+        if conversation_id in self.foreign:
+            raise NotFound.conversation(conversation_id)
+        return False
+
+
+class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
+    OPS: ClassVar[dict[str, Handler]] = {}
+    op_key: ClassVar[str] = "type"  # the frame field naming the operation
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        await self.accept()
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=UNAUTHORIZED)
+            return
+        self.ownership = Ownership(self.user)
+        self.user_group = user_group(self.user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        self.joined = self.ready = True
+        await self.opened()
+
+    async def reject(self, code: int) -> None:
+        """Close the socket from ``opened``; frames that were already sent are ignored."""
+        self.ready = False
+        await self.close(code=code)
+
+    async def disconnect(self, code) -> None:
+        if not getattr(self, "joined", False):
+            return  # refused before it joined anything
+        await self.closed()
+        await self.channel_layer.group_discard(self.user_group, self.channel_name)
+
+    async def opened(self) -> None:
+        """The socket is signed in and joined its user's group."""
+
+    async def closed(self) -> None:
+        """The socket went away: leave what ``opened`` joined (never affects a turn)."""
+
+    async def refuse(self, message: str, frame: dict | None) -> None:
+        """Tell the client a frame was refused (and why)."""
+        raise NotImplementedError
+
+    async def send_json(self, content: dict) -> None:
+        await self.send(text_data=json.dumps(content))
+
+    # ------------------------------------------------------------------ frames in
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        if not getattr(self, "ready", False):
+            return  # closing: refused at connect
+        frame = None
+        try:
+            frame = self.parse(text_data)
+            handler = self.OPS.get(frame[self.op_key])
+            if handler is None:
+                raise Refused(f"unknown {self.op_key}: {str(frame[self.op_key])[:80]}")
+            await handler(self, frame)
+        except Refused as exc:
+            await self.refuse(str(exc), frame)
+        except DomainError as exc:
+            await self.refuse(exc.message, frame)
+        except Exception:
+            log.exception("socket frame %r failed", frame and frame.get(self.op_key))
+            await self.refuse("internal error", frame)
+
+    def parse(self, text: str | None) -> dict:
+        """The frame as a JSON object naming its operation; Refused otherwise."""
+        if text is None:
+            raise Refused("frames must be JSON text")
+        limit = settings.DISPATCH_MAX_FRAME_CHARS
+        if len(text) > limit:
+            raise Refused(f"frame too large: at most {limit:,} characters")
+        try:
+            frame = json.loads(text)
+        except RecursionError:
+            raise Refused("malformed frame: nested too deeply") from None
+        except ValueError:
+            raise Refused("malformed frame: not JSON") from None
+        if not isinstance(frame, dict) or not isinstance(frame.get(self.op_key), str):
+            raise Refused(f"malformed frame: expected an object with a string {self.op_key!r}")
+        if _depth(frame) > MAX_DEPTH:
+            raise Refused("malformed frame: nested too deeply")
+        return frame
+
+
+def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply ``value`` nests (counting stops a little past ``limit``)."""
+    depth, level = 0, [value]
+    while level and depth <= limit:
+        depth += 1
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth

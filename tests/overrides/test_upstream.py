@@ -1,0 +1,74 @@
+"""The library code chat/overrides replaces or wraps is still the code it was written against.
+
+Each override copies or wraps a library's internals (chat/overrides/__init__.py lists them).
+When an upgrade changes one of those functions, this test fails and names it: re-read the new
+upstream code, carry its change into the override (or drop the override), then record the new
+fingerprint here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+
+import channels.consumer
+import channels.layers
+import llama_cpp
+import pytest
+
+# (what, the upstream function, sha256 of its source, first 16 hex digits) — channels 4.3.2,
+# llama-cpp-python 0.3.36.
+PINNED = [
+    (
+        "chat/overrides/consumer.py replaces AsyncConsumer.__call__",
+        channels.consumer.AsyncConsumer.__call__,
+        "e52238720872dbc3",
+    ),
+    (
+        "chat/overrides/consumer.py replaces AsyncConsumer.dispatch",
+        channels.consumer.AsyncConsumer.dispatch,
+        "39f34e7d4fb0f655",
+    ),
+    (
+        "chat/overrides/channel_layer.py replaces InMemoryChannelLayer.send",
+        channels.layers.InMemoryChannelLayer.send,
+        "a4dab1cd8aff886e",
+    ),
+    (
+        "chat/overrides/channel_layer.py replaces InMemoryChannelLayer.group_send",
+        channels.layers.InMemoryChannelLayer.group_send,
+        "693c3172deb6431b",
+    ),
+    (
+        "chat/overrides/channel_layer.py wraps InMemoryChannelLayer._clean_expired",
+        channels.layers.InMemoryChannelLayer._clean_expired,
+        "604032dae1cc01d2",
+    ),
+    (
+        "chat/overrides/llama.py wraps Llama.generate",
+        llama_cpp.Llama.generate,
+        "6f16f3b97ede3b9f",
+    ),
+]
+
+
+def fingerprint(function) -> str:
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(("what", "function", "pinned"), PINNED, ids=[p[0] for p in PINNED])
+def test_upstream_code_is_what_the_override_was_written_against(what, function, pinned):
+    assert fingerprint(function) == pinned, (
+        f"{what}: the library's code changed (fingerprint {fingerprint(function)}); re-check the "
+        "override against it, then update PINNED"
+    )
+
+
+def test_the_hooks_the_overrides_rely_on_still_exist():
+    """The names the overrides call into: a rename upstream must fail here, not at run time."""
+    assert callable(channels.consumer.get_handler_name)
+    layer = channels.layers.InMemoryChannelLayer()
+    assert isinstance(layer.channels, dict) and isinstance(layer.groups, dict)
+    assert layer.get_capacity("x") >= 1 and layer.expiry > 0
+    signature = inspect.signature(llama_cpp.Llama.generate)
+    assert list(signature.parameters)[:2] == ["self", "tokens"]
