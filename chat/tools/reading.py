@@ -50,7 +50,7 @@ SKIP_CHARS = 1 << 16  # characters read at a time while skipping the rest of a c
 # What the model must know about the pattern syntax (in the description and in errors).
 RE2_SYNTAX = (
     "RE2 syntax: like Python's re, but without backreferences (\\1), lookahead or lookbehind "
-    "((?=…), (?!…), (?<=…), (?<!…)) and possessive or atomic groups; write \\z, not \\Z"
+    "((?=…), (?!…), (?<=…), (?<!…)), possessive or atomic groups, or \\Z (use $)"
 )
 
 
