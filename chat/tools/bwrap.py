@@ -51,9 +51,13 @@ def find_bwrap() -> str | None:
 
 @functools.cache
 def _version(binary: str) -> tuple[int, ...]:
-    done = subprocess.run(
-        [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
-    )
+    """bubblewrap's version, () when it does not say (then only long-standing options are used)."""
+    try:
+        done = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", done.stdout)
     return tuple(int(part) for part in match.groups() if part) if match else ()
 
