@@ -7,8 +7,8 @@ outside by a unique marker in their command line (``sleep <marker>``) in the hos
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -21,12 +21,10 @@ from chat.tools.base import OUTPUT_CAP
 from chat.tools.bwrap import MISSING, SANDBOX_PATH, hidden_etc_entries
 from tests.chat.tools.conftest import Runner
 
-_markers = itertools.count(1)
-
 
 def _marker() -> str:
     """A sleep duration no other process on the machine uses: ``sleep <it>`` is findable."""
-    return f"{4000 + os.getpid() % 1000}.{next(_markers):06d}"
+    return f"{4000 + secrets.randbelow(1000)}.{secrets.randbelow(10**12):012d}"
 
 
 def _alive(pid: int) -> bool:
