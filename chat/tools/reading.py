@@ -216,7 +216,8 @@ class ListFiles(BuiltinTool):
             notes.append(f"… [{_stopped(budget)}; the listing is incomplete: narrow `path`]")
         if not lines and not notes:
             return "(no matching entries)" if pattern else f"({display(root, top)} is empty)"
-        return "\n".join([truncate("\n".join(lines))] * bool(lines) + notes)
+        listed = [truncate("\n".join(lines))] if lines else []
+        return "\n".join(listed + notes)
 
 
 def compile_search(pattern: str) -> Any:
