@@ -13,6 +13,7 @@ Example::
     workspace_root = "/srv/dispatch/workspace"  # default: var/workspace; relative to this file
     run_shell = false                           # the run_shell tool is off unless true
     run_shell_timeout = 60
+    run_shell_network = false                   # the run_shell sandbox has no network unless true
 
     [[credentials]]
     name = "openai"
@@ -74,6 +75,7 @@ class ToolsConfig:
     workspace_root: Path | None = None  # None: settings.DISPATCH_WORKSPACE_ROOT (var/workspace)
     run_shell: bool = False
     run_shell_timeout: float = 60.0
+    run_shell_network: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ KINDS = ("openai", "anthropic", "local")
 
 _TOP_KEYS = {"default_model", "runtime", "tools", "credentials", "mcp_servers"}
 _RUNTIME_KEYS = {"max_steps", "retry_delays", "max_tokens"}
-_TOOLS_KEYS = {"workspace_root", "run_shell", "run_shell_timeout"}
+_TOOLS_KEYS = {"workspace_root", "run_shell", "run_shell_timeout", "run_shell_network"}
 _CREDENTIAL_KEYS = {
     "name",
     "kind",
@@ -372,10 +374,12 @@ class _Parser:
         root = self.string(table, (*key, "workspace_root"))
         run_shell = self.boolean(table, (*key, "run_shell"))
         timeout = self.number(table, (*key, "run_shell_timeout"), positive=True)
+        network = self.boolean(table, (*key, "run_shell_network"))
         return ToolsConfig(
             workspace_root=defaults.workspace_root if root is None else Path(root),
             run_shell=defaults.run_shell if run_shell is None else run_shell,
             run_shell_timeout=defaults.run_shell_timeout if timeout is None else timeout,
+            run_shell_network=defaults.run_shell_network if network is None else network,
         )
 
     def credential(self, value: Any, key: Key) -> CredentialConfig:

@@ -1,15 +1,28 @@
-"""What every built-in tool shares: argument validation, output caps and error outcomes."""
+"""What every built-in tool shares: argument validation, output caps, the time budget of work
+done in threads, and error outcomes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from chat.runtime.types import ToolContext, ToolOutcome, ToolSpec
 from chat.tools.sandbox import SandboxError
 
 # The most characters of output a tool hands back to the model.
 OUTPUT_CAP = 50_000
+# Seconds of work (walking, reading, matching) one call of a file tool may spend.
+TIME_BUDGET = 20.0
+# Threads for the file tools' work, apart from the loop's default executor, so that slow tool
+# calls never make the rest of the server (DNS lookups, sync_to_async …) wait for a thread.
+TOOL_THREADS = 4
+
+_executor = ThreadPoolExecutor(max_workers=TOOL_THREADS, thread_name_prefix="dispatch-tool")
+_T = TypeVar("_T")
 
 _TYPE_CHECKS = {
     "string": lambda value: isinstance(value, str),
@@ -25,6 +38,54 @@ def truncate(text: str, cap: int = OUTPUT_CAP) -> str:
     if len(text) <= cap:
         return text
     return f"{text[:cap]}\n… [truncated: {len(text) - cap:,} more characters]"
+
+
+class Budget:
+    """The time one tool call's work in a thread may take, checked by that work between steps.
+
+    A thread cannot be killed, so work that may take long (walking a tree, reading a big file)
+    asks ``exhausted()`` between bounded steps and stops, with what it has, once the budget is
+    spent or the call was cancelled (the turn was stopped).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._deadline = time.monotonic() + seconds
+        self._cancelled = threading.Event()
+
+    def start(self) -> None:
+        """Start the clock (the work may have waited for a free thread)."""
+        self._deadline = time.monotonic() + self.seconds
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def exhausted(self) -> bool:
+        """Whether the work must stop now: out of time, or nobody waits for it any more."""
+        return self._cancelled.is_set() or time.monotonic() >= self._deadline
+
+
+async def run_bounded(work: Callable[..., _T], *args: Any) -> _T:
+    """Run ``work(budget, *args)`` in a tool thread with a fresh ``Budget(TIME_BUDGET)``.
+
+    Cancelling the caller cancels the budget, so the thread stops at its next check.
+    """
+    budget = Budget(TIME_BUDGET)
+
+    def call() -> _T:
+        budget.start()
+        return work(budget, *args)
+
+    future = asyncio.get_running_loop().run_in_executor(_executor, call)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        budget.cancel()
+        raise
 
 
 def object_schema(properties: Mapping[str, Any], required: tuple[str, ...]) -> dict[str, Any]:

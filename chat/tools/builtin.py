@@ -13,5 +13,5 @@ def builtin_tools(config: ToolsConfig) -> dict[str, Tool]:
     """The built-in tools by name; run_shell only when the deployment enables it."""
     tools: list[Tool] = [ReadFile(), ListFiles(), SearchFiles(), WriteFile(), EditFile()]
     if config.run_shell:
-        tools.append(RunShell(config.run_shell_timeout))
+        tools.append(RunShell(config.run_shell_timeout, config.run_shell_network))
     return {tool.spec.name: tool for tool in tools}

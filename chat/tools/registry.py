@@ -22,6 +22,9 @@ class ToolRegistry:
         self, tools_config: ToolsConfig, mcp_servers: Sequence[McpServerConfig] = ()
     ) -> None:
         self.builtins = builtin_tools(tools_config)
+        for name, tool in self.builtins.items():
+            if (state := _builtin_state(tool)) != READY:
+                logger.warning("tool %s: %s", name, state)
         self._server_configs = tuple(mcp_servers)
         self.servers = [McpServer(config) for config in self._server_configs]
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,8 +69,8 @@ class ToolRegistry:
     def state(self) -> list[dict[str, Any]]:
         """One entry per tool and per MCP server: ``{name, kind, source, state}``."""
         entries = [
-            {"name": name, "kind": "tool", "source": "builtin", "state": READY}
-            for name in self.builtins
+            {"name": name, "kind": "tool", "source": "builtin", "state": _builtin_state(tool)}
+            for name, tool in self.builtins.items()
         ]
         for server in self.servers:
             entries.append(
@@ -84,6 +87,14 @@ class ToolRegistry:
                     for name in server.tools
                 )
         return entries
+
+
+def _builtin_state(tool: Tool) -> str:
+    """``ready``, or ``error: …`` for a built-in that cannot run here (run_shell without
+    bubblewrap)."""
+    problem = getattr(tool, "problem", None)
+    reason = problem() if problem is not None else None
+    return READY if reason is None else f"error: {reason}"
 
 
 _registry: ToolRegistry | None = None

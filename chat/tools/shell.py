@@ -1,7 +1,10 @@
-"""run_shell: a ``/bin/sh -c`` command in the working directory, streamed, with a timeout.
+"""run_shell: a ``/bin/sh -c`` command in a bubblewrap sandbox, streamed, with a timeout.
 
-The command runs in its own process group so that a timeout, a stopped turn (the runtime
-cancels the task) or the shell's own exit kills every process it started, not just the shell.
+The sandbox (chat/tools/bwrap.py) shows the command the system read-only and the working
+directory read-write, and nothing of the server: not its environment, its processes, its files
+or (unless the deployment allows it) the network. The shell is PID 1 of a PID namespace of its
+own, so when it exits, times out or the turn is stopped (the runtime cancels the task), every
+process it started ends with it, ``setsid`` and double forks included.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import codecs
 import contextlib
 import os
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from chat.runtime.types import ToolContext, ToolOutcome, ToolSpec
-from chat.tools.base import OUTPUT_CAP, BuiltinTool, object_schema
+from chat.tools.base import OUTPUT_CAP, BuiltinTool, ToolFailure, object_schema
+from chat.tools.bwrap import MISSING, bwrap_command, find_bwrap, sandbox_env
 from chat.tools.sandbox import sandbox_root
 
 READ_SIZE = 4096
@@ -42,19 +47,24 @@ class _Collector:
 
 
 class RunShell(BuiltinTool):
-    """The run_shell tool; ``default_timeout`` comes from ToolsConfig.run_shell_timeout."""
+    """The run_shell tool, from ToolsConfig: ``run_shell_timeout`` is the default timeout,
+    ``run_shell_network`` lets the sandbox use the server's network."""
 
     concurrency_safe = False
 
-    def __init__(self, default_timeout: float) -> None:
+    def __init__(self, default_timeout: float, network: bool = False) -> None:
         self.default_timeout = default_timeout
+        self.network = network
+        reach = "the network" if network else "no network"
         self.spec = ToolSpec(
             name="run_shell",
             description=(
-                "Run a shell command (/bin/sh -c) in the working directory. stdout and stderr "
-                "are returned together; a non-zero exit status is an error. The command and "
-                f"everything it starts are killed after `timeout` seconds (default "
-                f"{default_timeout:g})."
+                "Run a shell command (/bin/sh -c) in the working directory, inside a sandbox: "
+                "the system's programs read-only, the working directory read-write (the only "
+                f"place where files outlive the call), a private empty /tmp, {reach}. stdout "
+                "and stderr are returned together; a non-zero exit status is an error. The "
+                "command and everything it starts end when the shell exits, and are killed "
+                f"after `timeout` seconds (default {default_timeout:g})."
             ),
             parameters=object_schema(
                 {
@@ -65,23 +75,64 @@ class RunShell(BuiltinTool):
             ),
         )
 
+    def problem(self) -> str | None:
+        """Why run_shell cannot run on this server (no bubblewrap), or None."""
+        return MISSING if find_bwrap() is None else None
+
     async def execute(self, input: dict[str, Any], ctx: ToolContext) -> ToolOutcome:
+        binary = find_bwrap()
+        if binary is None:
+            raise ToolFailure(MISSING)
         cwd = sandbox_root(ctx.cwd)
         timeout = input.get("timeout", self.default_timeout)
-        process, exited = await _spawn(input["command"], cwd)
+        status, status_write = os.pipe()
+        try:
+            try:
+                argv = await asyncio.to_thread(
+                    bwrap_command,
+                    binary,
+                    cwd,
+                    input["command"],
+                    network=self.network,
+                    status_fd=status_write,
+                )
+                process, exited = await _spawn(argv, sandbox_env(cwd), status_write)
+            finally:
+                os.close(status_write)
+            return await self._supervise(process, exited, status, ctx, seconds=timeout)
+        finally:
+            os.close(status)
+
+    async def _supervise(
+        self,
+        process: asyncio.subprocess.Process,
+        exited: asyncio.Future[None],
+        status: int,
+        ctx: ToolContext,
+        *,
+        seconds: float,
+    ) -> ToolOutcome:
+        """Stream the output until the shell exits or ``seconds`` pass; kill what is left."""
         output = _Collector()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await self._pump(process, exited, output, ctx)
         except TimeoutError:
             return ToolOutcome(
-                output.text() + f"\n[timed out after {timeout:g}s; the command was killed]",
+                output.text() + f"\n[timed out after {seconds:g}s; the command was killed]",
                 is_error=True,
             )
         finally:
-            # Also runs on cancellation (a stopped turn): nothing the command started survives.
+            # Also runs on cancellation (a stopped turn): bubblewrap dies, and with it (by
+            # --die-with-parent) the shell, the PID namespace and everything in it.
             _kill_group(process)
             await asyncio.shield(process.wait())
+        if b'"exit-code"' not in _read_available(status):
+            return ToolOutcome(
+                "run_shell: the sandbox (bubblewrap) could not start the command:\n"
+                + output.text(),
+                is_error=True,
+            )
         if process.returncode != 0:
             return ToolOutcome(output.text() + f"\n[exit code {process.returncode}]", is_error=True)
         return ToolOutcome(output.text())
@@ -112,7 +163,8 @@ class RunShell(BuiltinTool):
         ]
         try:
             await exited
-            # Background children may still hold the pipes open; they go with the shell.
+            # The kernel ended the sandbox's PID namespace with the shell, so the pipes close;
+            # killing the group as well costs nothing.
             _kill_group(process)
             await asyncio.gather(*readers)
         finally:
@@ -133,45 +185,30 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
             self.exited.set_result(None)
 
 
-# The shell sees a plain environment, never the server's secrets (API keys, SECRET_KEY,
-# DATABASE_URL …) that live in the server's own environment.
-_PASSED_ENV = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TERM",
-    "TZ",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-)
-
-
-def _shell_env(cwd: os.PathLike[str]) -> dict[str, str]:
-    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env["PWD"] = os.fspath(cwd)
-    return env
+def _read_available(fd: int) -> bytes:
+    """What the pipe ``fd`` holds now, without waiting (its writers have exited)."""
+    os.set_blocking(fd, False)
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 4096):
+            data += chunk
+    return data
 
 
 async def _spawn(
-    command: str, cwd: os.PathLike[str]
+    argv: Sequence[str], env: dict[str, str], status_fd: int
 ) -> tuple[asyncio.subprocess.Process, asyncio.Future[None]]:
-    """Start ``/bin/sh -c command``: a new session, so killpg reaches all it starts."""
+    """Start bubblewrap in a new session (so killpg reaches it), ``status_fd`` passed on."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.subprocess_exec(
         lambda: _Protocol(loop),
-        "/bin/sh",
-        "-c",
-        command,
-        cwd=cwd,
-        env=_shell_env(cwd),
+        *argv,
+        env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        pass_fds=(status_fd,),
     )
     return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
 

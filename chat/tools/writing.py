@@ -12,6 +12,10 @@ from chat.tools.base import BuiltinTool, ToolFailure, object_schema
 from chat.tools.reading import BINARY_PROBE
 from chat.tools.sandbox import display, resolve, sandbox_root
 
+# The biggest file edit_file works on: it reads, decodes, counts and replaces the whole text,
+# which for a huge file would hold the interpreter (and the server with it) for seconds.
+EDIT_SIZE_CAP = 16 * 1024 * 1024
+
 
 def _write(path: Path, data: bytes, *, exclusive: bool) -> None:
     # O_NOFOLLOW: a symlink planted at the resolved path after the sandbox check is not followed.
@@ -74,7 +78,8 @@ class EditFile(BuiltinTool):
         name="edit_file",
         description=(
             "Replace text in a file of the working directory. `oldString` must occur exactly once "
-            "(include surrounding lines to make it unique) unless `replaceAll` is true."
+            "(include surrounding lines to make it unique) unless `replaceAll` is true. Works on "
+            "files up to 16 MiB."
         ),
         parameters=object_schema(
             {
@@ -115,6 +120,11 @@ class EditFile(BuiltinTool):
         if not path.is_file():
             raise ToolFailure(
                 f"{shown} does not exist" if not path.exists() else f"{shown} is not a file"
+            )
+        size = path.stat().st_size
+        if size > EDIT_SIZE_CAP:
+            raise ToolFailure(
+                f"{shown} is {size:,} bytes; edit_file works on files up to {EDIT_SIZE_CAP:,} bytes"
             )
         raw = path.read_bytes()
         if b"\0" in raw[:BINARY_PROBE]:

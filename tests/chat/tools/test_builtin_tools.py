@@ -11,6 +11,7 @@ import pytest
 from chat.config import ToolsConfig
 from chat.tools import builtin_tools
 from chat.tools.base import OUTPUT_CAP, truncate
+from chat.tools.reading import RE2_SYNTAX
 
 READERS = ["read_file", "list_files", "search_files"]
 WRITERS = ["write_file", "edit_file"]
@@ -135,13 +136,28 @@ async def test_read_file_empty_file(run, workspace: Path) -> None:
     assert outcome.content == "(empty.txt is empty)" and not outcome.is_error
 
 
-async def test_read_file_output_is_capped(run, workspace: Path) -> None:
+async def test_read_file_stops_before_the_output_cap_and_says_where_to_go_on(
+    run, workspace: Path
+) -> None:
     (workspace / "big.txt").write_text(("y" * 99 + "\n") * 1000)
     outcome = await run("read_file", path="big.txt")
     body, note = outcome.content.rsplit("\n", 1)
-    full = 1000 * (6 + 1 + 99) + 999  # numbered lines joined by newlines
-    assert len(body) == OUTPUT_CAP
-    assert note == f"… [truncated: {full - OUTPUT_CAP:,} more characters]"
+    fitting = (OUTPUT_CAP + 1) // (6 + 1 + 99 + 1)  # numbered lines joined by newlines
+    assert body.splitlines() == [f"{n:>6}\t{'y' * 99}" for n in range(1, fitting + 1)]
+    assert len(body) <= OUTPUT_CAP < len(body) + 1 + 6 + 1 + 99
+    assert note == f"… [more lines follow; continue with offset={fitting + 1}]"
+    rest = await run("read_file", path="big.txt", offset=fitting + 1)
+    assert rest.content.splitlines()[0] == f"{fitting + 1:>6}\t{'y' * 99}"
+
+
+async def test_read_file_cuts_long_lines_without_reading_them_whole(run, workspace) -> None:
+    (workspace / "long.txt").write_text("a" * 300_000 + "\nshort\n" + "b" * 2001)
+    outcome = await run("read_file", path="long.txt")
+    assert outcome.content.splitlines() == [
+        f"     1\t{'a' * 2000} … [line truncated]",
+        "     2\tshort",
+        f"     3\t{'b' * 2000} … [line truncated]",
+    ]
 
 
 # ---------------------------------------------------------------- list_files
@@ -200,7 +216,31 @@ async def test_search_files_without_matches_is_not_an_error(run, tree: Path) -> 
 async def test_search_files_invalid_regex(run, tree: Path) -> None:
     outcome = await run("search_files", pattern="(unclosed")
     assert outcome.is_error
-    assert outcome.content.startswith("invalid regular expression '(unclosed': missing )")
+    assert outcome.content.startswith(
+        "invalid regular expression '(unclosed': missing ): (unclosed. search_files uses RE2 syntax"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        (r"(a)\1", r"invalid escape sequence: \1"),
+        ("(?=a)b", "invalid perl operator: (?="),
+        ("(?<!a)b", "invalid perl operator: (?<!"),
+        (r"a\Z", r"invalid escape sequence: \Z"),
+        ("a++", "bad repetition operator: ++"),
+    ],
+)
+async def test_search_files_names_what_re2_does_not_support(
+    run, tree: Path, pattern: str, problem: str
+) -> None:
+    outcome = await run("search_files", pattern=pattern)
+    assert outcome.is_error
+    assert outcome.content == (
+        f"invalid regular expression {pattern!r}: {problem}. search_files uses {RE2_SYNTAX}"
+    )
+    assert "backreferences" in RE2_SYNTAX and "lookahead or lookbehind" in RE2_SYNTAX
+    assert RE2_SYNTAX in run.tools["search_files"].spec.description
 
 
 # ---------------------------------------------------------------- write_file / edit_file

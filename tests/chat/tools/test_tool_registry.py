@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.config import ToolsConfig, reset_config
+from chat.config import ConfigError, ToolsConfig, load_config, reset_config
 from chat.tools import ToolRegistry, get_tool_registry, reset_tool_registry
 
 
@@ -61,3 +61,15 @@ def test_without_a_config_file_only_the_safe_built_ins(config_file: Path) -> Non
         "search_files",
         "write_file",
     ]
+
+
+def test_run_shell_network_is_off_unless_the_config_turns_it_on(config_file: Path) -> None:
+    config_file.write_text("[tools]\nrun_shell = true\n")
+    assert get_tool_registry().tools()["run_shell"].network is False
+    reset_tool_registry()
+    reset_config()
+    config_file.write_text("[tools]\nrun_shell = true\nrun_shell_network = true\n")
+    assert get_tool_registry().tools()["run_shell"].network is True
+    config_file.write_text('[tools]\nrun_shell_network = "yes"\n')
+    with pytest.raises(ConfigError, match="tools.run_shell_network must be true or false"):
+        load_config(config_file)
