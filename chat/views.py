@@ -135,7 +135,7 @@ def gauge_context(*, models: dict, model: str, context_size: int | None) -> dict
 
 def last_context_size(*, conversation_id: str) -> int | None:
     turns = conversation_turn_metrics(conversation_id=conversation_id)
-    return next((t["contextSize"] for t in reversed(turns) if "contextSize" in t), None)
+    return next((t.context_size for t in reversed(turns) if t.context_size is not None), None)
 
 
 def conversation_page_context(*, user, conversation_id: str) -> dict:

@@ -29,7 +29,8 @@ def conversation_metrics(request, conversation_id: str):
         return _error(404, f"conversation {conversation_id} not found")
     if conversation is None:
         return {"turns": []}
-    return {"turns": conversation_turn_metrics(conversation_id=conversation_id)}
+    turns = conversation_turn_metrics(conversation_id=conversation_id)
+    return {"turns": [turn.to_wire() for turn in turns]}
 
 
 @router.get("/metrics/throughput", response={200: dict, 400: Error})

@@ -14,7 +14,7 @@ from chat.models import (
     QueuedMessage,
     Turn,
 )
-from chat.runtime import Message
+from chat.runtime import Message, TurnMetrics
 from chat.selectors import NotFound
 from chat.services.errors import Conflict
 
@@ -98,7 +98,7 @@ def turn_begin(*, conversation_id: str, turn_id: str, model: str, worker: str) -
 
 
 @transaction.atomic
-def turn_seal(*, turn_id: str, metrics: dict) -> None:
+def turn_seal(*, turn_id: str, metrics: TurnMetrics) -> None:
     """Seal a turn: its TurnMetrics and the sealed status commit together."""
     from metrics.services import turn_metrics_record
 
@@ -108,7 +108,7 @@ def turn_seal(*, turn_id: str, metrics: dict) -> None:
     now = timezone.now()
     turn.status = Turn.Status.SEALED
     turn.ended_at = now
-    turn.finish_reason = metrics["finishReason"]
+    turn.finish_reason = metrics.finish_reason
     turn.save(update_fields=["status", "ended_at", "finish_reason"])
     turn_metrics_record(turn=turn, metrics=metrics)
     Conversation.objects.filter(pk=turn.conversation_id).exclude(

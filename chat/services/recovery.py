@@ -14,6 +14,7 @@ from chat.models import (
     Turn,
 )
 from chat.registry import registry
+from chat.runtime import TurnMetrics
 from chat.services.log import turn_seal
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,8 @@ def turns_recover(*, stale_before=None) -> list[str]:
         rows = rows.filter(heartbeat_at__lt=stale_before)
     sealed = []
     for turn in rows:
-        turn_seal(
-            turn_id=turn.id,
-            metrics={
-                "turnId": turn.id,
-                "model": turn.model,
-                "usage": {"inputTokens": 0, "outputTokens": 0},
-                "finishReason": "interrupted",
-                "steps": [],
-            },
-        )
+        metrics = TurnMetrics(turn.id, "interrupted", model=turn.model or None)
+        turn_seal(turn_id=turn.id, metrics=metrics)
         sealed.append(turn.id)
     if sealed:
         log.warning("recovered %d interrupted turn(s): %s", len(sealed), ", ".join(sealed))

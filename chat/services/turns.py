@@ -24,7 +24,7 @@ from chat.models import (
 )
 from chat.ratelimit import turn_rate_check
 from chat.registry import RunningTurn, notify, registry
-from chat.runtime import Message, TurnConfig, TurnPorts, TurnRunner, new_turn_id
+from chat.runtime import Message, TurnConfig, TurnMetrics, TurnPorts, TurnRunner, new_turn_id
 from chat.selectors import conversation_for_user, history_messages, queue_list
 from chat.services.errors import Conflict, InvalidInput
 from chat.services.log import (
@@ -223,7 +223,7 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
     async def drain() -> list[str]:
         return await database_sync_to_async(queue_drain)(conversation_id=conversation_id)
 
-    async def seal(metrics: dict) -> None:
+    async def seal(metrics: TurnMetrics) -> None:
         # A turn must end sealed: outlast a database that stays locked past its busy timeout
         # (the turn already failed on it) rather than leave the turn running until recovery.
         for delay in (*SEAL_RETRY_DELAYS, None):
@@ -250,7 +250,7 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
 
 
 @transaction.atomic
-def _turn_close(*, turn_id: str, metrics: dict) -> tuple[str, list[str]]:
+def _turn_close(*, turn_id: str, metrics: TurnMetrics) -> tuple[str, list[str]]:
     """Seal the turn; the conversation's status then, and the queue to carry into a new turn
     (taken in the same transaction; nothing is carried into a closed conversation)."""
     turn_seal(turn_id=turn_id, metrics=metrics)

@@ -8,6 +8,7 @@ import itertools
 import pytest
 
 from chat import services
+from chat.runtime import TurnMetrics as TurnMetricsData
 from metrics.models import TurnMetrics
 
 _counter = itertools.count(1)
@@ -47,7 +48,7 @@ def seal(*, user, metrics: dict, conversation_id: str = "conv-1", at: dt.datetim
     services.turn_begin(
         conversation_id=conversation_id, turn_id=turn_id, model=metrics.get("model", ""), worker="w"
     )
-    services.turn_seal(turn_id=turn_id, metrics=metrics)
+    services.turn_seal(turn_id=turn_id, metrics=TurnMetricsData.from_wire(metrics))
     if at is not None:
         # created_at is auto_now_add: only an update can place a row in the past.
         TurnMetrics.objects.filter(turn_id=turn_id).update(created_at=at)
