@@ -407,7 +407,7 @@ def _walk(loc: Loc) -> tuple[type[BaseModel], Loc, FieldInfo | None]:
     annotation: Any = _ConfigFile
     for end, part in enumerate(loc, start=1):
         if isinstance(part, int):
-            continue  # an item of an array of tables
+            continue  # an item of an array: the same value type
         inner = _table_in(annotation)
         if inner is None:
             break
