@@ -35,96 +35,287 @@ Example::
     name = "files"
     command = ["python", "server.py"]           # stdio, or:
     # url = "http://127.0.0.1:9000/mcp"         # streamable HTTP
+
+Every table of the file is a pydantic model below, strict about types (``max_steps = "10"``
+and ``run_shell = 1`` are errors, not conversions) and refusing unknown keys; the models are
+the reference for what each key takes. Beyond each key's own type:
+
+- credential names and MCP server names are unique, and a credential name has no ``/``;
+- ``default_model`` names a configured ``<credential>/<model>`` (with no credentials at all:
+  ``local/smollm2-135m-instruct``, the embedded model);
+- ``base_url``, ``api_key_env``, ``reasoning_effort`` and ``read_timeout`` are only for kinds
+  ``openai`` and ``anthropic``, ``path`` only for kind ``local``;
+- an MCP server has exactly one of ``command`` and ``url``.
+
+Filled in when absent: an ``openai`` credential's ``base_url`` (OpenAI's API); a ``local``
+credential's ``models`` (the file's stem, or the bundled SmolLM2 when there is no ``path``).
+
+A bad file stops start-up with one line naming the file, the line, the key and the problem::
+
+    dispatch.toml, line 7: unknown key 'credentials[0].kindd' (expected one of: api_key_env, …)
+    dispatch.toml, line 3: runtime.max_steps must be a positive integer
+    dispatch.toml, line 9: duplicate credentials name 'openai'
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Self, TypeVar, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 
 class ConfigError(Exception):
     """A bad config file; the message names the file, the line and the problem."""
 
 
-@dataclass(frozen=True)
-class CredentialConfig:
-    name: str
-    kind: str  # "openai" | "anthropic" | "local"
-    base_url: str | None = None
-    api_key_env: str | None = None
-    models: tuple[str, ...] | None = None  # None: list them from the server
-    context_window: int | None = None
-    reasoning_effort: bool = False
-    path: str | None = None  # kind = "local": the GGUF file
-    read_timeout: float | None = None  # seconds of provider silence that fail a step; None: 600
+# ---------------------------------------------------------------- value types
+#
+# A key is one line in its table's class: its name, a value type from here, its default.
+# Each value type carries the Problem its error states when a value does not fit.
 
 
 @dataclass(frozen=True)
-class RuntimeConfig:
-    max_steps: int = 25
-    retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    max_tokens: int | None = None
+class Problem:
+    """What a key's value must be, as its error says it: ``{key}`` is the key's dotted name
+    (``credentials[0].models``), ``{input}`` the value that did not fit."""
+
+    template: str
 
 
-@dataclass(frozen=True)
-class ToolsConfig:
-    workspace_root: Path | None = None  # None: settings.DISPATCH_WORKSPACE_ROOT (var/workspace)
-    run_shell: bool = False
-    run_shell_timeout: float = 60.0
-    run_shell_network: bool = False
+class OnlyFor:
+    """The credential kinds a key is allowed for (any kind when a key has no OnlyFor)."""
+
+    def __init__(self, *kinds: str) -> None:
+        self.kinds = kinds
 
 
-@dataclass(frozen=True)
-class McpServerConfig:
-    name: str
-    command: tuple[str, ...] | None = None
-    url: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+def _tuple(value: Any) -> Any:
+    # TOML arrays arrive as lists; the config keeps tuples, and strict mode converts nothing.
+    return tuple(value) if isinstance(value, list) else value
 
 
-@dataclass(frozen=True)
-class DispatchConfig:
-    credentials: tuple[CredentialConfig, ...] = ()
-    default_model: str | None = None
-    runtime: RuntimeConfig = RuntimeConfig()
-    tools: ToolsConfig = ToolsConfig()
-    mcp_servers: tuple[McpServerConfig, ...] = ()
-    source: str | None = None  # the file it was read from, None when there is none
+def _path(value: Any) -> Any:
+    return Path(value) if isinstance(value, str) and value.strip() else value
+
+
+_T = TypeVar("_T")
+_NonBlank = Field(pattern=r"\S")
+
+Text = Annotated[str, _NonBlank, Problem("{key} must be a non-empty string")]
+Flag = Annotated[bool, Problem("{key} must be true or false")]
+Count = Annotated[int, Field(gt=0), Problem("{key} must be a positive integer")]
+Seconds = Annotated[float, Field(gt=0), Problem("{key} must be a number greater than 0")]
+Strings = Annotated[
+    tuple[Annotated[str, _NonBlank], ...],
+    BeforeValidator(_tuple),
+    Field(min_length=1),
+    Problem("{key} must be a non-empty array of strings"),
+]
+Delays = Annotated[
+    tuple[Annotated[float, Field(ge=0)], ...],
+    BeforeValidator(_tuple),
+    Problem("{key} must be an array of numbers ≥ 0"),
+]
+Directory = Annotated[Path, BeforeValidator(_path), Problem("{key} must be a non-empty string")]
+StringTable = Annotated[dict[str, str], Problem("{key} must be a table of strings")]
+Tables = Annotated[
+    tuple[_T, ...],
+    BeforeValidator(_tuple),
+    Problem("{key} must be an array of tables ([[{key}]])"),
+]
+Kind = Literal["openai", "anthropic", "local"]
+KINDS: tuple[str, ...] = get_args(Kind)
+_REMOTE = OnlyFor("openai", "anthropic")
+
+
+# ---------------------------------------------------------------- checks
+
+Loc = tuple[str | int, ...]  # a path into the document: ("credentials", 0, "kind")
+_M = TypeVar("_M")
+
+
+def _invalid(message: str, *at: str | int) -> PydanticCustomError:
+    """A problem found across keys of a table; ``at`` is the key below the table it is about
+    (pydantic's ``loc`` of the error ends at the table that was checked)."""
+    return PydanticCustomError("dispatch_config", "{problem}", {"problem": message, "at": at})
+
+
+def _loc(error: ErrorDetails) -> Loc:
+    return (*error["loc"], *error.get("ctx", {}).get("at", ()))
+
+
+def _unique(section: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise _invalid(f"duplicate {section} name {name!r}", section, index, "name")
+        seen.add(name)
+
+
+def _marker(field: FieldInfo, kind: type[_M]) -> _M | None:
+    """The field's ``kind`` marker, also from inside ``X | None`` and aliases."""
+    for item in (*field.metadata, *_metadata(field.annotation)):
+        if isinstance(item, kind):
+            return item
+    return None
+
+
+def _metadata(annotation: Any) -> Iterator[Any]:
+    if get_origin(annotation) is Annotated:
+        base, *metadata = get_args(annotation)
+        yield from metadata
+        yield from _metadata(base)
+    else:
+        for arg in get_args(annotation):
+            yield from _metadata(arg)
+
+
+# ---------------------------------------------------------------- the tables
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class CredentialConfig(_Table):
+    """``[[credentials]]``: one provider account and the models it serves."""
+
+    name: Text
+    kind: Annotated[
+        Kind, Problem(f"unknown kind {{input!r}} (expected one of: {', '.join(KINDS)})")
+    ]
+    base_url: Annotated[Text | None, _REMOTE] = None
+    api_key_env: Annotated[Text | None, _REMOTE] = None
+    models: Strings | None = None  # None: list them from the server
+    context_window: Count | None = None
+    reasoning_effort: Annotated[Flag, _REMOTE] = False
+    path: Annotated[Text | None, OnlyFor("local")] = None  # the GGUF file
+    # Seconds of provider silence that fail a step; None: 600.
+    read_timeout: Annotated[Seconds | None, _REMOTE] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        """An openai credential's base_url; a local one's model, named after its file."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("kind") == "openai":
+            return {"base_url": OPENAI_DEFAULT_BASE_URL, **data}
+        if data.get("kind") == "local" and "models" not in data:
+            path = data.get("path")
+            stem = Path(path).stem if isinstance(path, str) else ""
+            return {**data, "models": (stem or EMBEDDED_MODEL,)}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if "/" in self.name:
+            raise _invalid(f"credential name {self.name!r} must not contain '/'", "name")
+        for key, field in type(self).model_fields.items():
+            allowed = _marker(field, OnlyFor)
+            if allowed and key in self.model_fields_set and self.kind not in allowed.kinds:
+                raise _invalid(f"{key} is not allowed for a credential of kind {self.kind!r}", key)
+        if self.models is not None and len(set(self.models)) != len(self.models):
+            raise _invalid(f"credential {self.name!r} lists a model twice", "models")
+        return self
+
+
+class RuntimeConfig(_Table):
+    """``[runtime]``: how turns run."""
+
+    max_steps: Count = 25
+    retry_delays: Delays = (0.5, 1.0, 2.0, 4.0)  # seconds; its length is the retry budget
+    max_tokens: Count | None = None
+
+
+class ToolsConfig(_Table):
+    """``[tools]``: the built-in tools."""
+
+    # None: settings.DISPATCH_WORKSPACE_ROOT (var/workspace); relative to the config file
+    workspace_root: Directory | None = None
+    run_shell: Flag = False
+    run_shell_timeout: Seconds = 60.0
+    run_shell_network: Flag = False  # the run_shell sandbox has no network unless true
+
+
+class McpServerConfig(_Table):
+    """``[[mcp_servers]]``: an MCP server whose tools the agent gets."""
+
+    name: Text
+    command: Strings | None = None  # stdio
+    url: Text | None = None  # streamable HTTP
+    env: StringTable = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.command is None) == (self.url is None):
+            raise _invalid(f"mcp server {self.name!r} needs exactly one of command or url")
+        return self
 
 
 # The embedded model: served when the config declares no credentials at all.
 EMBEDDED_MODEL = "smollm2-135m-instruct"
-EMBEDDED_CREDENTIAL = CredentialConfig(name="local", kind="local", models=(EMBEDDED_MODEL,))
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
-KINDS = ("openai", "anthropic", "local")
+EMBEDDED_CREDENTIAL = CredentialConfig(name="local", kind="local", models=(EMBEDDED_MODEL,))
 
-_TOP_KEYS = {"default_model", "runtime", "tools", "credentials", "mcp_servers"}
-_RUNTIME_KEYS = {"max_steps", "retry_delays", "max_tokens"}
-_TOOLS_KEYS = {"workspace_root", "run_shell", "run_shell_timeout", "run_shell_network"}
-_CREDENTIAL_KEYS = {
-    "name",
-    "kind",
-    "base_url",
-    "api_key_env",
-    "models",
-    "context_window",
-    "reasoning_effort",
-    "path",
-    "read_timeout",
-}
-# Keys that only make sense for some kinds of credential.
-_KIND_ONLY_KEYS = {
-    "path": {"local"},
-    "base_url": {"openai", "anthropic"},
-    "api_key_env": {"openai", "anthropic"},
-    "reasoning_effort": {"openai", "anthropic"},
-    "read_timeout": {"openai", "anthropic"},
-}
-_MCP_KEYS = {"name", "command", "url", "env"}
+
+class _ConfigFile(_Table):
+    """The top level of the file."""
+
+    default_model: Text | None = None  # else the first model
+    runtime: RuntimeConfig = RuntimeConfig()
+    tools: ToolsConfig = ToolsConfig()
+    credentials: Tables[CredentialConfig] = ()
+    mcp_servers: Tables[McpServerConfig] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _unique("credentials", [c.name for c in self.credentials])
+        _unique("mcp_servers", [s.name for s in self.mcp_servers])
+        if self.default_model is not None:
+            self._check_default_model(self.default_model)
+        return self
+
+    def _check_default_model(self, default_model: str) -> None:
+        credential_name, _, model = default_model.partition("/")
+        if not model:
+            raise _invalid("default_model must be '<credential>/<model>'", "default_model")
+        by_name = {c.name: c for c in self.credentials or (EMBEDDED_CREDENTIAL,)}
+        credential = by_name.get(credential_name)
+        if credential is None:
+            raise _invalid(
+                f"default_model {default_model!r} names no credential "
+                f"(credentials: {', '.join(by_name)})",
+                "default_model",
+            )
+        if credential.models is not None and model not in credential.models:
+            raise _invalid(
+                f"default_model {default_model!r}: credential {credential_name!r} has no "
+                f"model {model!r} (models: {', '.join(credential.models)})",
+                "default_model",
+            )
+
+
+class DispatchConfig(_ConfigFile):
+    """The whole config: the file's tables, and the file they were read from."""
+
+    source: str | None = None  # None when there is no file
+
 
 _config: DispatchConfig | None = None
 
@@ -167,22 +358,102 @@ def load_config(path: str | Path | None = None) -> DispatchConfig:
             raise ConfigError(f"{path}: {exc}") from exc
         problem = str(exc)[: match.start()]
         raise ConfigError(f"{path}, line {match[1]}, column {match[2]}: {problem}") from exc
-    return _Parser(path, raw).parse(data)
+    try:
+        parsed = _ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(path, raw, exc) from exc
+    return DispatchConfig(**dict(parsed), source=str(path))
 
 
-# ---------------------------------------------------------------- validation
-
-Key = tuple[str | int, ...]  # a path into the document: ("credentials", 0, "kind")
+# ---------------------------------------------------------------- errors
 
 
-def _key_lines(raw: str) -> dict[Key, int]:
+def _config_error(path: Path, raw: str, error: ValidationError) -> ConfigError:
+    """One problem as ``<file>, line <n>: <problem>``: the first in the file, unknown keys
+    before the rest (a misspelt key is the cause of the "required" error it also makes)."""
+    lines = _key_lines(raw)
+
+    def order(error: ErrorDetails) -> tuple[bool, float]:
+        return error["type"] != "extra_forbidden", _line(lines, _loc(error)) or math.inf
+
+    first = min(error.errors(), key=order)
+    line = _line(lines, _loc(first))
+    where = f"{path}, line {line}" if line is not None else str(path)
+    return ConfigError(f"{where}: {_message(first)}")
+
+
+def _message(error: ErrorDetails) -> str:
+    loc = error["loc"]
+    table, key, field = _walk(loc)
+    if error["type"] == "dispatch_config":
+        return error["msg"]
+    if error["type"] == "missing":
+        return f"{_dotted(loc)} is required"
+    if error["type"] == "extra_forbidden":
+        expected = ", ".join(sorted(table.model_fields))
+        return f"unknown key {_dotted(loc)!r} (expected one of: {expected})"
+    problem = _marker(field, Problem) if field is not None else None
+    if problem is not None:
+        return problem.template.format(key=_dotted(key), input=error["input"])
+    if error["type"] == "model_type":
+        return f"{_dotted(key)} must be a table"
+    return f"{_dotted(loc)}: {error['msg']}"
+
+
+def _walk(loc: Loc) -> tuple[type[BaseModel], Loc, FieldInfo | None]:
+    """Follow ``loc`` from the top of the file: the last table reached, and the last key of a
+    table passed (with its own loc): the key whose value type the error is about."""
+    table: type[BaseModel] = _ConfigFile
+    key: Loc = ()
+    field: FieldInfo | None = None
+    annotation: Any = _ConfigFile
+    for end, part in enumerate(loc, start=1):
+        if isinstance(part, int):
+            continue  # an item of an array: the same value type
+        inner = _table_in(annotation)
+        if inner is None:
+            break
+        table = inner
+        if part not in inner.model_fields:
+            break
+        key, field = loc[:end], inner.model_fields[part]
+        annotation = field.annotation
+    return table, key, field
+
+
+def _table_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _table_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _dotted(key: Loc) -> str:
+    out = ""
+    for part in key:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _line(lines: dict[Loc, int], loc: Loc) -> int | None:
+    """The line of ``loc``, else of the nearest table or key around it that has one."""
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _key_lines(raw: str) -> dict[Loc, int]:
     """Map table headers and keys to their 1-based line, so errors can point at them.
 
     A light scan (not a TOML parser): enough for tables, arrays of tables and (dotted) keys.
     """
-    lines: dict[Key, int] = {}
+    lines: dict[Loc, int] = {}
     counts: dict[str, int] = {}
-    table: Key = ()
+    table: Loc = ()
     for number, line in enumerate(raw.splitlines(), start=1):
         stripped = line.strip()
         header = re.match(r"^(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?", stripped)
@@ -201,236 +472,3 @@ def _key_lines(raw: str) -> dict[Key, int]:
             key = tuple(part.strip() for part in assignment[1].split("."))
             lines.setdefault((*table, *key), number)
     return lines
-
-
-class _Parser:
-    """Turns the parsed TOML into DispatchConfig, failing on the first problem found."""
-
-    def __init__(self, path: Path, raw: str):
-        self.path = path
-        self.lines = _key_lines(raw)
-
-    def fail(self, key: Key, problem: str) -> ConfigError:
-        for end in range(len(key), 0, -1):
-            if key[:end] in self.lines:
-                return ConfigError(f"{self.path}, line {self.lines[key[:end]]}: {problem}")
-        return ConfigError(f"{self.path}: {problem}")
-
-    @staticmethod
-    def _name(key: Key) -> str:
-        out = ""
-        for part in key:
-            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-        return out
-
-    # ---- typed getters: each returns None when the key is absent
-
-    def table(self, value: Any, key: Key, allowed: set[str]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"{self._name(key)} must be a table")
-        for name in value:
-            if name not in allowed:
-                raise self.fail(
-                    (*key, name),
-                    f"unknown key {self._name((*key, name))!r} "
-                    f"(expected one of: {', '.join(sorted(allowed))})",
-                )
-        return value
-
-    def string(self, table: dict[str, Any], key: Key, *, required: bool = False) -> str | None:
-        value = table.get(str(key[-1]))
-        if value is None:
-            if required:
-                raise self.fail(key[:-1], f"{self._name(key)} is required")
-            return None
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(key, f"{self._name(key)} must be a non-empty string")
-        return value
-
-    def boolean(self, table: dict[str, Any], key: Key) -> bool | None:
-        value = table.get(str(key[-1]))
-        if value is not None and not isinstance(value, bool):
-            raise self.fail(key, f"{self._name(key)} must be true or false")
-        return value
-
-    def positive_int(self, table: dict[str, Any], key: Key) -> int | None:
-        value = table.get(str(key[-1]))
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise self.fail(key, f"{self._name(key)} must be a positive integer")
-        return value
-
-    def number(self, table: dict[str, Any], key: Key, *, positive: bool) -> float | None:
-        value = table.get(str(key[-1]))
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise self.fail(key, f"{self._name(key)} must be a number ≥ 0")
-        if positive and value == 0:
-            raise self.fail(key, f"{self._name(key)} must be greater than 0")
-        return float(value)
-
-    def strings(self, table: dict[str, Any], key: Key) -> tuple[str, ...] | None:
-        value = table.get(str(key[-1]))
-        if value is None:
-            return None
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(v, str) and v.strip() for v in value)
-        ):
-            raise self.fail(key, f"{self._name(key)} must be a non-empty array of strings")
-        return tuple(value)
-
-    def tables(self, data: dict[str, Any], name: str) -> list[dict[str, Any]]:
-        value = data.get(name, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise self.fail((name,), f"{name} must be an array of tables ([[{name}]])")
-        return value
-
-    # ---- sections
-
-    def parse(self, data: dict[str, Any]) -> DispatchConfig:
-        self.table(data, (), _TOP_KEYS)
-        credentials = tuple(
-            self.credential(table, ("credentials", index))
-            for index, table in enumerate(self.tables(data, "credentials"))
-        )
-        self.unique([c.name for c in credentials], "credentials")
-        mcp_servers = tuple(
-            self.mcp_server(table, ("mcp_servers", index))
-            for index, table in enumerate(self.tables(data, "mcp_servers"))
-        )
-        self.unique([s.name for s in mcp_servers], "mcp_servers")
-        default_model = self.string(data, ("default_model",))
-        if default_model is not None:
-            self.check_default_model(default_model, credentials)
-        return DispatchConfig(
-            credentials=credentials,
-            default_model=default_model,
-            runtime=self.runtime(data.get("runtime", {})),
-            tools=self.tools(data.get("tools", {})),
-            mcp_servers=mcp_servers,
-            source=str(self.path),
-        )
-
-    def unique(self, names: list[str], section: str) -> None:
-        seen: set[str] = set()
-        for index, name in enumerate(names):
-            if name in seen:
-                raise self.fail((section, index, "name"), f"duplicate {section} name {name!r}")
-            seen.add(name)
-
-    def check_default_model(
-        self, default_model: str, credentials: tuple[CredentialConfig, ...]
-    ) -> None:
-        key: Key = ("default_model",)
-        credential_name, _, model = default_model.partition("/")
-        if not model:
-            raise self.fail(key, "default_model must be '<credential>/<model>'")
-        by_name = {c.name: c for c in credentials or (EMBEDDED_CREDENTIAL,)}
-        credential = by_name.get(credential_name)
-        if credential is None:
-            raise self.fail(
-                key,
-                f"default_model {default_model!r} names no credential "
-                f"(credentials: {', '.join(by_name)})",
-            )
-        if credential.models is not None and model not in credential.models:
-            raise self.fail(
-                key,
-                f"default_model {default_model!r}: credential {credential_name!r} has no "
-                f"model {model!r} (models: {', '.join(credential.models)})",
-            )
-
-    def runtime(self, value: Any) -> RuntimeConfig:
-        key: Key = ("runtime",)
-        table = self.table(value, key, _RUNTIME_KEYS)
-        defaults = RuntimeConfig()
-        delays = table.get("retry_delays")
-        if delays is not None and (
-            not isinstance(delays, list)
-            or not all(
-                isinstance(d, int | float) and not isinstance(d, bool) and d >= 0 for d in delays
-            )
-        ):
-            raise self.fail(
-                (*key, "retry_delays"), "runtime.retry_delays must be an array of numbers ≥ 0"
-            )
-        max_steps = self.positive_int(table, (*key, "max_steps"))
-        return RuntimeConfig(
-            max_steps=defaults.max_steps if max_steps is None else max_steps,
-            retry_delays=defaults.retry_delays
-            if delays is None
-            else tuple(float(d) for d in delays),
-            max_tokens=self.positive_int(table, (*key, "max_tokens")),
-        )
-
-    def tools(self, value: Any) -> ToolsConfig:
-        key: Key = ("tools",)
-        table = self.table(value, key, _TOOLS_KEYS)
-        defaults = ToolsConfig()
-        root = self.string(table, (*key, "workspace_root"))
-        run_shell = self.boolean(table, (*key, "run_shell"))
-        timeout = self.number(table, (*key, "run_shell_timeout"), positive=True)
-        network = self.boolean(table, (*key, "run_shell_network"))
-        return ToolsConfig(
-            workspace_root=defaults.workspace_root if root is None else Path(root),
-            run_shell=defaults.run_shell if run_shell is None else run_shell,
-            run_shell_timeout=defaults.run_shell_timeout if timeout is None else timeout,
-            run_shell_network=defaults.run_shell_network if network is None else network,
-        )
-
-    def credential(self, value: Any, key: Key) -> CredentialConfig:
-        table = self.table(value, key, _CREDENTIAL_KEYS)
-        name = self.string(table, (*key, "name"), required=True)
-        assert name is not None
-        if "/" in name:
-            raise self.fail((*key, "name"), f"credential name {name!r} must not contain '/'")
-        kind = self.string(table, (*key, "kind"), required=True)
-        if kind not in KINDS:
-            raise self.fail(
-                (*key, "kind"), f"unknown kind {kind!r} (expected one of: {', '.join(KINDS)})"
-            )
-        for option, kinds in _KIND_ONLY_KEYS.items():
-            if option in table and kind not in kinds:
-                raise self.fail(
-                    (*key, option), f"{option} is not allowed for a credential of kind {kind!r}"
-                )
-        base_url = self.string(table, (*key, "base_url"))
-        path = self.string(table, (*key, "path"))
-        models = self.strings(table, (*key, "models"))
-        if models is not None and len(set(models)) != len(models):
-            raise self.fail((*key, "models"), f"credential {name!r} lists a model twice")
-        if kind == "openai" and base_url is None:
-            base_url = OPENAI_DEFAULT_BASE_URL
-        if kind == "local" and models is None:
-            # A local file serves one model; it is named after the file.
-            models = (Path(path).stem,) if path else (EMBEDDED_MODEL,)
-        return CredentialConfig(
-            name=name,
-            kind=kind,
-            base_url=base_url,
-            api_key_env=self.string(table, (*key, "api_key_env")),
-            models=models,
-            context_window=self.positive_int(table, (*key, "context_window")),
-            reasoning_effort=bool(self.boolean(table, (*key, "reasoning_effort"))),
-            path=path,
-            read_timeout=self.number(table, (*key, "read_timeout"), positive=True),
-        )
-
-    def mcp_server(self, value: Any, key: Key) -> McpServerConfig:
-        table = self.table(value, key, _MCP_KEYS)
-        name = self.string(table, (*key, "name"), required=True)
-        assert name is not None
-        command = self.strings(table, (*key, "command"))
-        url = self.string(table, (*key, "url"))
-        if (command is None) == (url is None):
-            raise self.fail(key, f"mcp server {name!r} needs exactly one of command or url")
-        env = table.get("env", {})
-        if not isinstance(env, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-        ):
-            raise self.fail((*key, "env"), f"mcp server {name!r}: env must be a table of strings")
-        return McpServerConfig(name=name, command=command, url=url, env=dict(env))

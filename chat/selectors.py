@@ -13,7 +13,7 @@ from django.db.models import Q, QuerySet
 
 from chat.errors import NotFound
 from chat.models import Chunk, Conversation, QueuedMessage, Tab, Turn
-from chat.runtime import Message
+from chat.runtime import Message, TurnMetrics
 from metrics.selectors import conversation_turn_metrics
 
 
@@ -107,7 +107,7 @@ class TranscriptSnapshot:
     """The committed part of a conversation, as the transcript builds it (chat.transcript)."""
 
     rows: list[dict]  # {seq, turn_id, message, role, chunk}, ascending seq
-    turn_metrics: list[dict]  # TurnMetrics of the sealed turns, in order
+    turn_metrics: list[TurnMetrics]  # of the sealed turns, in order
     seq: int  # the seq of the last row, 0 when there is none
     running: Turn | None  # the running turn, whose chunks are left out
 
@@ -136,7 +136,7 @@ def transcript_snapshot(*, conversation_id: str) -> TranscriptSnapshot:
     )
 
 
-def turn_rows(*, conversation_id: str, turn_id: str) -> tuple[list[dict], list[dict]]:
+def turn_rows(*, conversation_id: str, turn_id: str) -> tuple[list[dict], list[TurnMetrics]]:
     """One turn's transcript rows (ascending seq) and the conversation's TurnMetrics."""
     rows = _transcript_rows(
         Chunk.objects.filter(conversation_id=conversation_id, turn_id=turn_id).order_by("seq")
@@ -150,7 +150,7 @@ def sealed_turn_count(*, conversation_id: str) -> int:
 
 def last_context_size(*, conversation_id: str) -> int | None:
     turns = conversation_turn_metrics(conversation_id=conversation_id)
-    return next((t["contextSize"] for t in reversed(turns) if "contextSize" in t), None)
+    return next((t.context_size for t in reversed(turns) if t.context_size is not None), None)
 
 
 # ---------------------------------------------------------------------- turns, tabs, queue

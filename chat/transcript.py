@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chat.render import markdown_html
+from chat.runtime.types import StepMetrics, TurnMetrics, Usage
 from metrics.format import step_row, turn_row
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
-ZERO_USAGE = {"inputTokens": 0, "outputTokens": 0}
 
 
 def dom_id(*parts: object) -> str:
@@ -123,10 +123,10 @@ class TurnView:
 # ---------------------------------------------------------------------- from the log
 
 
-def turns_from_history(rows: list[dict], metrics: list[dict]) -> list[TurnView]:
+def turns_from_history(rows: list[dict], metrics: list[TurnMetrics]) -> list[TurnView]:
     """Turns from log rows ``{turn_id, message, role, chunk}`` (ascending seq) and the
     conversation's sealed TurnMetrics (in order; a turn's number is its 1-based position)."""
-    numbered = {m["turnId"]: (n, m) for n, m in enumerate(metrics, start=1)}
+    numbered = {m.turn_id: (n, m) for n, m in enumerate(metrics, start=1)}
     turns: list[TurnView] = []
     cards: dict[str, ToolCard] = {}
     turn: TurnView | None = None
@@ -190,10 +190,10 @@ def _last_step(turn: TurnView) -> Step:
     return turn.new_step()
 
 
-def _attach_metrics(turn: TurnView, number: int, metrics: dict) -> None:
+def _attach_metrics(turn: TurnView, number: int, metrics: TurnMetrics) -> None:
     turn.number = number
     turn.row = turn_row(metrics, number)
-    positions = {step["stepId"]: (n, step) for n, step in enumerate(metrics["steps"], start=1)}
+    positions = {step.step_id: (n, step) for n, step in enumerate(metrics.steps, start=1)}
     for block in turn.blocks:
         if isinstance(block, Step) and block.has_tools and block.step_id in positions:
             n, step = positions[block.step_id]
@@ -218,8 +218,8 @@ class LiveTurn:
         self._step: Step | None = None  # the step receiving content (None between steps)
         self._last_step: Step | None = None
         self._cards: dict[str, tuple[ToolCard, Step]] = {}
-        self._usage: dict[str, dict] = {}
-        self._steps: list[dict] = []  # StepMetrics so far
+        self._usage: dict[str, Usage] = {}
+        self._steps: list[StepMetrics] = []  # the steps completed so far
         self.context_size: int | None = None
         self._new = True
         self._appended: list[UserBlock | Step] = []
@@ -304,11 +304,13 @@ class LiveTurn:
         self._touch(step)
 
     def _on_usage(self, event: dict) -> None:
-        self._usage[event["stepId"]] = event["usage"]
+        self._usage[event["stepId"]] = Usage.from_wire(event["usage"])
 
     def _on_step_complete(self, event: dict) -> None:
-        metrics = {"stepId": event["stepId"], "usage": self._usage.get(event["stepId"], ZERO_USAGE)}
-        metrics |= {k: event[k] for k in ("ttftMs", "decodeMs", "genTotalMs") if k in event}
+        # step-complete carries the step's timings; its usage came before in a usage event.
+        metrics = replace(
+            StepMetrics.from_wire(event), usage=self._usage.get(event["stepId"], Usage())
+        )
         self._steps.append(metrics)
         step = self._step
         if step is None:
@@ -338,9 +340,14 @@ class LiveTurn:
                 self._touch(step)
         self.view.running = False
         self.context_size = event.get("contextSize")
-        usage = event.get("usage") or ZERO_USAGE
-        metrics = {"turnId": self.turn_id, "usage": usage, "finishReason": event["reason"]}
-        metrics |= {"durationMs": event["durationMs"], "steps": self._steps}
+        metrics = TurnMetrics(
+            turn_id=self.turn_id,
+            finish_reason=event["reason"],
+            usage=Usage.from_wire(event.get("usage") or {}),
+            duration_ms=event["durationMs"],
+            context_size=self.context_size,
+            steps=tuple(self._steps),
+        )
         self.view.row = turn_row(metrics, self.view.number or 1)
         self._foot = True
 

@@ -22,7 +22,8 @@ def conversation_metrics(request, conversation_id: str):
     conversation = conversation_for_user(user=request.auth, conversation_id=conversation_id)
     if conversation is None:
         return {"turns": []}
-    return {"turns": conversation_turn_metrics(conversation_id=conversation_id)}
+    turns = conversation_turn_metrics(conversation_id=conversation_id)
+    return {"turns": [turn.to_wire() for turn in turns]}
 
 
 @router.get("/metrics/throughput", response={200: dict, 400: Error, 401: Error})

@@ -1,7 +1,7 @@
 """SPEC §6 metrics formatting as pure functions (the transcript rows and the metrics page).
 
-Inputs are the SPEC §2 wire shapes: ``StepMetrics`` and ``TurnMetrics`` dicts, so live rows
-(built from ``step-complete``/``usage``/``done`` events) and stored rows format identically.
+Inputs are the typed SPEC §2 ``StepMetrics`` and ``TurnMetrics`` (chat.runtime.types), so live
+rows (built from ``step-complete``/``usage``/``done`` events) and stored rows format identically.
 
 Missing parts are left out of a row rather than shown as a placeholder: a step without timing
 reads ``step 2 · 1,234 tok``; a turn without cache reads has no ``/ N cache`` part (nor does one
@@ -11,6 +11,8 @@ whose cache read count is 0); no TTFT gives an empty tooltip.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+
+from chat.runtime.types import StepMetrics, TurnMetrics, Usage
 
 SEPARATOR = " · "
 
@@ -55,56 +57,56 @@ def tokens_per_second(output_tokens: int, ms: float | None) -> float | None:
     return output_tokens / ms * 1000
 
 
-def step_generation_ms(step: dict) -> float | None:
+def step_generation_ms(step: StepMetrics) -> float | None:
     """The time a step's TPS divides by: ``decodeMs ?? genTotalMs`` (SPEC §2)."""
-    decode = step.get("decodeMs")
-    return decode if decode is not None else step.get("genTotalMs")
+    return step.decode_ms if step.decode_ms is not None else step.gen_total_ms
 
 
-def turn_generation_ms(turn: dict) -> float | None:
+def turn_generation_ms(turn: TurnMetrics) -> float | None:
     """Sum of the steps' generation times; None when no step has any timing."""
-    times = [t for t in (step_generation_ms(s) for s in turn.get("steps", [])) if t is not None]
+    times = [t for t in (step_generation_ms(s) for s in turn.steps) if t is not None]
     return sum(times) if times else None
 
 
-def step_tps(step: dict) -> float | None:
-    return tokens_per_second(step["usage"]["outputTokens"], step_generation_ms(step))
+def turn_ttft_ms(turn: TurnMetrics) -> float | None:
+    """The TTFT of the first step that streamed tokens (a step that only called tools has none)."""
+    return next((s.ttft_ms for s in turn.steps if s.ttft_ms is not None), None)
 
 
-def turn_tps(turn: dict) -> float | None:
+def step_tps(step: StepMetrics) -> float | None:
+    return tokens_per_second(step.usage.output_tokens, step_generation_ms(step))
+
+
+def turn_tps(turn: TurnMetrics) -> float | None:
     """A turn's TPS, weighted by tokens: all output tokens over all steps' generation time."""
-    return tokens_per_second(turn["usage"]["outputTokens"], turn_generation_ms(turn))
+    return tokens_per_second(turn.usage.output_tokens, turn_generation_ms(turn))
 
 
-def _total_tokens(usage: dict) -> int:
-    return usage["inputTokens"] + usage["outputTokens"]
+def _total_tokens(usage: Usage) -> int:
+    return usage.input_tokens + usage.output_tokens
 
 
-def step_row(step: dict, number: int) -> dict:
+def step_row(step: StepMetrics, number: int) -> dict:
     """``step N · {in+out} tok · {TPS} · {genTotal}``, the TTFT as the tooltip ``title``."""
-    parts = [f"step {number}", f"{format_tokens(_total_tokens(step['usage']))} tok"]
+    parts = [f"step {number}", f"{format_tokens(_total_tokens(step.usage))} tok"]
     tps = step_tps(step)
     if tps is not None:
         parts.append(format_tps(tps))
-    if step.get("genTotalMs") is not None:
-        parts.append(format_duration(step["genTotalMs"]))
-    ttft = step.get("ttftMs")
-    title = f"TTFT {format_duration(ttft)}" if ttft is not None else ""
+    if step.gen_total_ms is not None:
+        parts.append(format_duration(step.gen_total_ms))
+    title = f"TTFT {format_duration(step.ttft_ms)}" if step.ttft_ms is not None else ""
     return {"text": SEPARATOR.join(parts), "title": title}
 
 
-def turn_row(turn: dict, number: int) -> dict:
+def turn_row(turn: TurnMetrics, number: int) -> dict:
     """``turn N · {in+out} tok ({in} in / {out} out[ / {cacheRead} cache]) · {TPS} · {duration}``.
 
-    The tooltip ``title`` carries the model, the finish reason and the first step's TTFT.
+    The tooltip ``title`` carries the model, the finish reason and the turn's TTFT.
     """
-    usage = turn["usage"]
-    split = [
-        f"{format_tokens(usage['inputTokens'])} in",
-        f"{format_tokens(usage['outputTokens'])} out",
-    ]
-    if usage.get("cacheReadTokens"):
-        split.append(f"{format_tokens(usage['cacheReadTokens'])} cache")
+    usage = turn.usage
+    split = [f"{format_tokens(usage.input_tokens)} in", f"{format_tokens(usage.output_tokens)} out"]
+    if usage.cache_read_tokens:
+        split.append(f"{format_tokens(usage.cache_read_tokens)} cache")
     parts = [
         f"turn {number}",
         f"{format_tokens(_total_tokens(usage))} tok ({' / '.join(split)})",
@@ -112,10 +114,10 @@ def turn_row(turn: dict, number: int) -> dict:
     tps = turn_tps(turn)
     if tps is not None:
         parts.append(format_tps(tps))
-    if turn.get("durationMs") is not None:
-        parts.append(format_duration(turn["durationMs"]))
-    title = [turn[key] for key in ("model", "finishReason") if turn.get(key)]
-    ttft = next((s["ttftMs"] for s in turn.get("steps") or () if s.get("ttftMs") is not None), None)
-    if ttft is not None:  # the first step that streamed tokens (tool-only steps have none)
+    if turn.duration_ms is not None:
+        parts.append(format_duration(turn.duration_ms))
+    title = [value for value in (turn.model, turn.finish_reason) if value]
+    ttft = turn_ttft_ms(turn)
+    if ttft is not None:
         title.append(f"TTFT {format_duration(ttft)}")
     return {"text": SEPARATOR.join(parts), "title": SEPARATOR.join(title)}

@@ -24,7 +24,9 @@ from django.db.models import (
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from metrics.models import StepMetrics, TurnMetrics
+from chat.runtime.types import StepMetrics, TurnMetrics, Usage
+from metrics.models import StepMetrics as StepMetricsRow
+from metrics.models import TurnMetrics as TurnMetricsRow
 
 PERIODS = ("day", "week", "month")
 
@@ -53,38 +55,31 @@ _STEP_FIELDS = (
 )
 
 
-def _present(pairs) -> dict:
-    """The wire dict without the optional keys whose value is absent (SPEC's ``key?``)."""
-    return {key: value for key, value in pairs if value is not None}
-
-
-def _usage(row: dict) -> dict:
-    return _present(
-        [
-            ("inputTokens", row["input_tokens"]),
-            ("outputTokens", row["output_tokens"]),
-            ("cacheReadTokens", row["cache_read_tokens"]),
-            ("cacheWriteTokens", row["cache_write_tokens"]),
-        ]
+def _usage(row: dict) -> Usage:
+    return Usage(
+        row["input_tokens"],
+        row["output_tokens"],
+        row["cache_read_tokens"],
+        row["cache_write_tokens"],
     )
 
 
-def conversation_turn_metrics(*, conversation_id: str) -> list[dict]:
-    """Every sealed turn of the conversation in order, as SPEC §2 ``TurnMetrics`` dicts.
+def conversation_turn_metrics(*, conversation_id: str) -> list[TurnMetrics]:
+    """Every sealed turn of the conversation in order, as SPEC §2 ``TurnMetrics``.
 
     A TurnMetrics row exists only for a sealed turn (it is written by ``turn_seal`` in the
     sealing transaction), so no join on the turn's status is needed. Two queries, whatever
     the number of turns and steps; steps of a turn sealed between them are left out with it.
     """
     turns = list(
-        TurnMetrics.objects.filter(conversation_id=conversation_id)
+        TurnMetricsRow.objects.filter(conversation_id=conversation_id)
         .order_by("created_at", "id")
         .values(*_TURN_FIELDS)
     )
-    steps_by_turn: dict[int, list[dict]] = {row["id"]: [] for row in turns}
+    steps_by_turn: dict[int, list[StepMetrics]] = {row["id"]: [] for row in turns}
     if turns:
         rows = (
-            StepMetrics.objects.filter(turn_metrics__conversation_id=conversation_id)
+            StepMetricsRow.objects.filter(turn_metrics__conversation_id=conversation_id)
             .order_by("turn_metrics_id", "index")
             .values(*_STEP_FIELDS)
         )
@@ -93,27 +88,24 @@ def conversation_turn_metrics(*, conversation_id: str) -> list[dict]:
             if steps is None:  # its turn sealed after the first query: the next read has it
                 continue
             steps.append(
-                {
-                    "stepId": row["step_id"],
-                    "usage": _usage(row),
-                    **_present(
-                        [
-                            ("ttftMs", row["ttft_ms"]),
-                            ("decodeMs", row["decode_ms"]),
-                            ("genTotalMs", row["gen_total_ms"]),
-                        ]
-                    ),
-                }
+                StepMetrics(
+                    step_id=row["step_id"],
+                    usage=_usage(row),
+                    ttft_ms=row["ttft_ms"],
+                    decode_ms=row["decode_ms"],
+                    gen_total_ms=row["gen_total_ms"],
+                )
             )
     return [
-        {
-            "turnId": row["turn_id"],
-            **_present([("model", row["model"] or None)]),
-            "usage": _usage(row),
-            **_present([("durationMs", row["duration_ms"]), ("contextSize", row["context_size"])]),
-            "finishReason": row["finish_reason"],
-            "steps": steps_by_turn[row["id"]],
-        }
+        TurnMetrics(
+            turn_id=row["turn_id"],
+            finish_reason=row["finish_reason"],
+            usage=_usage(row),
+            model=row["model"] or None,
+            duration_ms=row["duration_ms"],
+            context_size=row["context_size"],
+            steps=tuple(steps_by_turn[row["id"]]),
+        )
         for row in turns
     ]
 
@@ -216,7 +208,7 @@ def period_window(period: str, date: str | None) -> Window:
 
 def _timed_turns(*, owner, window: Window) -> QuerySet:
     """The owner's turns in the window that have a model and a generation time to divide by."""
-    return TurnMetrics.objects.filter(
+    return TurnMetricsRow.objects.filter(
         conversation__owner=owner,
         created_at__gte=window.start,
         created_at__lt=window.end,
@@ -327,7 +319,7 @@ def throughput_series(*, owner, window: Window) -> list[dict]:
 def turns_in_window(*, owner, window: Window) -> QuerySet:
     """The owner's turns created in the window, newest first (for the page's table)."""
     return (
-        TurnMetrics.objects.filter(
+        TurnMetricsRow.objects.filter(
             conversation__owner=owner, created_at__gte=window.start, created_at__lt=window.end
         )
         .order_by("-created_at", "-id")

@@ -1,7 +1,9 @@
 """Writes of the metrics app: called by chat.services.turn_seal inside its transaction."""
 
-from metrics.format import turn_generation_ms
-from metrics.models import StepMetrics, TurnMetrics
+from chat.runtime.types import TurnMetrics
+from metrics.format import turn_generation_ms, turn_ttft_ms
+from metrics.models import StepMetrics as StepMetricsRow
+from metrics.models import TurnMetrics as TurnMetricsRow
 
 
 def _sum(values):
@@ -9,40 +11,37 @@ def _sum(values):
     return sum(present) if present else None
 
 
-def turn_metrics_record(*, turn, metrics: dict) -> TurnMetrics:
-    """Store a TurnMetrics dict (SPEC §2 shape) and its steps."""
-    usage = metrics.get("usage", {})
-    steps = metrics.get("steps", [])
-    row = TurnMetrics.objects.create(
+def turn_metrics_record(*, turn, metrics: TurnMetrics) -> TurnMetricsRow:
+    """Store a turn's TurnMetrics and its steps (the turn-level sums kept for aggregation)."""
+    usage, steps = metrics.usage, metrics.steps
+    row = TurnMetricsRow.objects.create(
         turn=turn,
         conversation_id=turn.conversation_id,
-        model=metrics.get("model") or "",
-        finish_reason=metrics["finishReason"],
-        input_tokens=usage.get("inputTokens", 0),
-        output_tokens=usage.get("outputTokens", 0),
-        cache_read_tokens=usage.get("cacheReadTokens"),
-        cache_write_tokens=usage.get("cacheWriteTokens"),
-        duration_ms=metrics.get("durationMs"),
-        context_size=metrics.get("contextSize"),
-        gen_total_ms=_sum(s.get("genTotalMs") for s in steps),
-        decode_ms=_sum(s.get("decodeMs") for s in steps),
+        model=metrics.model or "",
+        finish_reason=metrics.finish_reason,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        duration_ms=metrics.duration_ms,
+        context_size=metrics.context_size,
+        gen_total_ms=_sum(s.gen_total_ms for s in steps),
+        decode_ms=_sum(s.decode_ms for s in steps),
         generation_ms=turn_generation_ms(metrics),
-        # The turn's time to first token: the first step that streamed any (a step that only
-        # called tools has none).
-        ttft_ms=next((s["ttftMs"] for s in steps if s.get("ttftMs") is not None), None),
+        ttft_ms=turn_ttft_ms(metrics),
     )
-    StepMetrics.objects.bulk_create(
-        StepMetrics(
+    StepMetricsRow.objects.bulk_create(
+        StepMetricsRow(
             turn_metrics=row,
-            step_id=step["stepId"],
+            step_id=step.step_id,
             index=index,
-            input_tokens=step["usage"].get("inputTokens", 0),
-            output_tokens=step["usage"].get("outputTokens", 0),
-            cache_read_tokens=step["usage"].get("cacheReadTokens"),
-            cache_write_tokens=step["usage"].get("cacheWriteTokens"),
-            ttft_ms=step.get("ttftMs"),
-            decode_ms=step.get("decodeMs"),
-            gen_total_ms=step.get("genTotalMs"),
+            input_tokens=step.usage.input_tokens,
+            output_tokens=step.usage.output_tokens,
+            cache_read_tokens=step.usage.cache_read_tokens,
+            cache_write_tokens=step.usage.cache_write_tokens,
+            ttft_ms=step.ttft_ms,
+            decode_ms=step.decode_ms,
+            gen_total_ms=step.gen_total_ms,
         )
         for index, step in enumerate(steps)
     )

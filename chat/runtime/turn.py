@@ -25,11 +25,13 @@ from chat.runtime.types import (
     ProviderRequest,
     ReasoningDelta,
     StatusChange,
+    StepMetrics,
     TextDelta,
     Tool,
     ToolCallReady,
     ToolContext,
     ToolOutcome,
+    TurnMetrics,
     Usage,
     UsageReport,
     WireChunk,
@@ -64,7 +66,7 @@ class TurnPorts:
     persist_step: Callable[[list[Message]], Awaitable[None]]
     drain_queue: Callable[[], Awaitable[list[str]]]
     # Persist TurnMetrics and mark the turn sealed; returns once committed.
-    seal: Callable[[dict[str, Any]], Awaitable[None]]
+    seal: Callable[[TurnMetrics], Awaitable[None]]
     tools: Mapping[str, Tool] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -90,18 +92,15 @@ class _Step:
     def has_content(self) -> bool:
         return bool(self.chunks)
 
-    def timing(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        if self.stream_start is None or self.stream_end is None:
-            return out
-        if self.first_token is not None:
-            out["ttftMs"] = _ms(self.first_token - self.stream_start)
-            out["decodeMs"] = _ms(self.stream_end - self.first_token)
-        out["genTotalMs"] = _ms(self.stream_end - self.stream_start)
-        return out
-
-    def metrics(self) -> dict[str, Any]:
-        return {"stepId": self.id, "usage": (self.usage or Usage()).to_wire(), **self.timing()}
+    def metrics(self) -> StepMetrics:
+        """The step's usage so far and its timings (SPEC §2), as far as the stream got."""
+        ttft = decode = total = None
+        if self.stream_start is not None and self.stream_end is not None:
+            if self.first_token is not None:
+                ttft = _ms(self.first_token - self.stream_start)
+                decode = _ms(self.stream_end - self.first_token)
+            total = _ms(self.stream_end - self.stream_start)
+        return StepMetrics(self.id, self.usage or Usage(), ttft, decode, total)
 
 
 def _drop_unfinished_calls(step: _Step) -> None:
@@ -147,7 +146,7 @@ class TurnRunner:
 
     # ------------------------------------------------------------------ the turn
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> TurnMetrics:
         """Run the turn to its end; returns the TurnMetrics (SPEC §2) that were sealed."""
         cfg, ports = self.config, self.ports
         started = ports.clock()
@@ -169,30 +168,26 @@ class TurnRunner:
                 reason = "error"
         return await self._finish(reason, started)
 
-    async def _finish(self, reason: str, started: float) -> dict[str, Any]:
+    async def _finish(self, reason: str, started: float) -> TurnMetrics:
         steps = self._steps
-        usage = sum((s.usage for s in steps if s.usage), Usage())
-        done: dict[str, Any] = {"reason": reason, "durationMs": _ms(self.ports.clock() - started)}
-        reported = any(s.usage for s in steps)
-        if reported:
-            done["usage"] = usage.to_wire()
         # Only steps that called the provider count: an abort can leave a next step unstarted.
         ran = [s for s in steps if s.stream_start is not None]
         last = ran[-1].usage if ran else None
-        if last is not None:
-            done["contextSize"] = last.input_tokens + last.output_tokens
+        metrics = TurnMetrics(
+            turn_id=self.config.turn_id,
+            finish_reason=reason,
+            usage=sum((s.usage for s in steps if s.usage), Usage()),
+            model=self.config.model or None,
+            duration_ms=_ms(self.ports.clock() - started),
+            context_size=last.input_tokens + last.output_tokens if last is not None else None,
+            steps=tuple(s.metrics() for s in ran),
+        )
+        done: dict[str, Any] = {"reason": reason, "durationMs": metrics.duration_ms}
+        if any(s.usage for s in steps):
+            done["usage"] = metrics.usage.to_wire()
+        if metrics.context_size is not None:
+            done["contextSize"] = metrics.context_size
         await self._emit("done", **done)
-        metrics: dict[str, Any] = {
-            "turnId": self.config.turn_id,
-            "usage": usage.to_wire(),
-            "durationMs": done["durationMs"],
-            "finishReason": reason,
-            "steps": [s.metrics() for s in ran],
-        }
-        if self.config.model:
-            metrics["model"] = self.config.model
-        if "contextSize" in done:
-            metrics["contextSize"] = done["contextSize"]
         await self.ports.seal(metrics)
         await self._emit("turn-sealed")
         return metrics
@@ -204,7 +199,7 @@ class TurnRunner:
             self._steps.append(step)
             try:
                 await self._interruptible(self._stream_step(step, reconcile(history)), step)
-                await self._emit("step-complete", stepId=step.id, **step.timing())
+                await self._emit("step-complete", stepId=step.id, **step.metrics().timing_wire())
                 if step.error is None and step.calls:
                     await self._interruptible(self._run_tools(step), step)
             except TurnAborted:
@@ -433,6 +428,6 @@ class TurnRunner:
         return outcome, _ms(self.ports.clock() - started)
 
 
-async def run_turn(config: TurnConfig, ports: TurnPorts) -> dict[str, Any]:
+async def run_turn(config: TurnConfig, ports: TurnPorts) -> TurnMetrics:
     """Run one turn (SPEC §3) and return its sealed TurnMetrics."""
     return await TurnRunner(config, ports).run()

@@ -1,6 +1,7 @@
-"""The runtime's vocabulary: messages, provider events, tools and the ports a turn is given.
+"""The runtime's vocabulary: messages, usage and metrics, provider events, tools.
 
-Pure Python, no Django. Wire shapes (camelCase dicts) are built here and nowhere else.
+Pure Python, no Django. Wire shapes (camelCase dicts) are built here and nowhere else: the
+typed values (``Usage``, ``StepMetrics``, ``TurnMetrics``) have ``to_wire``/``from_wire``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ WireChunk = dict[str, Any]
 WireEvent = dict[str, Any]
 
 
-# ---------------------------------------------------------------- messages and usage
+# ---------------------------------------------------------------- messages, usage and metrics
 
 
 @dataclass
@@ -60,6 +61,87 @@ class Usage:
             wire.get("outputTokens", 0),
             wire.get("cacheReadTokens"),
             wire.get("cacheWriteTokens"),
+        )
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """One step's metrics (SPEC §2 ``StepMetrics``): its usage and stream timings in ms.
+
+    A timing is None when it is unknown: no ``ttft_ms``/``decode_ms`` for a step that streamed
+    no token, none at all for a step whose stream never ran.
+    """
+
+    step_id: str
+    usage: Usage = Usage()
+    ttft_ms: float | None = None
+    decode_ms: float | None = None
+    gen_total_ms: float | None = None
+
+    def timing_wire(self) -> dict[str, float]:
+        """The known timings, camelCase: the timing fields of ``step-complete`` too."""
+        timings = (
+            ("ttftMs", self.ttft_ms),
+            ("decodeMs", self.decode_ms),
+            ("genTotalMs", self.gen_total_ms),
+        )
+        return {key: value for key, value in timings if value is not None}
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"stepId": self.step_id, "usage": self.usage.to_wire(), **self.timing_wire()}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> StepMetrics:
+        """Read the wire shape; a ``step-complete`` event (no ``usage``) reads as zero usage."""
+        return cls(
+            wire["stepId"],
+            Usage.from_wire(wire.get("usage") or {}),
+            wire.get("ttftMs"),
+            wire.get("decodeMs"),
+            wire.get("genTotalMs"),
+        )
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """One turn's metrics (SPEC §2 ``TurnMetrics``), sealed with the turn.
+
+    ``usage`` is the sum over the steps; ``context_size`` the last step's input + output
+    tokens; ``model`` the ``<credential>/<model>`` name (None when unknown).
+    """
+
+    turn_id: str
+    finish_reason: str
+    usage: Usage = Usage()
+    model: str | None = None
+    duration_ms: float | None = None
+    context_size: int | None = None
+    steps: tuple[StepMetrics, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase dict of the API, optional keys left out when None."""
+        wire: dict[str, Any] = {"turnId": self.turn_id}
+        if self.model is not None:
+            wire["model"] = self.model
+        wire["usage"] = self.usage.to_wire()
+        if self.duration_ms is not None:
+            wire["durationMs"] = self.duration_ms
+        if self.context_size is not None:
+            wire["contextSize"] = self.context_size
+        wire["finishReason"] = self.finish_reason
+        wire["steps"] = [step.to_wire() for step in self.steps]
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> TurnMetrics:
+        return cls(
+            turn_id=wire["turnId"],
+            finish_reason=wire["finishReason"],
+            usage=Usage.from_wire(wire.get("usage") or {}),
+            model=wire.get("model"),
+            duration_ms=wire.get("durationMs"),
+            context_size=wire.get("contextSize"),
+            steps=tuple(StepMetrics.from_wire(step) for step in wire.get("steps") or ()),
         )
 
 

@@ -16,7 +16,7 @@ from chat.models import (
     QueuedMessage,
     Turn,
 )
-from chat.runtime import Message
+from chat.runtime import Message, TurnMetrics
 from chat.selectors import conversation_for_user
 from metrics.services import turn_metrics_record
 
@@ -98,7 +98,7 @@ def turn_begin(*, conversation_id: str, turn_id: str, model: str, worker: str) -
 
 
 @transaction.atomic
-def turn_seal(*, turn_id: str, metrics: dict) -> str:
+def turn_seal(*, turn_id: str, metrics: TurnMetrics) -> str:
     """Seal a turn: its TurnMetrics and the sealed status commit together. Returns the turn's
     conversation id."""
     turn = Turn.objects.select_for_update().get(pk=turn_id)
@@ -107,7 +107,7 @@ def turn_seal(*, turn_id: str, metrics: dict) -> str:
     now = timezone.now()
     turn.status = Turn.Status.SEALED
     turn.ended_at = now
-    turn.finish_reason = metrics["finishReason"]
+    turn.finish_reason = metrics.finish_reason
     turn.save(update_fields=["status", "ended_at", "finish_reason"])
     turn_metrics_record(turn=turn, metrics=metrics)
     Conversation.objects.filter(pk=turn.conversation_id).exclude(

@@ -14,6 +14,7 @@ from django.utils import timezone
 from chat import selectors
 from chat.models import Turn
 from chat.running import running_turns
+from chat.runtime import TurnMetrics
 from chat.services import _log
 from chat.services.events import conversation_group, publish_on_commit
 
@@ -45,13 +46,7 @@ def turns_recover(*, stale_before=None) -> list[str]:
 def _recover(turn: Turn) -> bool:
     if not Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).exists():
         return False  # sealed meanwhile (its worker came back, or another sweep)
-    metrics = {
-        "turnId": turn.id,
-        "model": turn.model,
-        "usage": {"inputTokens": 0, "outputTokens": 0},
-        "finishReason": "interrupted",
-        "steps": [],
-    }
+    metrics = TurnMetrics(turn.id, "interrupted", model=turn.model or None)
     conversation_id = _log.turn_seal(turn_id=turn.id, metrics=metrics)
     duration_ms = round((timezone.now() - turn.started_at).total_seconds() * 1000, 3)
     group = conversation_group(conversation_id)

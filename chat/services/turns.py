@@ -22,7 +22,7 @@ from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import ResolvedModel, UnknownModel, get_catalog
 from chat.ratelimit import turn_rate_check
 from chat.running import RunningTurn, notify, running_turns
-from chat.runtime import Message, TurnConfig, TurnPorts, TurnRunner, new_turn_id
+from chat.runtime import Message, TurnConfig, TurnMetrics, TurnPorts, TurnRunner, new_turn_id
 from chat.services import _log
 from chat.services.events import conversation_group, publish_on_commit, user_group, write
 from chat.services.inputs import ConversationId, Cwd, MessageText, ModelName, ReasoningEffort, check
@@ -254,7 +254,7 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
     async def drain() -> list[str]:
         return await write(queue_take, conversation_id=conversation_id)
 
-    async def seal(metrics) -> None:
+    async def seal(metrics: TurnMetrics) -> None:
         # A turn must end sealed: outlast a database that stays locked past its busy timeout
         # (the turn already failed on it) rather than leave the turn running until recovery.
         for delay in (*SEAL_RETRY_DELAYS, None):
@@ -278,7 +278,7 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
     )
 
 
-def _turn_close(*, turn_id: str, metrics) -> tuple[str, list[str]]:
+def _turn_close(*, turn_id: str, metrics: TurnMetrics) -> tuple[str, list[str]]:
     """Seal the turn; the conversation's status then, and the queue to carry into a new turn
     (taken in the same transaction; nothing is carried into a closed conversation)."""
     conversation_id = _log.turn_seal(turn_id=turn_id, metrics=metrics)

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from chat.config import (
+    OPENAI_DEFAULT_BASE_URL,
     ConfigError,
     CredentialConfig,
     DispatchConfig,
@@ -210,6 +212,40 @@ def test_a_local_credential_without_path_or_models_serves_the_bundled_model(tmp_
             id="mcp-command-and-url",
         ),
         pytest.param("runtime = 3\n", 1, "runtime must be a table", id="section-not-a-table"),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkindd = "openai"\n',
+            3,
+            "unknown key 'credentials[0].kindd' (expected one of: api_key_env, base_url, "
+            "context_window, kind, models, name, path, read_timeout, reasoning_effort)",
+            id="misspelt-key-before-the-missing-one",
+        ),
+        pytest.param(
+            'source = "elsewhere.toml"\n', 1, "unknown key 'source'", id="source-is-not-a-key"
+        ),
+        pytest.param(
+            "credentials = [1]\n",
+            1,
+            "credentials must be an array of tables ([[credentials]])",
+            id="not-an-array-of-tables",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "local"\n\nreasoning_effort = false\n',
+            5,
+            "reasoning_effort is not allowed for a credential of kind 'local'",
+            id="false-is-still-a-key-for-another-kind",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "openai"\nmodels = ["x", "x"]\n',
+            4,
+            "credential 'a' lists a model twice",
+            id="model-twice",
+        ),
+        pytest.param(
+            '[[mcp_servers]]\nname = "m"\nurl = "u"\n[[mcp_servers]]\nname = "m"\ncommand = ["x"]\n',
+            5,
+            "duplicate mcp_servers name 'm'",
+            id="duplicate-mcp-server",
+        ),
     ],
 )
 def test_errors_name_the_file_the_line_and_the_problem(tmp_path, text, line, problem):
@@ -221,6 +257,67 @@ def test_errors_name_the_file_the_line_and_the_problem(tmp_path, text, line, pro
     message = str(caught.value)
     assert message.startswith(f"{path}, line {line}")
     assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        # Was "must be greater than 0" for 0 and "must be a number ≥ 0" for a negative number.
+        pytest.param(
+            "[tools]\nrun_shell_timeout = -1\n",
+            2,
+            "tools.run_shell_timeout must be a number greater than 0",
+            id="seconds-negative",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "openai"\nread_timeout = 0\n',
+            4,
+            "credentials[0].read_timeout must be a number greater than 0",
+            id="seconds-zero",
+        ),
+        # Was "mcp server 'm': env must be a table of strings".
+        pytest.param(
+            '[[mcp_servers]]\nname = "m"\nurl = "u"\nenv = { A = 1 }\n',
+            4,
+            "mcp_servers[0].env must be a table of strings",
+            id="env-of-strings",
+        ),
+        # Was "credentials[0].kind must be a non-empty string".
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = 3\n',
+            3,
+            "unknown kind 3 (expected one of: openai, anthropic, local)",
+            id="kind-not-a-string",
+        ),
+        # A check across keys comes after every key's own type: the kind is reported first
+        # (the '/' in the name was, before).
+        pytest.param(
+            '[[credentials]]\nname = "a/b"\nkind = "gemini"\n',
+            3,
+            "unknown kind 'gemini' (expected one of: openai, anthropic, local)",
+            id="own-type-before-cross-key",
+        ),
+    ],
+)
+def test_messages_that_changed_with_the_pydantic_model(tmp_path, text, line, message):
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert str(caught.value) == f"{path}, line {line}: {message}"
+
+
+def test_a_config_made_in_code_is_checked_and_defaulted_like_a_file():
+    assert CredentialConfig(name="o", kind="openai").base_url == OPENAI_DEFAULT_BASE_URL
+    assert ToolsConfig(workspace_root="rel").workspace_root == Path("rel")
+    with pytest.raises(ValidationError, match="must not contain '/'"):
+        CredentialConfig(name="a/b", kind="openai")
+    with pytest.raises(ValidationError):
+        RuntimeConfig(max_steps="3")  # strict: no conversion
+    config = RuntimeConfig()
+    with pytest.raises(ValidationError):
+        config.max_steps = 3  # frozen
 
 
 def test_get_config_reads_settings_once_until_reset(tmp_path, settings):

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from chat.runtime import TurnMetrics as TurnMetricsData
 from chat.services import _log
 from metrics.models import TurnMetrics
 
@@ -47,7 +48,7 @@ def seal(*, user, metrics: dict, conversation_id: str = "conv-1", at: dt.datetim
     _log.turn_begin(
         conversation_id=conversation_id, turn_id=turn_id, model=metrics.get("model", ""), worker="w"
     )
-    _log.turn_seal(turn_id=turn_id, metrics=metrics)
+    _log.turn_seal(turn_id=turn_id, metrics=TurnMetricsData.from_wire(metrics))
     if at is not None:
         # created_at is auto_now_add: only an update can place a row in the past.
         TurnMetrics.objects.filter(turn_id=turn_id).update(created_at=at)

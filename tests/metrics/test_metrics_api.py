@@ -24,10 +24,33 @@ def test_conversation_metrics_returns_every_sealed_turn(client_for, sealed):
     response = client_for.get("/conversations/conv-1/metrics")
     assert response.status_code == 200
     body = response.json()
-    assert body == {"turns": conversation_turn_metrics(conversation_id="conv-1")}
+    assert body == {
+        "turns": [t.to_wire() for t in conversation_turn_metrics(conversation_id="conv-1")]
+    }
     assert [t["usage"]["outputTokens"] for t in body["turns"]] == [10, 20]
     assert body["turns"][1]["contextSize"] == 70
     assert "contextSize" not in body["turns"][0]  # absent, not null
+
+
+def test_conversation_metrics_keys_are_in_spec_order_and_absent_rather_than_null(
+    client_for, sealed
+):
+    sealed(turn_metrics(contextSize=70))
+    sealed({"usage": {"inputTokens": 0, "outputTokens": 0}, "finishReason": "error", "steps": []})
+
+    full, minimal = client_for.get("/conversations/conv-1/metrics").json()["turns"]
+
+    assert list(full) == [
+        "turnId",
+        "model",
+        "usage",
+        "durationMs",
+        "contextSize",
+        "finishReason",
+        "steps",
+    ]
+    assert list(full["steps"][0]) == ["stepId", "usage", "ttftMs", "decodeMs", "genTotalMs"]
+    assert list(minimal) == ["turnId", "usage", "finishReason", "steps"]
 
 
 def test_unknown_conversation_reads_as_empty(client_for):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from chat.runtime import StepMetrics, TurnMetrics, Usage
 from metrics.format import (
     format_duration,
     format_tokens,
@@ -11,6 +12,7 @@ from metrics.format import (
     tokens_per_second,
     turn_row,
     turn_tps,
+    turn_ttft_ms,
 )
 
 
@@ -58,22 +60,22 @@ def test_tps_one_decimal_below_ten_else_rounded(tps, text):
 
 
 def test_tps_divides_by_decode_time_else_gen_total():
-    assert step_tps({"usage": {"inputTokens": 1, "outputTokens": 30}, "decodeMs": 2000.0}) == 15
-    assert step_tps({"usage": {"inputTokens": 1, "outputTokens": 30}, "genTotalMs": 3000.0}) == 10
-    both = {"usage": {"inputTokens": 1, "outputTokens": 30}, "decodeMs": 1000, "genTotalMs": 3000}
+    assert step_tps(StepMetrics("t#0", Usage(1, 30), decode_ms=2000.0)) == 15
+    assert step_tps(StepMetrics("t#0", Usage(1, 30), gen_total_ms=3000.0)) == 10
+    both = StepMetrics("t#0", Usage(1, 30), decode_ms=1000, gen_total_ms=3000)
     assert step_tps(both) == 30
     assert tokens_per_second(30, None) is None
     assert tokens_per_second(30, 0) is None
 
 
 def test_step_row_with_every_part():
-    step = {
-        "stepId": "turn-1-abcdef#0",
-        "usage": {"inputTokens": 1200, "outputTokens": 75},
-        "ttftMs": 320.0,
-        "decodeMs": 10_000.0,
-        "genTotalMs": 10_320.0,
-    }
+    step = StepMetrics(
+        "turn-1-abcdef#0",
+        Usage(1200, 75),
+        ttft_ms=320.0,
+        decode_ms=10_000.0,
+        gen_total_ms=10_320.0,
+    )
     assert step_row(step, 1) == {
         "text": "step 1 · 1,275 tok · 7.5 tok/s · 10.3s",
         "title": "TTFT 320ms",
@@ -81,39 +83,32 @@ def test_step_row_with_every_part():
 
 
 def test_step_row_without_timing_leaves_the_parts_out():
-    step = {"stepId": "t#1", "usage": {"inputTokens": 10, "outputTokens": 5}}
+    step = StepMetrics("t#1", Usage(10, 5))
     assert step_row(step, 2) == {"text": "step 2 · 15 tok", "title": ""}
 
 
 def test_step_row_without_first_token_uses_gen_total():
-    step = {"stepId": "t#0", "usage": {"inputTokens": 0, "outputTokens": 84}, "genTotalMs": 2000}
+    step = StepMetrics("t#0", Usage(0, 84), gen_total_ms=2000)
     assert step_row(step, 1)["text"] == "step 1 · 84 tok · 42 tok/s · 2.0s"
 
 
-def _turn(**extra) -> dict:
-    return {
-        "turnId": "turn-1-abcdef",
-        "model": "local/qwen",
-        "usage": {"inputTokens": 3000, "outputTokens": 420},
-        "durationMs": 12_345.0,
-        "finishReason": "stop",
-        "steps": [
-            {
-                "stepId": "s#0",
-                "usage": {"inputTokens": 1000, "outputTokens": 20},
-                "ttftMs": 850.0,
-                "genTotalMs": 1000.0,
-            },
-            {
-                "stepId": "s#1",
-                "usage": {"inputTokens": 2000, "outputTokens": 400},
-                "ttftMs": 100.0,
-                "decodeMs": 9000.0,
-                "genTotalMs": 9100.0,
-            },
-        ],
-        **extra,
-    }
+def _turn(**extra) -> TurnMetrics:
+    return TurnMetrics(
+        **{
+            "turn_id": "turn-1-abcdef",
+            "model": "local/qwen",
+            "usage": Usage(3000, 420),
+            "duration_ms": 12_345.0,
+            "finish_reason": "stop",
+            "steps": (
+                StepMetrics("s#0", Usage(1000, 20), ttft_ms=850.0, gen_total_ms=1000.0),
+                StepMetrics(
+                    "s#1", Usage(2000, 400), ttft_ms=100.0, decode_ms=9000.0, gen_total_ms=9100.0
+                ),
+            ),
+            **extra,
+        }
+    )
 
 
 def test_turn_tps_is_token_weighted_over_the_steps():
@@ -129,19 +124,21 @@ def test_turn_row():
 
 
 def test_turn_row_shows_cache_reads_when_there_are_some():
-    turn = _turn(usage={"inputTokens": 3000, "outputTokens": 420, "cacheReadTokens": 2048})
+    turn = _turn(usage=Usage(3000, 420, cache_read_tokens=2048))
     assert turn_row(turn, 1)["text"].startswith(
         "turn 1 · 3,420 tok (3,000 in / 420 out / 2,048 cache) · "
     )
-    no_cache = _turn(usage={"inputTokens": 3000, "outputTokens": 420, "cacheReadTokens": 0})
+    no_cache = _turn(usage=Usage(3000, 420, cache_read_tokens=0))
     assert "cache" not in turn_row(no_cache, 1)["text"]
 
 
 def test_turn_row_of_a_turn_that_never_streamed():
-    turn = {
-        "turnId": "t",
-        "usage": {"inputTokens": 0, "outputTokens": 0},
-        "finishReason": "error",
-        "steps": [],
-    }
+    turn = TurnMetrics("t", "error")
     assert turn_row(turn, 1) == {"text": "turn 1 · 0 tok (0 in / 0 out)", "title": "error"}
+
+
+def test_the_turns_ttft_is_the_first_step_that_streamed_a_token():
+    tools_only = StepMetrics("s#0", Usage(10, 5), gen_total_ms=300.0)
+    streamed = StepMetrics("s#1", Usage(20, 8), ttft_ms=40.0, gen_total_ms=90.0)
+    assert turn_ttft_ms(_turn(steps=(tools_only, streamed))) == 40.0
+    assert turn_ttft_ms(_turn(steps=(tools_only,))) is None

@@ -60,7 +60,7 @@ def test_round_trip_every_field_and_no_extra_keys(sealed):
     second = sealed(MINIMAL)
     third = sealed(turn_metrics(output_tokens=7))
 
-    turns = conversation_turn_metrics(conversation_id="conv-1")
+    turns = [t.to_wire() for t in conversation_turn_metrics(conversation_id="conv-1")]
 
     assert turns == [
         _sent(first, FULL),
@@ -75,7 +75,7 @@ def test_only_the_conversations_own_turns(sealed, other_user):
     mine = sealed(turn_metrics(), conversation_id="conv-a")
     sealed(turn_metrics(), conversation_id="conv-b")
     sealed(turn_metrics(), conversation_id="conv-c", owner=other_user)
-    assert [t["turnId"] for t in conversation_turn_metrics(conversation_id="conv-a")] == [mine]
+    assert [t.turn_id for t in conversation_turn_metrics(conversation_id="conv-a")] == [mine]
     assert conversation_turn_metrics(conversation_id="unknown") == []
 
 
@@ -106,9 +106,9 @@ def test_a_turn_sealed_between_the_two_queries_is_left_for_the_next_read(sealed)
         turns = conversation_turn_metrics(conversation_id="conv-1")
 
     assert late, "the wrapper sealed a turn between the queries"
-    assert [t["turnId"] for t in turns] == [first]
-    assert [len(t["steps"]) for t in turns] == [1]
-    assert [t["turnId"] for t in conversation_turn_metrics(conversation_id="conv-1")] == [
+    assert [t.turn_id for t in turns] == [first]
+    assert [len(t.steps) for t in turns] == [1]
+    assert [t.turn_id for t in conversation_turn_metrics(conversation_id="conv-1")] == [
         first,
         late[0],
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.template.loader import render_to_string
 
 from chat.render import markdown_html
+from chat.runtime import TurnMetrics
 from chat.transcript import LiveTurn, id_prefixes, turns_from_history
 
 
@@ -104,7 +105,7 @@ def _live_html() -> str:
 
 def _stored_html() -> str:
     rows = [{"turn_id": TURN, "message": m, "role": r, "chunk": c} for m, r, c in STORED]
-    (turn,) = turns_from_history(rows, [METRICS])
+    (turn,) = turns_from_history(rows, [TurnMetrics.from_wire(METRICS)])
     return render_to_string("chat/_turn.html", {"turn": turn})
 
 

@@ -22,6 +22,7 @@ from chat.runtime import (
     ToolOutcome,
     ToolSpec,
     TurnConfig,
+    TurnMetrics,
     TurnPorts,
     TurnRunner,
 )
@@ -195,8 +196,8 @@ class MemoryPorts:
             raise self.fail_drain
         return self.queue.pop(0) if self.queue else []
 
-    async def seal(self, metrics: dict[str, Any]) -> None:
-        self.sealed.append(copy.deepcopy(metrics))
+    async def seal(self, metrics: TurnMetrics) -> None:
+        self.sealed.append(metrics.to_wire())  # the wire shape: what the tests assert on
         self.sealed_at.append(len(self.events))
 
     async def wait_for(self, type_: str, **fields: Any) -> dict[str, Any]:
@@ -346,8 +347,8 @@ class Turn:
         )
 
     async def run(self) -> dict[str, Any]:
-        """Run the turn to its end and return the TurnMetrics it sealed."""
-        return await asyncio.wait_for(self.runner.run(), GUARD_SECONDS)
+        """Run the turn to its end and return the TurnMetrics it sealed, as its wire dict."""
+        return (await asyncio.wait_for(self.runner.run(), GUARD_SECONDS)).to_wire()
 
     def start(self) -> asyncio.Task[dict[str, Any]]:
         """Run the turn in the background (for tests that pause and abort it)."""

@@ -88,8 +88,8 @@ async def test_run_turn_returns_the_sealed_metrics():
 
     metrics = await run_turn(turn.config, turn.runner.ports)
 
-    assert turn.ports.sealed == [metrics]
-    assert metrics["finishReason"] == "stop"
+    assert turn.ports.sealed == [metrics.to_wire()]
+    assert metrics.finish_reason == "stop"
 
 
 async def test_done_reason_is_the_last_steps_finish_reason():
