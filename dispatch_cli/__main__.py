@@ -14,6 +14,7 @@ import re
 import sys
 import uuid
 from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
 from dispatch_cli import config, errors, metrics, render
 from dispatch_cli.client import Client
@@ -33,7 +34,7 @@ def conversation_id(value: str) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage + error
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage + error
         self.exit(errors.USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 

@@ -116,7 +116,10 @@ class TurnView:
             p.tool_call(event["toolCallId"], event["toolName"], event.get("input"))
         elif kind == "tool-result":
             p.tool_result(
-                event["toolCallId"], event["toolName"], event.get("content"), event.get("isError")
+                event["toolCallId"],
+                event["toolName"],
+                event.get("content"),
+                bool(event.get("isError")),
             )
         elif kind == "provider-retry":
             delay = metrics.duration(event.get("delayMs", 0))
@@ -142,7 +145,8 @@ def show_history(chunks: list[dict], printer: Printer) -> None:
     for stored in chunks:
         chunk = stored.get("chunk") or {}
         kind = chunk.get("type")
-        role = "assistant" if stored.get("role") == "tool" else stored.get("role")
+        role = str(stored.get("role"))
+        role = "assistant" if role == "tool" else role
         if role != speaker and not (kind == "thinking" and not printer.show_reasoning):
             speaker = role
             printer.note(f"── {ROLE_NAMES.get(role, role)}")
@@ -156,7 +160,10 @@ def show_history(chunks: list[dict], printer: Printer) -> None:
             printer.tool_call(chunk["toolCallId"], chunk["toolName"], chunk.get("input"))
         elif kind == "tool-result":
             printer.tool_result(
-                chunk["toolCallId"], chunk["toolName"], chunk.get("content"), chunk.get("isError")
+                chunk["toolCallId"],
+                chunk["toolName"],
+                chunk.get("content"),
+                bool(chunk.get("isError")),
             )
         elif kind == "error":
             printer.note(f"✗ error: {one_line(chunk.get('message', ''))}")
