@@ -1,7 +1,7 @@
 """Who is asking: session cookies for the web app, bearer tokens for JSON clients.
 
 Also the WebSocket origin check and the single-use login links of the first run
-(docs/security.md describes the whole model).
+(docs/security.md describes the whole model; chat.throttle counts failed sign-ins).
 """
 
 import hashlib
@@ -14,18 +14,28 @@ from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import WebsocketDenier
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.http.request import split_domain_port, validate_host
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import base36_to_int, int_to_base36
+from django.utils.http import base36_to_int, int_to_base36, is_same_domain
+from ninja.errors import HttpError
 from ninja.security import HttpBearer, SessionAuth
+from ninja.utils import check_csrf
 
 from chat.models import ApiToken
+from chat.throttle import (
+    SignInThrottled,
+    request_address,
+    scope_address,
+    signin_check,
+    signin_failed,
+)
 
 TOKEN_PREFIX_LENGTH = 8
 # A token's last use is recorded to the minute: a database write per request would queue every
@@ -62,20 +72,47 @@ def user_for_token(token: str):
     return row.user
 
 
+def user_for_token_from(token: str, *, address: str):
+    """``user_for_token``, throttled: a bad token counts as a failed sign-in of ``address``.
+
+    Raises SignInThrottled, before looking at the token, while the address is throttled.
+    """
+    signin_check(address=address)
+    user = user_for_token(token)
+    if user is None:
+        signin_failed(address=address)
+    return user
+
+
 class BearerAuth(HttpBearer):
     async def authenticate(self, request, token):
-        user = await sync_to_async(user_for_token)(token)
+        try:
+            user = await sync_to_async(user_for_token_from)(token, address=request_address(request))
+        except SignInThrottled as exc:
+            raise HttpError(429, str(exc)) from exc
         if user is not None:
             request.user = user
         return user
 
 
 class AsyncSessionAuth(SessionAuth):
-    """Session cookie auth for the web app's own calls (CSRF enforced by ninja)."""
+    """Session cookie auth for the web app's own calls.
+
+    CSRF is enforced for a session that authenticates, and only then: a request without one
+    carries no authority a forged request could ride on, so it gets the API's 401 (not a
+    403 about CSRF), and so does a bearer client whose token was refused.
+    """
+
+    def _get_key(self, request):
+        return request.COOKIES.get(self.param_name)  # CSRF: checked in authenticate()
 
     async def authenticate(self, request, key):
         user = await request.auser()
-        return user if user.is_authenticated else None
+        if not user.is_authenticated:
+            return None
+        if self.csrf and not getattr(request, "_ninja_csrf_exempt", False) and check_csrf(request):
+            raise HttpError(403, "CSRF check failed: send the X-CSRFToken header")
+        return user
 
 
 api_auth = [BearerAuth(), AsyncSessionAuth()]
@@ -91,14 +128,35 @@ class WebSocketAuthMiddleware(BaseMiddleware):
         super().__init__(CookieMiddleware(SessionMiddleware(AuthMiddleware(_TokenAuth(inner)))))
 
 
+# Close code of a socket whose address made too many failed sign-ins (as HTTP's 429).
+CLOSE_THROTTLED = 4429
+
+
 class _TokenAuth(BaseMiddleware):
     async def __call__(self, scope, receive, send):
         user = scope.get("user")
         if user is None or not user.is_authenticated:
             token = _token_from_scope(scope)
-            found = await database_sync_to_async(user_for_token)(token) if token else None
+            found = None
+            if token:
+                try:
+                    found = await database_sync_to_async(user_for_token_from)(
+                        token, address=scope_address(scope)
+                    )
+                except SignInThrottled:
+                    return await _accept_and_close(receive, send, CLOSE_THROTTLED)
             scope["user"] = found or AnonymousUser()
         return await super().__call__(scope, receive, send)
+
+
+async def _accept_and_close(receive, send, code: int) -> None:
+    """Accept the handshake, then close with ``code``: a browser sees close codes, not the
+    HTTP status of a refused handshake."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code})
 
 
 def _token_from_scope(scope) -> str | None:
@@ -111,22 +169,83 @@ def _token_from_scope(scope) -> str | None:
     return (query.get("token") or [None])[0]
 
 
-class WebSocketOriginValidator(OriginValidator):
-    """Refuse sockets whose ``Origin`` names a host outside ALLOWED_HOSTS.
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
-    A socket without an ``Origin`` header is let through: browsers always send one, so only
-    non-browser clients omit it, and they must still bring a token (cross-site WebSocket
-    hijacking rides on a browser's cookies, which is exactly what the Origin check stops).
+
+def _allowed_hosts() -> list[str]:
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # as Django's HttpRequest.get_host()
+    return allowed
+
+
+def _own_origin(scope) -> str | None:
+    """``scheme://host[:port]`` of the site as the handshake addressed it, or None when its
+    ``Host`` is not one of ALLOWED_HOSTS."""
+    host = _header(scope, b"host")
+    if not host:
+        return None
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, _allowed_hosts()):
+        return None
+    secure = scope.get("scheme") == "wss"
+    if proxy := settings.SECURE_PROXY_SSL_HEADER:
+        # Behind a TLS-terminating proxy the handshake reaches us as ws: trust its header,
+        # exactly as Django does for HTTP (HttpRequest.is_secure()).
+        name, value = proxy
+        header = name.removeprefix("HTTP_").replace("_", "-").lower().encode()
+        secure = secure or _header(scope, header) == value
+    return f"{'https' if secure else 'http'}://{host.lower()}"
+
+
+def websocket_origin_allowed(scope) -> bool:
+    """Whether a handshake's ``Origin`` may open a socket.
+
+    Allowed: no ``Origin`` at all (not a browser), the site's own origin (scheme, host and
+    port as the handshake addressed them, the host one of ALLOWED_HOSTS), an origin of
+    DISPATCH_CORS_ORIGINS, and one of CSRF_TRUSTED_ORIGINS (``*.`` subdomain patterns as
+    Django reads them). Everything is compared as whole origins: scheme, host and port.
+    """
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return True
+    origin = origin.strip().lower()
+    if origin in settings.DISPATCH_CORS_ORIGINS or origin == _own_origin(scope):
+        return True
+    for trusted in settings.CSRF_TRUSTED_ORIGINS:
+        trusted = trusted.lower()
+        if origin == trusted:
+            return True
+        scheme, _, pattern = trusted.partition("://")
+        prefix = f"{scheme}://"
+        if (
+            pattern.startswith("*.")
+            and origin.startswith(prefix)
+            and is_same_domain(origin.removeprefix(prefix), pattern[1:])
+        ):
+            return True
+    return False
+
+
+class WebSocketOriginValidator:
+    """Refuse the handshake of a socket whose ``Origin`` is not allowed (see
+    ``websocket_origin_allowed``), before authentication.
+
+    Cross-site WebSocket hijacking rides on a browser's cookies; browsers always send
+    ``Origin``, so a socket without one is a script's, which must still bring a token.
     """
 
     def __init__(self, application):
-        allowed = settings.ALLOWED_HOSTS
-        if settings.DEBUG and not allowed:
-            allowed = ["localhost", "127.0.0.1", "[::1]"]
-        super().__init__(application, allowed)
+        self.application = application
 
-    def valid_origin(self, parsed_origin) -> bool:
-        return parsed_origin is None or self.validate_origin(parsed_origin)
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not websocket_origin_allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
 
 
 # ---------------------------------------------------------------- one-time login links

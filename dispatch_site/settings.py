@@ -3,8 +3,11 @@
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DISPATCH_VAR_DIR", BASE_DIR / "var"))
@@ -18,6 +21,35 @@ def _env_flag(name: str, default: bool = False) -> bool:
         "yes",
         "on",
     }
+
+
+def _env_origins(name: str) -> list[str]:
+    """A comma-separated list of exact origins (``scheme://host[:port]``), lower-cased."""
+    origins = []
+    for raw in os.environ.get(name, "").split(","):
+        origin = raw.strip().rstrip("/").lower()
+        if not origin:
+            continue
+        parts = urlsplit(origin)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = urlsplit("")
+        if (
+            parts.scheme not in {"http", "https"}
+            or not parts.hostname
+            or "*" in origin
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise ImproperlyConfigured(
+                f"{name}: {raw.strip()!r} is not an origin like https://app.example.com "
+                "(exact origins only: no wildcard, no path)"
+            )
+        origins.append(origin)
+    return origins
 
 
 def _secret_key() -> str:
@@ -50,6 +82,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
+    "csp",
     "django_htmx",
     "ninja",
     "chat",
@@ -57,7 +91,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it answers CORS preflights itself and must add its headers to every response,
+    # including those other middleware produce (docs/security.md, CORS).
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (django-csp, plus this site's WebSocket origin) and
+    # Permissions-Policy on every response.
+    "dispatch_site.headers.SecurityHeadersMiddleware",
     # The web app's CSS/JS (and htmx, vendored by django-htmx) are served by this same process:
     # a self-hosted server needs no separate static file server in front of it.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -146,6 +186,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The throttle comes first: it refuses password sign-ins while the client's address or the
+# account name is throttled, and authenticates nobody itself (chat.throttle).
+AUTHENTICATION_BACKENDS = [
+    "chat.throttle.SignInThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
@@ -185,10 +231,53 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = DISPATCH_HTTPS and _env_flag(
     "DISPATCH_HSTS_INCLUDE_SUBDOMAINS", default=True
 )
 SECURE_HSTS_PRELOAD = DISPATCH_HTTPS and _env_flag("DISPATCH_HSTS_PRELOAD", default=True)
-# Behind a reverse proxy that terminates TLS: trust its X-Forwarded-Proto (only then —
-# a client could send the header itself to a server it reaches directly).
-if _env_flag("DISPATCH_BEHIND_PROXY"):
+# Behind a reverse proxy that terminates TLS: trust its X-Forwarded-Proto, and count sign-in
+# failures under the address it appends to X-Forwarded-For (only then — a client could send
+# those headers itself to a server it reaches directly).
+DISPATCH_BEHIND_PROXY = _env_flag("DISPATCH_BEHIND_PROXY")
+if DISPATCH_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Response headers (SecurityMiddleware; these are Django's defaults, stated here on purpose).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Browser features the app never uses, off for every page (dispatch_site.headers).
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=()"
+)
+
+# Origins whose images in model output load by themselves; every other origin's image is a
+# link the user clicks to open it (chat.render). Exact origins, comma-separated.
+DISPATCH_IMAGE_ORIGINS = _env_origins("DISPATCH_IMAGE_ORIGINS")
+
+# Content-Security-Policy (django-csp). No inline script except by nonce, no inline style,
+# images from this site, data: URLs and DISPATCH_IMAGE_ORIGINS; connect-src also gets the
+# ws:/wss: origin of the requested host per request (dispatch_site.headers).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", *DISPATCH_IMAGE_ORIGINS],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# CORS (django-cors-headers): browser clients served from these exact origins may call the
+# JSON API with a bearer token, and open WebSockets (chat.auth). No cookies cross-origin:
+# a session is for the web app on its own origin only.
+DISPATCH_CORS_ORIGINS = _env_origins("DISPATCH_CORS_ORIGINS")
+CORS_ALLOWED_ORIGINS = DISPATCH_CORS_ORIGINS
+CORS_ALLOW_CREDENTIALS = False
+CORS_EXPOSE_HEADERS = ["X-Conversation-Id"]
 
 # Request size limits: whole request bodies, and one chat message (chat.schemas → 400).
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DISPATCH_MAX_REQUEST_BYTES", str(2_621_440)))
@@ -197,6 +286,12 @@ DISPATCH_MAX_MESSAGE_CHARS = int(os.environ.get("DISPATCH_MAX_MESSAGE_CHARS", "2
 DISPATCH_MAX_FRAME_CHARS = int(
     os.environ.get("DISPATCH_MAX_FRAME_CHARS", str(6 * DISPATCH_MAX_MESSAGE_CHARS + 65536))
 )
+
+# Failed sign-ins (chat.throttle): per client address (wrong passwords, login links and API
+# tokens) and per account name (wrong passwords), per window; 0 turns a counter off.
+DISPATCH_SIGNIN_WINDOW = int(os.environ.get("DISPATCH_SIGNIN_WINDOW", "900"))
+DISPATCH_SIGNIN_ADDRESS_LIMIT = int(os.environ.get("DISPATCH_SIGNIN_ADDRESS_LIMIT", "30"))
+DISPATCH_SIGNIN_ACCOUNT_LIMIT = int(os.environ.get("DISPATCH_SIGNIN_ACCOUNT_LIMIT", "10"))
 
 # Turns a user may start per window (chat.ratelimit); 0 turns the limit off. Counters live in
 # the cache: per process by default, shared by every worker when REDIS_URL is set.

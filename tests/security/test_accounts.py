@@ -99,6 +99,48 @@ def test_session_calls_to_the_api_need_the_csrf_token(user):
     assert accepted.status_code == 200, accepted.content
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/conversations/c1/stop"),
+        ("put", "/conversations/c1/title"),
+        ("delete", "/conversations/c1/queue/m1"),
+        ("post", "/chat"),
+    ],
+)
+def test_unsafe_calls_without_a_login_are_401_not_a_csrf_403(method, path, token):
+    """Without a session there is nothing for CSRF to protect: the answer is the API's 401,
+    for no credentials, a refused token and a stale session cookie alike."""
+    body = '{"title": "x", "message": "x"}'
+    for headers, cookie in (
+        ({}, None),
+        ({"Authorization": f"Bearer {token}x"}, None),
+        ({}, "not-a-session"),
+    ):
+        client = csrf_client()
+        if cookie:
+            client.cookies["sessionid"] = cookie
+        response = getattr(client, method)(
+            path, body, content_type="application/json", headers=headers
+        )
+        assert response.status_code == 401, (headers, cookie, response.content)
+        assert response.json() == {
+            "error": "authentication required: log in or send Authorization: Bearer <token>"
+        }
+
+
+def test_bearer_calls_need_no_csrf_token(user, token):
+    client = csrf_client()
+    client.force_login(user)  # a session cookie too, as a browser on the site would send
+    response = client.put(
+        "/conversations/c1/title",
+        '{"title": "x"}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.content
+
+
 def test_dispatch_token_prints_a_working_token_on_its_last_line(user):
     out = io.StringIO()
     call_command("dispatch_token", "alice", "--name", "laptop", stdout=out, stderr=io.StringIO())

@@ -7,9 +7,13 @@ stack's own database and copied into each browser context.
 
 from __future__ import annotations
 
+import base64
 import os
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -23,6 +27,54 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
+# A 1×1 PNG: what the origin servers answer for an image.
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+class OriginServer:
+    """A plain HTTP server on 127.0.0.1 (its own origin): ``/`` is an empty page for a
+    browser to run scripts from, every other path a 1×1 PNG; it records the paths asked for.
+    """
+
+    def __init__(self) -> None:
+        hits: list[str] = []
+        self.hits = hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                hits.append(self.path)
+                page = self.path == "/"
+                body = b"<!doctype html><title>client</title><body>client</body>" if page else PIXEL
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html" if page else "image/png")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="session")
+def origins():
+    """Two other local origins: ``allowed`` is in DISPATCH_CORS_ORIGINS and
+    DISPATCH_IMAGE_ORIGINS of the stack, ``foreign`` (same host, another port) is not."""
+    allowed, foreign = OriginServer(), OriginServer()
+    yield SimpleNamespace(allowed=allowed, foreign=foreign)
+    allowed.close()
+    foreign.close()
+
+
 @pytest.fixture(scope="session")
 def scripted():
     with ScriptedServer() as server:
@@ -30,7 +82,7 @@ def scripted():
 
 
 @pytest.fixture(scope="session")
-def stack_env(scripted):
+def stack_env(scripted, origins):
     root = Path(tempfile.mkdtemp(prefix="dispatch-web-"))
     config = root / "dispatch.toml"
     config.write_text(
@@ -61,6 +113,8 @@ models = ["large"]
         "DISPATCH_VAR_DIR": str(root / "var"),
         "DISPATCH_CONFIG": str(config),
         "DISPATCH_WEB_TEST_KEY": "test",
+        "DISPATCH_CORS_ORIGINS": origins.allowed.url,
+        "DISPATCH_IMAGE_ORIGINS": origins.allowed.url,
     }
     manage(["migrate", "--noinput"], **env)
     return env
@@ -85,6 +139,12 @@ def session_cookie(stack_env) -> str:
     workspace.mkdir(parents=True)
     (workspace / "notes.txt").write_text("hello\n")
     return cookie
+
+
+@pytest.fixture(scope="session")
+def api_token(stack_env, session_cookie) -> str:
+    """A bearer token of the stack's user (created with the session cookie's login)."""
+    return manage(["dispatch_token", "alice"], **stack_env).strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ def test_model_html_is_escaped_and_dangerous_links_dropped():
     assert 'href="javascript' not in html
 
 
-def test_markdown_images_and_links_keep_only_safe_attributes():
+def test_markdown_images_and_links_keep_only_safe_attributes(settings):
+    settings.DISPATCH_IMAGE_ORIGINS = ["https://example.com"]  # others' images: a link to click
     html = markdown_html('![pic](https://example.com/p.png "t") [site](https://example.com)')
     assert '<img src="https://example.com/p.png" alt="pic" title="t">' in html
     assert 'rel="noopener noreferrer nofollow"' in html
