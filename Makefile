@@ -14,9 +14,24 @@ $(BIN)/python:
 	@$(PY) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# llama.cpp compiled for AVX2, not for this exact CPU (-march=native, its default): a native
+# build uses every instruction the CPU advertises, and some virtual machines advertise AMX but
+# trap on it ("Illegal instruction"). The wheel is kept per machine, outside pip's own cache
+# (which would hand back a native build of the same version).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS ?= $(HOME)/.cache/dispatch/llama-avx2
+
+$(VENV)/.llama: | $(BIN)/python
+	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+		echo "==> compiling llama-cpp-python (once per machine: about 5 minutes)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-deps --no-cache-dir \
+			--no-binary llama-cpp-python -w $(LLAMA_WHEELS) "llama-cpp-python>=0.3,<0.4"; \
+	fi
+	@$(BIN)/pip install --quiet --no-deps $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/.llama
 	@echo "==> installing Dispatch and its dependencies into $(VENV)"
-	@echo "    (the first time, llama-cpp-python is compiled from source: about 5 minutes)"
 	@$(BIN)/pip install -e '.[test]'
 	@touch $@
 

@@ -130,7 +130,7 @@ class ChunkAdmin(ViewOnlyAdmin):
 
 
 def chunk_preview(chunk: dict) -> str:
-    """One short line describing a wire chunk (SPEC §2)."""
+    """One short line describing a wire chunk (docs/protocol.md#2-chunks-and-the-log)."""
     kind = chunk.get("type")
     if kind == "tool-call":
         return _shorten(f"{chunk.get('toolName')}({json.dumps(chunk.get('input'))})")

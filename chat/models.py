@@ -1,4 +1,4 @@
-"""Conversations and their append-only chunk log (SPEC §1–§3)."""
+"""Conversations and their append-only chunk log (docs/protocol.md#1-vocabulary-and-ids–§3)."""
 
 import hashlib
 
@@ -69,7 +69,7 @@ class Chunk(models.Model):
     message = models.PositiveBigIntegerField(help_text="ordinal of the message this chunk is in")
     role = models.CharField(max_length=10, choices=Role.choices)
     type = models.CharField(max_length=20)
-    payload = models.JSONField(help_text="the wire chunk, exactly as SPEC §2 shapes it")
+    payload = models.JSONField(help_text="the wire chunk, exactly as docs/protocol.md#2-chunks-and-the-log shapes it")
     turn_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     step_id = models.CharField(max_length=80, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

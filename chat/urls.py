@@ -1,4 +1,4 @@
-"""The web app's pages (SPEC §6); its live parts travel over the ``ws/ui`` socket."""
+"""The web app's pages (docs/protocol.md#8-web-app-socket); its live parts travel over the ``ws/ui`` socket."""
 
 from django.urls import path
 

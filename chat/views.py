@@ -1,4 +1,4 @@
-"""The web app's pages (docs/protocol.md#8-the-web-apps-socket); their live parts travel over
+"""The web app's pages (docs/protocol.md#8-web-app-socket); their live parts travel over
 the ``ws/ui`` socket (chat.sockets.webapp).
 
 The page is complete without its socket: the committed history is rendered here. Only the

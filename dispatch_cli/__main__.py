@@ -21,11 +21,11 @@ from dispatch_cli.client import Client
 from dispatch_cli.errors import CliError
 
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
-CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # SPEC §1
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # docs/protocol.md#1-vocabulary-and-ids
 
 
 def conversation_id(value: str) -> str:
-    """An id as SPEC §1 allows it; checked here because it becomes part of a URL path."""
+    """An id as docs/protocol.md#1-vocabulary-and-ids allows it; checked here because it becomes part of a URL path."""
     if not CONVERSATION_ID.fullmatch(value):
         raise argparse.ArgumentTypeError(
             f"invalid conversation id {value!r}: use 1-128 of A-Z a-z 0-9 . _ : - (not first)"
@@ -165,7 +165,7 @@ def chat(client: Client, args) -> int:
             for event in events:
                 view.show(event)
     except KeyboardInterrupt:
-        # Leaving never stops a turn (SPEC §3): say how to, and where to read the rest.
+        # Leaving never stops a turn (docs/protocol.md#4-the-turn): say how to, and where to read the rest.
         printer.end_lines()
         started = "the turn goes on" if view.turn_id else "a turn that started goes on"
         _say(
@@ -217,7 +217,7 @@ def history(client: Client, args) -> int:
         return errors.OK
     chunks = data.get("chunks") or []
     if not chunks:
-        # The API reads a conversation it has never seen as empty (SPEC §4).
+        # The API reads a conversation it has never seen as empty (docs/protocol.md#5-http-api).
         raise CliError(f"no messages in conversation {args.conversation}", errors.NOT_FOUND)
     printer = render.Printer(
         sys.stdout,

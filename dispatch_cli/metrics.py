@@ -1,6 +1,6 @@
-"""The turn metrics line, in the project's format (SPEC §6, as the web app shows it).
+"""The turn metrics line, in the project's format (docs/protocol.md#8-web-app-socket, as the web app shows it).
 
-``turn 3 · 1,234 tok (1,000 in / 234 out[ / 800 cache]) · 42 tok/s · 1.2s`` from a SPEC §2
+``turn 3 · 1,234 tok (1,000 in / 234 out[ / 800 cache]) · 42 tok/s · 1.2s`` from a docs/protocol.md#2-chunks-and-the-log
 ``TurnMetrics`` dict. The CLI cannot import the server's ``metrics/format.py``, so this is a
 copy of its turn row; tests/cli/test_metrics_line.py holds the two to the same output.
 """

@@ -95,7 +95,7 @@ class Printer:
 
 
 class TurnView:
-    """Shows a turn's AgentEvents (SPEC §2) as they arrive and remembers how it ended."""
+    """Shows a turn's AgentEvents (docs/protocol.md#2-chunks-and-the-log) as they arrive and remembers how it ended."""
 
     def __init__(self, printer: Printer) -> None:
         self.printer = printer

@@ -1,6 +1,6 @@
-"""SPEC §6 metrics formatting as pure functions (the transcript rows and the metrics page).
+"""docs/protocol.md#8-web-app-socket metrics formatting as pure functions (the transcript rows and the metrics page).
 
-Inputs are the typed SPEC §2 ``StepMetrics`` and ``TurnMetrics`` (chat.runtime.types), so live
+Inputs are the typed docs/protocol.md#2-chunks-and-the-log ``StepMetrics`` and ``TurnMetrics`` (chat.runtime.types), so live
 rows (built from ``step-complete``/``usage``/``done`` events) and stored rows format identically.
 
 Missing parts are left out of a row rather than shown as a placeholder: a step without timing
@@ -58,7 +58,7 @@ def tokens_per_second(output_tokens: int, ms: float | None) -> float | None:
 
 
 def step_generation_ms(step: StepMetrics) -> float | None:
-    """The time a step's TPS divides by: ``decodeMs ?? genTotalMs`` (SPEC §2)."""
+    """The time a step's TPS divides by: ``decodeMs ?? genTotalMs`` (docs/protocol.md#2-chunks-and-the-log)."""
     return step.decode_ms if step.decode_ms is not None else step.gen_total_ms
 
 

@@ -1,4 +1,4 @@
-"""Durable per-turn and per-step metrics (SPEC §2 TurnMetrics / StepMetrics)."""
+"""Durable per-turn and per-step metrics (docs/protocol.md#2-chunks-and-the-log TurnMetrics / StepMetrics)."""
 
 from django.db import models
 

@@ -65,7 +65,7 @@ def _usage(row: dict) -> Usage:
 
 
 def conversation_turn_metrics(*, conversation_id: str) -> list[TurnMetrics]:
-    """Every sealed turn of the conversation in order, as SPEC §2 ``TurnMetrics``.
+    """Every sealed turn of the conversation in order, as docs/protocol.md#2-chunks-and-the-log ``TurnMetrics``.
 
     A TurnMetrics row exists only for a sealed turn (it is written by ``turn_seal`` in the
     sealing transaction), so no join on the turn's status is needed. Two queries, whatever
@@ -222,7 +222,7 @@ def _rate():
 
 
 def throughput(*, owner, period: str, date: str | None) -> dict:
-    """SPEC §4 ``GET /metrics/throughput``: token-weighted tokens/s per model over a period.
+    """docs/protocol.md#5-http-api ``GET /metrics/throughput``: token-weighted tokens/s per model over a period.
 
     ``tokensPerSecond = Σ outputTokens / Σ (decodeMs ?? genTotalMs) × 1000`` over the owner's
     turns created in [start, end), fastest model first. One aggregate query.

@@ -48,7 +48,7 @@ DEFAULT_MAX_TOKENS = 512
 # Batches the generation thread may run ahead of the consumer: enough slack for a slow channel layer,
 # small enough that a stalled consumer pauses the model instead of buffering a whole answer.
 MAX_PENDING_BATCHES = 32
-# Text the model samples faster than this goes to the loop as one delta (SPEC: a text-delta is
+# Text the model samples faster than this goes to the loop as one delta (docs/protocol.md#3-agentevents: a text-delta is
 # a token batch): the first token at once, then at most one batch per interval. On a small CPU
 # the loop's and the clients' per-delta work takes cycles from the model (docs/benchmarks.md).
 BATCH_INTERVAL = 0.05

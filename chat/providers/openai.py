@@ -280,7 +280,7 @@ def _parse_arguments(call: _PendingCall) -> dict[str, Any]:
 
 def _usage(usage: dict[str, Any]) -> Usage:
     details = usage.get("prompt_tokens_details") or {}
-    # OpenAI's prompt_tokens already include the cached tokens (SPEC's inputTokens).
+    # OpenAI's prompt_tokens already include the cached tokens (the protocol's inputTokens).
     return Usage(
         input_tokens=usage.get("prompt_tokens") or 0,
         output_tokens=usage.get("completion_tokens") or 0,

@@ -1,4 +1,4 @@
-"""Turn and step ids (SPEC §2). Clients treat them as opaque."""
+"""Turn and step ids (docs/protocol.md#2-chunks-and-the-log). Clients treat them as opaque."""
 
 import secrets
 import string

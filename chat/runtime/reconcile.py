@@ -1,4 +1,4 @@
-"""Reconcile history before it is fed to a provider (SPEC §3). Never used on history reads."""
+"""Reconcile history before it is fed to a provider (docs/protocol.md#4-the-turn). Never used on history reads."""
 
 from __future__ import annotations
 

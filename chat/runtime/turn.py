@@ -1,4 +1,4 @@
-"""``run_turn``: one user message → the agent's complete response (SPEC §3).
+"""``run_turn``: one user message → the agent's complete response (docs/protocol.md#4-the-turn).
 
 The kernel is pure asyncio. It talks to the outside only through ``TurnPorts``: a provider,
 tools, an event sink and the persistence hooks. It decides the order of everything; the
@@ -93,7 +93,7 @@ class _Step:
         return bool(self.chunks)
 
     def metrics(self) -> StepMetrics:
-        """The step's usage so far and its timings (SPEC §2), as far as the stream got."""
+        """The step's usage so far and its timings (docs/protocol.md#2-chunks-and-the-log), as far as the stream got."""
         ttft = decode = total = None
         if self.stream_start is not None and self.stream_end is not None:
             if self.first_token is not None:
@@ -104,7 +104,7 @@ class _Step:
 
 
 def _drop_unfinished_calls(step: _Step) -> None:
-    """Keep only the step's tool calls that have a result (SPEC §3: never a call without it)."""
+    """Keep only the step's tool calls that have a result (docs/protocol.md#4-the-turn: never a call without it)."""
     step.calls = [c for c in step.calls if c["toolCallId"] in step.results]
     kept_ids = {c["toolCallId"] for c in step.calls}
     step.chunks = [
@@ -147,7 +147,7 @@ class TurnRunner:
     # ------------------------------------------------------------------ the turn
 
     async def run(self) -> TurnMetrics:
-        """Run the turn to its end; returns the TurnMetrics (SPEC §2) that were sealed."""
+        """Run the turn to its end; returns the TurnMetrics (docs/protocol.md#2-chunks-and-the-log) that were sealed."""
         cfg, ports = self.config, self.ports
         started = ports.clock()
         await self._emit("user-message", text=cfg.prompt)
@@ -429,5 +429,5 @@ class TurnRunner:
 
 
 async def run_turn(config: TurnConfig, ports: TurnPorts) -> TurnMetrics:
-    """Run one turn (SPEC §3) and return its sealed TurnMetrics."""
+    """Run one turn (docs/protocol.md#4-the-turn) and return its sealed TurnMetrics."""
     return await TurnRunner(config, ports).run()

@@ -20,7 +20,7 @@ WireEvent = dict[str, Any]
 
 @dataclass
 class Message:
-    """One message of a conversation: a role and its wire chunks (SPEC §2), in order."""
+    """One message of a conversation: a role and its wire chunks (docs/protocol.md#2-chunks-and-the-log), in order."""
 
     role: Role
     chunks: list[WireChunk] = field(default_factory=list)
@@ -66,7 +66,7 @@ class Usage:
 
 @dataclass(frozen=True)
 class StepMetrics:
-    """One step's metrics (SPEC §2 ``StepMetrics``): its usage and stream timings in ms.
+    """One step's metrics (docs/protocol.md#2-chunks-and-the-log ``StepMetrics``): its usage and stream timings in ms.
 
     A timing is None when it is unknown: no ``ttft_ms``/``decode_ms`` for a step that streamed
     no token, none at all for a step whose stream never ran.
@@ -104,7 +104,7 @@ class StepMetrics:
 
 @dataclass(frozen=True)
 class TurnMetrics:
-    """One turn's metrics (SPEC §2 ``TurnMetrics``), sealed with the turn.
+    """One turn's metrics (docs/protocol.md#2-chunks-and-the-log ``TurnMetrics``), sealed with the turn.
 
     ``usage`` is the sum over the steps; ``context_size`` the last step's input + output
     tokens; ``model`` the ``<credential>/<model>`` name (None when unknown).

@@ -24,7 +24,7 @@ TITLE_LENGTH = 40
 
 
 def default_title(text: str) -> str:
-    """The first message, trimmed, 40 characters + "…" (SPEC §6)."""
+    """The first message, trimmed, 40 characters + "…" (docs/protocol.md#8-web-app-socket)."""
     text = " ".join(text.split())
     return text if len(text) <= TITLE_LENGTH else text[:TITLE_LENGTH].rstrip() + "…"
 

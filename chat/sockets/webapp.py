@@ -1,5 +1,5 @@
 """The web app's socket (htmx ws extension): form frames in, HTML fragments out
-(docs/protocol.md#8-the-web-apps-socket).
+(docs/protocol.md#8-web-app-socket).
 
 One socket per page, showing one conversation. On connect it joins the conversation's group,
 reads the committed history, then follows the running turn through a chat.feeds.TurnFeed

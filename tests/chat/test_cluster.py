@@ -1,4 +1,4 @@
-"""Two Daphne workers sharing a real PostgreSQL and a real Redis (SPEC §5, several workers)."""
+"""Two Daphne workers sharing a real PostgreSQL and a real Redis (docs/protocol.md#6-websocket-json-protocol, several workers)."""
 
 from __future__ import annotations
 

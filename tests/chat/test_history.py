@@ -1,4 +1,4 @@
-"""The history read (SPEC §4): the selector and ``GET /conversations/{id}`` against a model."""
+"""The history read (docs/protocol.md#5-http-api): the selector and ``GET /conversations/{id}`` against a model."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _build_log(user, shape: list[tuple[str, int]]) -> tuple[str, list[dict]]:
 
 
 def reference_slice(log: list[dict], window: HistoryWindow) -> tuple[list[dict], int]:
-    """SPEC §4, read literally."""
+    """docs/protocol.md#5-http-api, read literally."""
     picked = [
         c
         for c in log

@@ -1,4 +1,4 @@
-"""Recovery: SIGKILL a real server in the middle of a multi-step turn, restart it (SPEC §3)."""
+"""Recovery: SIGKILL a real server in the middle of a multi-step turn, restart it (docs/protocol.md#4-the-turn)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The WebSocket JSON protocol (SPEC §5) against a real Daphne."""
+"""The WebSocket JSON protocol (docs/protocol.md#6-websocket-json-protocol) against a real Daphne."""
 
 from __future__ import annotations
 

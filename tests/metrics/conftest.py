@@ -17,7 +17,7 @@ _counter = itertools.count(1)
 def turn_metrics(
     *, model: str = "local/qwen", output_tokens: int = 100, decode_ms: float = 1000.0, **extra
 ) -> dict:
-    """A one-step TurnMetrics dict (SPEC §2) with the given throughput; ``turnId`` set on seal."""
+    """A one-step TurnMetrics dict (docs/protocol.md#2-chunks-and-the-log) with the given throughput; ``turnId`` set on seal."""
     step = {
         "usage": {"inputTokens": 50, "outputTokens": output_tokens},
         "ttftMs": 120.0,

@@ -1,4 +1,4 @@
-"""SPEC §6 formatting rules (metrics/format.py)."""
+"""docs/protocol.md#8-web-app-socket formatting rules (metrics/format.py)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""conversation_turn_metrics: what turn_seal recorded reads back exactly (SPEC §2)."""
+"""conversation_turn_metrics: what turn_seal recorded reads back exactly (docs/protocol.md#2-chunks-and-the-log)."""
 
 import pytest
 from django.db import connection

@@ -39,7 +39,7 @@ def test_page_shows_models_charts_and_turns(browser, sealed, other_user):
     html = response.content.decode()
 
     assert "Mon 9 Mar 2026 – Sun 15 Mar 2026" in html
-    # The per-model table, fastest first, formatted per SPEC §6.
+    # The per-model table, fastest first, formatted per docs/protocol.md#8-web-app-socket.
     assert html.index("a/fast") < html.index("b/slow")
     assert "42 tok/s" in html and "7.5 tok/s" in html
     assert "z/theirs" not in html

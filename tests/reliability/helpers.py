@@ -20,7 +20,7 @@ def standin_process() -> Iterator[str]:
 
 
 def chunks_from_events(events: list[dict]) -> list[tuple[str, dict]]:
-    """The (role, chunk) log a turn's live events imply (SPEC §3: what must be persisted).
+    """The (role, chunk) log a turn's live events imply (docs/protocol.md#4-the-turn: what must be persisted).
 
     The user message, then per step the assistant message (text deltas merged into one text
     chunk, tool calls and an error in stream order) followed by its tool results.

@@ -1,4 +1,4 @@
-"""The web app in a real browser against a real Daphne and a scripted model (SPEC §6)."""
+"""The web app in a real browser against a real Daphne and a scripted model (docs/protocol.md#8-web-app-socket)."""
 
 from __future__ import annotations
 

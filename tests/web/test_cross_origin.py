@@ -1,4 +1,4 @@
-"""A browser client served from another origin (SPEC §4 API + §5 socket, docs/deploy.md CORS):
+"""A browser client served from another origin (docs/protocol.md#5-http-api API + §5 socket, docs/deploy.md CORS):
 in DISPATCH_CORS_ORIGINS it calls the API with a bearer token — preflights for POST /chat,
 PUT and DELETE, the X-Conversation-Id header readable — and opens a socket; a foreign origin
 (the same host on another port) gets neither."""

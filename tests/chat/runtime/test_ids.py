@@ -1,4 +1,4 @@
-"""Turn and step ids (SPEC §2)."""
+"""Turn and step ids (docs/protocol.md#2-chunks-and-the-log)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""reconcile: the history as it is fed to a provider (SPEC §3)."""
+"""reconcile: the history as it is fed to a provider (docs/protocol.md#4-the-turn)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The typed wire shapes (SPEC §2): Usage, StepMetrics and TurnMetrics to and from camelCase."""
+"""The typed wire shapes (docs/protocol.md#2-chunks-and-the-log): Usage, StepMetrics and TurnMetrics to and from camelCase."""
 
 from __future__ import annotations
 

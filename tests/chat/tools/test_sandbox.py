@@ -1,4 +1,4 @@
-"""Every way out of the working directory is refused (SPEC §7)."""
+"""Every way out of the working directory is refused (docs/tools.md)."""
 
 from __future__ import annotations
 
