@@ -69,7 +69,9 @@ class Chunk(models.Model):
     message = models.PositiveBigIntegerField(help_text="ordinal of the message this chunk is in")
     role = models.CharField(max_length=10, choices=Role.choices)
     type = models.CharField(max_length=20)
-    payload = models.JSONField(help_text="the wire chunk, exactly as docs/protocol.md#2-chunks-and-the-log shapes it")
+    payload = models.JSONField(
+        help_text="the wire chunk, exactly as docs/protocol.md#2-chunks-and-the-log shapes it"
+    )
     turn_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     step_id = models.CharField(max_length=80, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

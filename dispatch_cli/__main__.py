@@ -21,7 +21,9 @@ from dispatch_cli.client import Client
 from dispatch_cli.errors import CliError
 
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
-CONVERSATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # docs/protocol.md#1-vocabulary-and-ids
+CONVERSATION_ID = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
+)  # docs/protocol.md#1-vocabulary-and-ids
 
 
 def conversation_id(value: str) -> str:

@@ -138,7 +138,9 @@ class Migration(migrations.Migration):
                 ("type", models.CharField(max_length=20)),
                 (
                     "payload",
-                    models.JSONField(help_text="the wire chunk, exactly as docs/protocol.md#2-chunks-and-the-log shapes it"),
+                    models.JSONField(
+                        help_text="the wire chunk, exactly as docs/protocol.md#2-chunks-and-the-log shapes it"
+                    ),
                 ),
                 ("turn_id", models.CharField(blank=True, db_index=True, default="", max_length=64)),
                 ("step_id", models.CharField(blank=True, default="", max_length=80)),
