@@ -7,7 +7,12 @@ Example::
     [runtime]
     max_steps = 25
     retry_delays = [0.5, 1, 2, 4]               # seconds; its length is the retry budget
-    max_tokens = 4096                           # optional
+    max_tokens = 4096                           # optional; a credential's own wins
+
+    [compaction]
+    threshold = 85                              # % of the window; 0: never automatically
+    keep_messages = 10                          # messages a compaction keeps verbatim
+    summary_max_tokens = 1024
 
     [tools]
     workspace_root = "/srv/dispatch/workspace"  # default: var/workspace; relative to this file
@@ -24,6 +29,10 @@ Example::
     context_window = 128000                     # optional, for every model of the credential
     reasoning_effort = true                     # pass reasoning_effort to the server
     read_timeout = 600                          # seconds a stream may stay silent (stall)
+    max_tokens = 4096                           # sampling, all optional: the answer's limit,
+    temperature = 0.7                           # temperature, top_p, top_k, min_p,
+    top_p = 0.9                                 # presence_penalty, frequency_penalty, seed,
+                                                # repeat_penalty (what each kind takes: below)
 
     [[credentials]]
     name = "local"
@@ -45,6 +54,11 @@ the reference for what each key takes. Beyond each key's own type:
   ``local/smollm2-135m-instruct``, the embedded model);
 - ``base_url``, ``api_key_env``, ``reasoning_effort`` and ``read_timeout`` are only for kinds
   ``openai`` and ``anthropic``, ``path`` only for kind ``local``;
+- sampling: ``max_tokens``, ``temperature``, ``top_p`` and ``top_k`` for every kind (``top_k``
+  goes to an OpenAI-compatible server as an extra field, as vLLM and llama.cpp take it);
+  ``min_p``, ``presence_penalty``, ``frequency_penalty`` and ``seed`` for ``openai`` and
+  ``local``; ``repeat_penalty`` for ``local`` only. The bundled SmolLM2 (a ``local`` credential
+  without ``path``) defaults to its model card's sampling (chat.providers.sampling);
 - an MCP server has exactly one of ``command`` and ``url``.
 
 Filled in when absent: an ``openai`` credential's ``base_url`` (OpenAI's API); a ``local``
@@ -119,6 +133,12 @@ _NonBlank = Field(pattern=r"\S")
 Text = Annotated[str, _NonBlank, Problem("{key} must be a non-empty string")]
 Flag = Annotated[bool, Problem("{key} must be true or false")]
 Count = Annotated[int, Field(gt=0), Problem("{key} must be a positive integer")]
+Percent = Annotated[int, Field(ge=0, le=100), Problem("{key} must be an integer from 0 to 100")]
+Temperature = Annotated[float, Field(ge=0, le=2), Problem("{key} must be a number from 0 to 2")]
+Share = Annotated[float, Field(ge=0, le=1), Problem("{key} must be a number from 0 to 1")]
+Penalty = Annotated[float, Field(ge=-2, le=2), Problem("{key} must be a number from -2 to 2")]
+Positive = Annotated[float, Field(gt=0), Problem("{key} must be a number greater than 0")]
+Seed = Annotated[int, Problem("{key} must be an integer")]
 Seconds = Annotated[float, Field(gt=0), Problem("{key} must be a number greater than 0")]
 Strings = Annotated[
     tuple[Annotated[str, _NonBlank], ...],
@@ -141,6 +161,7 @@ Tables = Annotated[
 Kind = Literal["openai", "anthropic", "local"]
 KINDS: tuple[str, ...] = get_args(Kind)
 _REMOTE = OnlyFor("openai", "anthropic")
+_NOT_ANTHROPIC = OnlyFor("openai", "local")
 
 
 # ---------------------------------------------------------------- checks
@@ -207,6 +228,16 @@ class CredentialConfig(_Table):
     path: Annotated[Text | None, OnlyFor("local")] = None  # the GGUF file
     # Seconds of provider silence that fail a step; None: 600.
     read_timeout: Annotated[Seconds | None, _REMOTE] = None
+    # Sampling (chat.providers.sampling): None leaves the server's (or the model card's) own.
+    max_tokens: Count | None = None  # the answer's limit; wins over [runtime] max_tokens
+    temperature: Temperature | None = None
+    top_p: Share | None = None
+    top_k: Count | None = None
+    min_p: Annotated[Share | None, _NOT_ANTHROPIC] = None
+    presence_penalty: Annotated[Penalty | None, _NOT_ANTHROPIC] = None
+    frequency_penalty: Annotated[Penalty | None, _NOT_ANTHROPIC] = None
+    seed: Annotated[Seed | None, _NOT_ANTHROPIC] = None
+    repeat_penalty: Annotated[Positive | None, OnlyFor("local")] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -241,6 +272,18 @@ class RuntimeConfig(_Table):
     max_steps: Count = 25
     retry_delays: Delays = (0.5, 1.0, 2.0, 4.0)  # seconds; its length is the retry budget
     max_tokens: Count | None = None
+
+
+class CompactionConfig(_Table):
+    """``[compaction]``: how long conversations are compacted (docs/protocol.md#211-compaction)."""
+
+    # The share of the model's window (%) at which a conversation is compacted before a
+    # provider call, for conversations that set none; 0: never automatically.
+    threshold: Percent = 85
+    keep_messages: Annotated[int, Field(ge=0), Problem("{key} must be an integer ≥ 0")] = (
+        10  # the newest messages a summary leaves as they are
+    )
+    summary_max_tokens: Count = 1024
 
 
 class ToolsConfig(_Table):
@@ -279,6 +322,7 @@ class _ConfigFile(_Table):
 
     default_model: Text | None = None  # else the first model
     runtime: RuntimeConfig = RuntimeConfig()
+    compaction: CompactionConfig = CompactionConfig()
     tools: ToolsConfig = ToolsConfig()
     credentials: Tables[CredentialConfig] = ()
     mcp_servers: Tables[McpServerConfig] = ()

@@ -18,6 +18,7 @@ from typing import Any
 import anthropic
 import httpx
 
+from chat.providers.sampling import DEFAULT_SAMPLING, Sampling
 from chat.providers.streaming import ClientPerLoop, relay, transport_failure
 from chat.runtime.types import (
     Finish,
@@ -46,6 +47,7 @@ DEFAULT_MAX_TOKENS = 8192
 RETRYABLE_ERROR_TYPES = {"overloaded_error", "api_error", "rate_limit_error"}
 THINKING_CACHE_SIZE = 1024
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+ANTHROPIC_SAMPLING = ("temperature", "top_p", "top_k")
 
 
 class AnthropicProvider:
@@ -58,14 +60,21 @@ class AnthropicProvider:
         api_key: str | None,
         thinking: bool = False,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        sampling: Sampling = DEFAULT_SAMPLING,
     ):
         self._clients = ClientPerLoop(
             anthropic.AsyncAnthropic, anthropic.DefaultAioHttpClient,
             base_url=base_url, api_key=api_key, timeout=timeout,
         )  # fmt: skip
         self._thinking = thinking
+        self._sampling = sampling
         # tool-call id → the signed thinking blocks of the response that made the call.
         self._thinking_blocks: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+
+    @property
+    def sampling(self) -> Sampling:
+        """The sampling settings every request of this provider is sent with."""
+        return self._sampling
 
     async def aclose(self) -> None:
         """Close this event loop's connections to the server."""
@@ -74,6 +83,10 @@ class AnthropicProvider:
     async def list_models(self) -> list[str]:
         """The model ids the server offers, in its order. Raises ProviderError."""
         return await self._clients.list_models(classify=provider_error)
+
+    @property
+    def listed_windows(self) -> dict[str, int]:
+        return self._clients.windows
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Stream one step (see the Provider protocol). Raises ProviderError."""
@@ -86,6 +99,10 @@ class AnthropicProvider:
             max_tokens += budget  # the budget counts against max_tokens
         else:
             messages[:] = [_without_thinking(m) for m in messages]
+            # With thinking on the API refuses a temperature other than 1 and top_k.
+            params.update(
+                {k: v for k, v in self._sampling.given().items() if k in ANTHROPIC_SAMPLING}
+            )
         params["max_tokens"] = max_tokens
         if system:
             params["system"] = system

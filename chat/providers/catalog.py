@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
 from chat.config import EMBEDDED_CREDENTIAL, CredentialConfig, DispatchConfig, get_config
+from chat.providers.sampling import EMBEDDED_SAMPLING, Sampling
 from chat.runtime.types import Provider, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class ResolvedModel:
     provider: Provider
     provider_model: str  # the part after the first "/"
     context_window: int | None
+    max_tokens: int | None = None  # the credential's limit on an answer
 
 
 @runtime_checkable
@@ -67,10 +69,10 @@ class Catalog:
         """Every model, in config order; an unreachable server contributes nothing."""
         out: dict[str, ModelInfo] = {}
         for credential in self._credentials.values():
-            models = await self._models_of(credential) or ()
-            window = self._context_window(credential) if models else None
-            for model in models:
-                out[f"{credential.name}/{model}"] = ModelInfo(window)
+            for model in await self._models_of(credential) or ():
+                out[f"{credential.name}/{model}"] = ModelInfo(
+                    self._context_window(credential, model)
+                )
         return out
 
     async def resolve(self, name: str) -> ResolvedModel:
@@ -92,12 +94,18 @@ class Catalog:
                 f"{', '.join(models) if models else 'no models'}"
             )
         provider = self._provider(credential)
-        return ResolvedModel(name, provider, model, self._context_window(credential))
+        window = self._context_window(credential, model)
+        return ResolvedModel(name, provider, model, window, credential.max_tokens)
 
-    def _context_window(self, credential: CredentialConfig) -> int | None:
-        """The configured window; a local model knows its own from the GGUF header."""
-        if credential.context_window is not None or credential.kind != "local":
+    def _context_window(self, credential: CredentialConfig, model: str) -> int | None:
+        """The configured window; else what the server's model listing reported
+        (``context_length``, ``max_model_len`` …); a local model knows its own from the GGUF."""
+        if credential.context_window is not None:
             return credential.context_window
+        if credential.kind != "local":
+            provider = self._providers.get(credential.name)
+            listed = getattr(provider, "listed_windows", None) or {}
+            return listed.get(model)
         try:
             window = getattr(self._provider(credential), "context_window", None)
         except (ImportError, OSError, ValueError) as exc:
@@ -138,11 +146,13 @@ class Catalog:
         return self._providers[credential.name]
 
 
-def _timeout(credential: CredentialConfig) -> dict[str, httpx.Timeout]:
-    """The SDK timeout: ``read_timeout`` bounds how long a stream may stall between bytes."""
-    if credential.read_timeout is None:
-        return {}  # the provider's default
-    return {"timeout": httpx.Timeout(credential.read_timeout, connect=10.0)}
+def _options(credential: CredentialConfig) -> dict[str, Any]:
+    """What every SDK provider takes from its credential: the sampling, and the timeout
+    (``read_timeout`` bounds how long a stream may stall between bytes)."""
+    options: dict[str, Any] = {"sampling": Sampling.of(credential)}
+    if credential.read_timeout is not None:  # else the provider's default
+        options["timeout"] = httpx.Timeout(credential.read_timeout, connect=10.0)
+    return options
 
 
 def _make_provider(credential: CredentialConfig) -> Provider:
@@ -158,7 +168,7 @@ def _make_provider(credential: CredentialConfig) -> Provider:
             # Keyless servers (llama.cpp …) need no key, but the SDK insists on one.
             api_key=os.environ.get(credential.api_key_env or "OPENAI_API_KEY") or "not-set",
             send_reasoning_effort=credential.reasoning_effort,
-            **_timeout(credential),
+            **_options(credential),
         )
     if credential.kind == "anthropic":
         from chat.providers.anthropic import AnthropicProvider
@@ -170,13 +180,18 @@ def _make_provider(credential: CredentialConfig) -> Provider:
             if credential.api_key_env
             else None,
             thinking=credential.reasoning_effort,
-            **_timeout(credential),
+            **_options(credential),
         )
     # kind == "local": imported only now, loading llama.cpp is expensive.
     from chat.providers.local import LocalProvider, default_model_path
 
+    sampling = Sampling.of(credential)
+    if credential.path is None:  # the bundled SmolLM2: its model card's defaults
+        sampling = sampling.over(EMBEDDED_SAMPLING)
     return LocalProvider(
-        credential.path or default_model_path(), context_window=credential.context_window
+        credential.path or default_model_path(),
+        context_window=credential.context_window,
+        sampling=sampling,
     )
 
 

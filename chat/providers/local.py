@@ -29,6 +29,7 @@ from typing import IO, Any, cast
 import llama_cpp
 
 from chat.overrides.llama import WatchedLlama
+from chat.providers.sampling import DEFAULT_SAMPLING, Sampling
 from chat.providers.streaming import coalesce
 from chat.runtime.types import (
     Finish,
@@ -44,7 +45,6 @@ from chat.runtime.types import (
     UsageReport,
 )
 
-DEFAULT_MAX_TOKENS = 512
 # Batches the generation thread may run ahead of the consumer: enough slack for a slow channel layer,
 # small enough that a stalled consumer pauses the model instead of buffering a whole answer.
 MAX_PENDING_BATCHES = 32
@@ -74,11 +74,23 @@ def default_model_path() -> str:
 
 
 class LocalProvider:
-    """The Provider for one GGUF file. Instances of the same path share one loaded model."""
+    """The Provider for one GGUF file. Instances of the same path share one loaded model.
 
-    def __init__(self, path: str, *, context_window: int | None = None):
+    An answer may use the whole window unless the request sets ``max_tokens``; ``sampling``
+    goes to every generation (chat.providers.sampling).
+    """
+
+    def __init__(
+        self, path: str, *, context_window: int | None = None, sampling: Sampling = DEFAULT_SAMPLING
+    ):
         self._model = _shared_model(path, context_window)
         self._context_window = context_window
+        self._sampling = sampling
+
+    @property
+    def sampling(self) -> Sampling:
+        """The sampling settings every request of this provider is sent with."""
+        return self._sampling
 
     @property
     def context_window(self) -> int:
@@ -90,13 +102,19 @@ class LocalProvider:
         """Tokens the shared model has sampled in this process (all streams)."""
         return self._model.tokens_generated
 
+    async def count_tokens(self, request: ProviderRequest) -> int:
+        """The exact prompt tokens of ``request``: its messages through the model's chat
+        template and tokenizer, as a generation would see them (loads the model if needed)."""
+        messages = to_chat_messages(request.messages, request.tools)
+        return await asyncio.to_thread(self._model.count_tokens, messages)
+
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Stream one step. Closing the iterator stops the model and waits for it to let go."""
         job = _Job(asyncio.get_running_loop())
         messages = to_chat_messages(request.messages, request.tools)
-        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
+        options = {**self._sampling.given(), "max_tokens": request.max_tokens}
         generation = threading.Thread(
-            target=self._model.run, args=(job, messages, max_tokens), name="local-model"
+            target=self._model.run, args=(job, messages, options), name="local-model"
         )
         generation.daemon = True  # a generation must never keep the process alive at exit
         generation.start()
@@ -416,6 +434,7 @@ class _SharedModel:
         self.path = path
         self._n_ctx = n_ctx
         self._llama: WatchedLlama | None = None
+        self._loading = threading.Lock()
         self._gate = _Gate()
         self._trained_context: int | None = None
         self.tokens_generated = 0
@@ -429,7 +448,7 @@ class _SharedModel:
         job.cancel()
         self._gate.wake()
 
-    def run(self, job: _Job, messages: list[dict[str, str]], max_tokens: int) -> None:
+    def run(self, job: _Job, messages: list[dict[str, str]], options: dict[str, Any]) -> None:
         """Generation thread: wait for the model, generate, report. Always ends the job."""
         error = None
         try:
@@ -437,7 +456,7 @@ class _SharedModel:
             try:
                 if waited:
                     job.put(StatusChange("active"))
-                self._generate(job, messages, max_tokens)
+                self._generate(job, messages, options)
             finally:
                 self._gate.leave()
         except _Cancelled:
@@ -448,18 +467,30 @@ class _SharedModel:
             job.end(error)
 
     def _load(self) -> WatchedLlama:
-        if self._llama is None:
-            threads = _cpu_count()
-            self._llama = WatchedLlama(
-                model_path=self.path,
-                n_ctx=self._n_ctx or 0,  # 0: the model's training context
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
-        return self._llama
+        with self._loading:  # a token count and a generation may ask at once
+            if self._llama is None:
+                threads = _cpu_count()
+                self._llama = WatchedLlama(
+                    model_path=self.path,
+                    n_ctx=self._n_ctx or 0,  # 0: the model's training context
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    verbose=False,
+                )
+            return self._llama
 
-    def _generate(self, job: _Job, messages: list[dict[str, str]], max_tokens: int) -> None:
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        """The prompt tokens ``create_chat_completion`` makes of ``messages`` (exact when the
+        GGUF has a chat template, as the bundled model has; else the plain text's tokens)."""
+        llm = self._load()
+        template = llm.metadata.get("tokenizer.chat_template")
+        if llm.chat_format == "chat_template.default" and template:
+            prompt, added = _formatted(llm, template, messages)
+            return len(llm.tokenize(prompt.encode(), add_bos=not added, special=True))
+        text = "\n".join(m["role"] + "\n" + m["content"] for m in messages)
+        return len(llm.tokenize(text.encode(), add_bos=True, special=False))
+
+    def _generate(self, job: _Job, messages: list[dict[str, str]], options: dict[str, Any]) -> None:
         llm = self._load()
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         watch = _TokenWatch(self, job, lambda token: llama_cpp.llama_vocab_is_eog(vocab, token))
@@ -470,9 +501,7 @@ class _SharedModel:
         try:
             chunks = cast(
                 Iterator[Any],
-                llm.create_chat_completion(
-                    messages=cast(Any, messages), max_tokens=max_tokens, stream=True
-                ),
+                llm.create_chat_completion(messages=cast(Any, messages), stream=True, **options),
             )
             with contextlib.closing(chunks):  # type: ignore[type-var]
                 for chunk in chunks:
@@ -489,6 +518,24 @@ class _SharedModel:
         usage = Usage(watch.prompt_tokens, watch.completion_tokens)
         job.put(UsageReport(usage, timings=_timings(llm)))
         job.put(Finish("tool-calls" if parser.calls else finish_reason))
+
+
+def _formatted(
+    llm: llama_cpp.Llama, template: str, messages: list[dict[str, str]]
+) -> tuple[str, bool]:
+    """The prompt text the GGUF's chat template makes of ``messages`` (as llama-cpp-python's
+    own handler for it does), and whether the template added the special tokens itself."""
+    from llama_cpp import llama_chat_format  # part of llama_cpp, imported with it
+
+    eos, bos = llm.token_eos(), llm.token_bos()
+    formatter = llama_chat_format.Jinja2ChatFormatter(
+        template=template,
+        eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )
+    result = formatter(messages=cast(Any, messages))
+    return result.prompt, result.added_special
 
 
 def _timings(llm: llama_cpp.Llama) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import openai
 
+from chat.providers.sampling import DEFAULT_SAMPLING, Sampling
 from chat.providers.streaming import ClientPerLoop, SSEData, relay, transport_failure
 from chat.runtime.types import (
     Finish,
@@ -55,12 +56,19 @@ class OpenAIProvider:
         api_key: str,
         send_reasoning_effort: bool = False,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        sampling: Sampling = DEFAULT_SAMPLING,
     ):
         self._clients = ClientPerLoop(
             openai.AsyncOpenAI, openai.DefaultAioHttpClient,
             base_url=base_url, api_key=api_key, timeout=timeout,
         )  # fmt: skip
         self._send_reasoning_effort = send_reasoning_effort
+        self._sampling = sampling
+
+    @property
+    def sampling(self) -> Sampling:
+        """The sampling settings every request of this provider is sent with."""
+        return self._sampling
 
     async def aclose(self) -> None:
         """Close this event loop's connections to the server."""
@@ -69,6 +77,11 @@ class OpenAIProvider:
     async def list_models(self) -> list[str]:
         """The model ids the server offers, in its order. Raises ProviderError."""
         return await self._clients.list_models(classify=provider_error)
+
+    @property
+    def listed_windows(self) -> dict[str, int]:
+        """The context windows the last listing reported (``context_length`` …), by model."""
+        return self._clients.windows
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Stream one step (see the Provider protocol). Raises ProviderError."""
@@ -84,6 +97,7 @@ class OpenAIProvider:
             params["max_tokens"] = request.max_tokens
         if self._send_reasoning_effort and request.reasoning_effort:
             params["reasoning_effort"] = request.reasoning_effort
+        params.update(sampling_params(self._sampling))
         step = _StepState()
         events = relay(
             lambda: self._chunks(params),
@@ -172,6 +186,18 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
             assistant["tool_calls"] = calls
         out.append(assistant)
     return out
+
+
+# Sent as fields the SDK does not know: OpenAI-compatible servers (vLLM, llama.cpp) take them.
+EXTRA_SAMPLING = ("top_k", "min_p")
+
+
+def sampling_params(sampling: Sampling) -> dict[str, Any]:
+    """The request's sampling fields (chat-completions names; extras in ``extra_body``)."""
+    given = sampling.given()
+    given.pop("repeat_penalty", None)  # the config allows it only for local models
+    extra = {key: given.pop(key) for key in EXTRA_SAMPLING if key in given}
+    return {**given, "extra_body": extra} if extra else given
 
 
 def to_openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:

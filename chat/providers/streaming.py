@@ -41,6 +41,8 @@ class ClientPerLoop(Generic[Client]):
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = (
             weakref.WeakKeyDictionary()
         )
+        # Context windows the last listing reported, by model id (docs/protocol.md#55).
+        self.windows: dict[str, int] = {}
 
     def get(self) -> Client:
         loop = asyncio.get_running_loop()
@@ -50,19 +52,42 @@ class ClientPerLoop(Generic[Client]):
         return client
 
     async def list_models(self, *, classify: Callable[[Exception], ProviderError]) -> list[str]:
-        """The model ids the server offers, in its order. Raises ``classify(exc)``."""
+        """The model ids the server offers, in its order. Raises ``classify(exc)``.
+
+        The context windows the listing reports are kept in ``windows``.
+        """
         client: Any = self.get()
         try:
             page = await client.models.list(timeout=LIST_TIMEOUT)
-            return [model.id async for model in page]
+            models = [model async for model in page]
         except Exception as exc:
             raise classify(exc) from exc
+        self.windows = {
+            model.id: window for model in models if (window := listed_window(model)) is not None
+        }
+        return [model.id for model in models]
 
     async def aclose(self) -> None:
         """Close the running loop's client (its connections)."""
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.close()  # type: ignore[attr-defined]
+
+
+# Where OpenAI-compatible servers put a model's window in their /models listing: OpenRouter
+# and others `context_length`, vLLM `max_model_len`, some `context_window`, LM Studio
+# `max_context_length`.
+WINDOW_FIELDS = ("context_length", "max_model_len", "context_window", "max_context_length")
+
+
+def listed_window(model: Any) -> int | None:
+    """The context window a listed model reports, if it does (a positive integer)."""
+    extra = getattr(model, "model_extra", None) or {}
+    for field in WINDOW_FIELDS:
+        value = extra.get(field, getattr(model, field, None))
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 async def relay(

@@ -1,5 +1,6 @@
 """The agent runtime kernel: pure asyncio, no Django (ARCHITECTURE.md)."""
 
+from chat.runtime.context import Budget, effective, is_compaction, request_messages
 from chat.runtime.ids import new_turn_id, step_id
 from chat.runtime.reconcile import INTERRUPTED_RESULT, reconcile
 from chat.runtime.turn import TurnConfig, TurnPorts, TurnRunner, run_turn
@@ -26,6 +27,7 @@ from chat.runtime.types import (
 
 __all__ = [
     "INTERRUPTED_RESULT",
+    "Budget",
     "Finish",
     "Message",
     "Provider",
@@ -47,8 +49,11 @@ __all__ = [
     "TurnRunner",
     "Usage",
     "UsageReport",
+    "effective",
+    "is_compaction",
     "new_turn_id",
     "reconcile",
+    "request_messages",
     "run_turn",
     "step_id",
 ]

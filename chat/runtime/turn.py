@@ -13,8 +13,19 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from chat.runtime.context import (
+    Budget,
+    cut_index,
+    effective,
+    estimate_message_tokens,
+    estimate_request_tokens,
+    overflow_message,
+    request_messages,
+    summary_messages,
+    transcript,
+)
 from chat.runtime.ids import step_id as make_step_id
 from chat.runtime.reconcile import reconcile
 from chat.runtime.types import (
@@ -40,10 +51,20 @@ from chat.runtime.types import (
 
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 DEFAULT_MAX_STEPS = 25
+DEFAULT_COMPACT_THRESHOLD = 0.85
+DEFAULT_KEEP_MESSAGES = 10
+DEFAULT_SUMMARY_MAX_TOKENS = 1024
+# How often a summary's input is trimmed to fit the window before the compaction gives up.
+SUMMARY_FIT_ATTEMPTS = 4
+
+TurnKind = Literal["turn", "compaction"]
 
 
 @dataclass
 class TurnConfig:
+    """One turn's settings. ``kind="compaction"`` is a turn that only compacts the
+    conversation (a manual compaction: no prompt, no steps; docs/protocol.md#211-compaction)."""
+
     conversation_id: str
     turn_id: str
     prompt: str
@@ -55,6 +76,18 @@ class TurnConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     max_tokens: int | None = None
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
+    kind: TurnKind = "turn"
+    continuation: bool = False  # the prompt asks the model to continue its cut answer
+    # The context budget (docs/protocol.md#47-the-context-budget): the model's window (None:
+    # unknown, no budget), the share of it at which the conversation is compacted before a
+    # provider call (0: never automatically), the messages a compaction keeps verbatim.
+    context_window: int | None = None
+    compact_threshold: float = DEFAULT_COMPACT_THRESHOLD
+    keep_messages: int = DEFAULT_KEEP_MESSAGES
+    summary_max_tokens: int = DEFAULT_SUMMARY_MAX_TOKENS
+    # The measured size (input + output tokens) of the history as the last turn left it:
+    # the base of the estimate for providers that cannot count tokens.
+    context_size: int | None = None
 
 
 @dataclass
@@ -70,12 +103,16 @@ class TurnPorts:
     tools: Mapping[str, Tool] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # The exact input tokens of a request, for a provider that can tell (the embedded model);
+    # None: estimated (docs/protocol.md#47-the-context-budget).
+    count_tokens: Callable[[ProviderRequest], Awaitable[int]] | None = None
 
 
 @dataclass
 class _Step:
     index: int
     id: str
+    kind: str = "step"  # or "compaction": the model call that writes a summary
     chunks: list[WireChunk] = field(default_factory=list)
     text: WireChunk | None = None
     thinking: WireChunk | None = None
@@ -84,13 +121,14 @@ class _Step:
     usage: Usage | None = None
     finish_reason: str = "stop"
     error: ProviderError | None = None
+    summary: str = ""  # a compaction step's text
     stream_start: float | None = None
     first_token: float | None = None
     stream_end: float | None = None
 
     @property
     def has_content(self) -> bool:
-        return bool(self.chunks)
+        return bool(self.chunks) or bool(self.summary)
 
     def metrics(self) -> StepMetrics:
         """The step's usage so far and its timings (docs/protocol.md#2-chunks-and-the-log), as far as the stream got."""
@@ -100,7 +138,7 @@ class _Step:
                 ttft = _ms(self.first_token - self.stream_start)
                 decode = _ms(self.stream_end - self.first_token)
             total = _ms(self.stream_end - self.stream_start)
-        return StepMetrics(self.id, self.usage or Usage(), ttft, decode, total)
+        return StepMetrics(self.id, self.usage or Usage(), ttft, decode, total, self.kind)
 
 
 def _drop_unfinished_calls(step: _Step) -> None:
@@ -120,6 +158,23 @@ class TurnAborted(Exception):
     pass
 
 
+class ContextOverflow(Exception):
+    """The next request does not fit the model's window."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class CompactionFailed(Exception):
+    """A compaction did not produce a summary; ``code`` says why."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
 class TurnRunner:
     """Runs one turn. ``abort()`` stops it at the next event boundary."""
 
@@ -129,6 +184,16 @@ class TurnRunner:
         self.aborted = False
         self._inner: asyncio.Task[Any] | None = None
         self._steps: list[_Step] = []
+        self._compactions = 0
+        self.budget = Budget.for_model(
+            config.context_window, config.compact_threshold, config.max_tokens
+        )
+        # (n, tokens): a request whose effective history began with these n messages took
+        # ``tokens`` (measured input + output): the base of the next estimate.
+        self._baseline: tuple[int, int] | None = None
+        if config.context_size is not None:
+            self._baseline = (len(effective(config.history).messages), config.context_size)
+        self._context_size: int | None = None  # the turn's contextSize so far
 
     def abort(self) -> None:
         self.aborted = True
@@ -148,13 +213,16 @@ class TurnRunner:
 
     async def run(self) -> TurnMetrics:
         """Run the turn to its end; returns the TurnMetrics (docs/protocol.md#2-chunks-and-the-log) that were sealed."""
+        if self.config.kind == "compaction":
+            return await self._run_compaction()
         cfg, ports = self.config, self.ports
         started = ports.clock()
-        await self._emit("user-message", text=cfg.prompt)
+        continuation = {"continuation": True} if cfg.continuation else {}
+        await self._emit("user-message", text=cfg.prompt, **continuation)
         await self._emit("turn-start")
         reason = "error"
         try:
-            user = Message("user", [{"type": "text", "text": cfg.prompt}])
+            user = Message("user", [{"type": "text", "text": cfg.prompt, **continuation}])
             await ports.persist_user(user)
             history = [*cfg.history, user]
             reason = await self._steps_loop(history)
@@ -168,19 +236,37 @@ class TurnRunner:
                 reason = "error"
         return await self._finish(reason, started)
 
+    async def _run_compaction(self) -> TurnMetrics:
+        """A manual compaction: compact the history, then seal (docs/protocol.md#211-compaction)."""
+        started = self.ports.clock()
+        reason = "error"
+        try:
+            await self._compact(list(self.config.history), trigger="manual")
+            reason = "compacted"
+        except TurnAborted:
+            reason = "aborted"
+        except CompactionFailed:
+            reason = "error"  # compaction-failed said why
+        except Exception as exc:
+            if self.aborted:
+                reason = "aborted"
+            else:
+                await self._emit("error", message=f"compaction failed: {exc}")
+        return await self._finish(reason, started)
+
     async def _finish(self, reason: str, started: float) -> TurnMetrics:
         steps = self._steps
         # Only steps that called the provider count: an abort can leave a next step unstarted.
         ran = [s for s in steps if s.stream_start is not None]
-        last = ran[-1].usage if ran else None
         metrics = TurnMetrics(
             turn_id=self.config.turn_id,
             finish_reason=reason,
             usage=sum((s.usage for s in steps if s.usage), Usage()),
             model=self.config.model or None,
             duration_ms=_ms(self.ports.clock() - started),
-            context_size=last.input_tokens + last.output_tokens if last is not None else None,
+            context_size=self._context_size,
             steps=tuple(s.metrics() for s in ran),
+            kind=self.config.kind,
         )
         done: dict[str, Any] = {"reason": reason, "durationMs": metrics.duration_ms}
         if any(s.usage for s in steps):
@@ -195,10 +281,20 @@ class TurnRunner:
     async def _steps_loop(self, history: list[Message]) -> str:
         cfg = self.config
         for index in range(cfg.max_steps):
+            try:
+                messages, view = await self._prepare(history)
+            except ContextOverflow as exc:
+                error = {"type": "error", "message": exc.message, "code": "context-overflow"}
+                await self.ports.persist_step([Message("assistant", [error])])
+                await self._emit("error", message=exc.message, code="context-overflow")
+                return "error"
             step = _Step(index, make_step_id(cfg.turn_id, index))
             self._steps.append(step)
             try:
-                await self._interruptible(self._stream_step(step, reconcile(history)), step)
+                request = self._request(messages, max_tokens=cfg.max_tokens)
+                await self._interruptible(
+                    self._stream(step, request, self._on_provider_event), step
+                )
                 await self._emit("step-complete", stepId=step.id, **step.metrics().timing_wire())
                 if step.error is None and step.calls:
                     await self._interruptible(self._run_tools(step), step)
@@ -216,6 +312,11 @@ class TurnRunner:
                 await self._emit("error", message=step.error.message, **fields)
                 return "error"
             await self._persist_step(step, history)
+            if step.usage is not None:
+                # The next request starts with this one and its answer: a measured base.
+                answered = len(view) + (1 if step.chunks else 0)
+                self._baseline = (answered, step.usage.input_tokens + step.usage.output_tokens)
+                self._context_size = self._baseline[1]
             if not step.calls:
                 return step.finish_reason if step.finish_reason != "tool-calls" else "stop"
             if self.aborted:
@@ -228,6 +329,177 @@ class TurnRunner:
                 await self.ports.persist_user(steering)
                 history.append(steering)
         return "max-steps"
+
+    def _request(self, messages: list[Message], *, max_tokens: int | None) -> ProviderRequest:
+        return ProviderRequest(
+            model=self.config.provider_model,
+            messages=messages,
+            tools=[tool.spec for tool in self.ports.tools.values()],
+            reasoning_effort=self.config.reasoning_effort,
+            max_tokens=max_tokens,
+        )
+
+    # ------------------------------------------------------------------ the context budget
+
+    async def _prepare(self, history: list[Message]) -> tuple[list[Message], list[Message]]:
+        """The next request's messages and the effective history they come from, after the
+        context budget's checks: compact when the request reaches the threshold, refuse it
+        (ContextOverflow) when it does not fit the window — before any provider call."""
+        budget = self.budget
+        messages, view = self._messages(history)
+        if budget.window is None:
+            return messages, view
+        tokens = await self._measure(messages, view)
+        failure = ""
+        if budget.wants_compaction(tokens):
+            try:
+                await self._compact(history, trigger="auto")
+            except CompactionFailed as exc:
+                failure = f"automatic compaction failed: {exc.message}"
+            else:
+                messages, view = self._messages(history)
+                tokens = await self._measure(messages, view)
+        if not budget.fits(tokens):
+            if not failure and budget.threshold <= 0:
+                failure = "automatic compaction is off"
+            raise ContextOverflow(overflow_message(tokens, budget, self.config.model, failure))
+        return messages, view
+
+    def _messages(self, history: list[Message]) -> tuple[list[Message], list[Message]]:
+        """(the request's messages, reconciled; the effective history they were made from)."""
+        return reconcile(request_messages(history)), effective(history).messages
+
+    async def _measure(self, messages: list[Message], view: list[Message]) -> int:
+        """The input tokens of a request of these messages: counted when the provider can,
+        else the last measured request's tokens plus an estimate of what was added since."""
+        request = self._request(messages, max_tokens=None)
+        if self.ports.count_tokens is not None:
+            try:
+                return await self.ports.count_tokens(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the stream will say what is wrong; estimate meanwhile
+                pass
+        if self._baseline is not None and self._baseline[0] <= len(view):
+            count, tokens = self._baseline
+            return tokens + sum(estimate_message_tokens(m) for m in view[count:])
+        return estimate_request_tokens(messages, request.tools)
+
+    # ------------------------------------------------------------------ compaction
+
+    async def _compact(self, history: list[Message], *, trigger: str) -> None:
+        """Summarize the history up to a cut and append the summary to it (and the log).
+
+        Raises CompactionFailed (after ``compaction-failed``) when there is nothing to
+        summarize or no summary came, TurnAborted when stopped (nothing is written then).
+        """
+        budget, cfg = self.budget, self.config
+        view = effective(history)
+        cut = cut_index(view.messages, keep=cfg.keep_messages, keep_tokens=budget.keep_tokens)
+        if cut <= 0:
+            too_short = (
+                f"the conversation is too short to compact: the last {cfg.keep_messages} "
+                "messages are kept as they are"
+            )
+            if trigger == "manual":
+                await self._emit("compaction-failed", trigger=trigger, message=too_short,
+                                 code="too-short")  # fmt: skip
+            raise CompactionFailed(too_short, "too-short")
+        step = _Step(self._compactions, f"{cfg.turn_id}#c{self._compactions}", kind="compaction")
+        self._compactions += 1
+        self._steps.append(step)
+        base = {"stepId": step.id, "trigger": trigger}
+        await self._emit("compaction-start", **base, messages=cut)
+        try:
+            request = await self._summary_request(view.summary, view.messages[:cut])
+            await self._interruptible(self._stream(step, request, self._on_summary_event), step)
+        except TurnAborted:
+            await self._emit("compaction-failed", **base, message="the compaction was stopped",
+                             code="aborted", **self._step_wire(step))  # fmt: skip
+            raise
+        except CompactionFailed as exc:
+            await self._emit("compaction-failed", **base, message=exc.message, code=exc.code)
+            raise
+        summary = step.summary.strip()
+        if step.error is not None or not summary:
+            if step.error is not None:
+                failure = CompactionFailed(step.error.message, step.error.code or "provider")
+            else:
+                failure = CompactionFailed("the model returned an empty summary", "empty-summary")
+            await self._emit("compaction-failed", **base, message=failure.message,
+                             code=failure.code, **self._step_wire(step))  # fmt: skip
+            raise failure
+        covered = view.messages[cut - 1].seq
+        chunk: WireChunk = {
+            "type": "compaction",
+            "summary": summary,
+            "upToSeq": covered if covered is not None else view.up_to_seq,
+            "replacedMessages": cut,
+            "keptMessages": len(view.messages) - cut,
+            "trigger": trigger,
+            "stepId": step.id,
+        }
+        compaction = Message("system", [chunk])
+        await self.ports.persist_step([compaction])
+        history.append(compaction)
+        messages, kept = self._messages(history)
+        self._baseline = None  # what was measured before no longer describes the request
+        self._context_size = await self._measure(messages, kept)
+        await self._emit(
+            "compaction-done",
+            **base,
+            upToSeq=chunk["upToSeq"],
+            replacedMessages=cut,
+            keptMessages=chunk["keptMessages"],
+            summary=summary,
+            contextSize=self._context_size,
+            **self._step_wire(step),
+        )
+
+    def _step_wire(self, step: _Step) -> dict[str, Any]:
+        """A compaction step's usage and timings, for its end event."""
+        metrics = step.metrics()
+        fields: dict[str, Any] = dict(metrics.timing_wire())
+        if step.usage is not None:
+            fields["usage"] = step.usage.to_wire()
+        return fields
+
+    async def _summary_request(self, previous: str | None, part: list[Message]) -> ProviderRequest:
+        """The request for a summary of ``part`` (after the ``previous`` summary), no tools.
+
+        Its input is trimmed from the oldest end until request + summary fit the window.
+        """
+        budget = self.budget
+        max_tokens = budget.summary_tokens(self.config.summary_max_tokens)
+        body = transcript(part)
+        for _ in range(SUMMARY_FIT_ATTEMPTS):
+            request = ProviderRequest(
+                model=self.config.provider_model,
+                messages=summary_messages(previous, body),
+                max_tokens=max_tokens,
+            )
+            if budget.window is None:
+                return request
+            tokens = await self._count(request)
+            room = budget.window - max_tokens
+            if tokens <= room:
+                return request
+            share = max(0.0, room / tokens * 0.9 - 0.05)
+            keep = int(len(body) * share)
+            body = "[… the oldest part is left out …]\n" + (body[-keep:] if keep else "")
+        raise CompactionFailed(
+            "what there is to summarize does not fit the model's context window", "too-large"
+        )
+
+    async def _count(self, request: ProviderRequest) -> int:
+        if self.ports.count_tokens is not None:
+            try:
+                return await self.ports.count_tokens(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass
+        return estimate_request_tokens(request.messages, request.tools)
 
     async def _interruptible(self, work: Coroutine[Any, Any, None], step: _Step) -> None:
         """Run ``work`` as the turn's inner task so that ``abort()`` can cancel it."""
@@ -265,15 +537,15 @@ class TurnRunner:
 
     # ------------------------------------------------------------------ streaming
 
-    async def _stream_step(self, step: _Step, messages: list[Message]) -> None:
+    async def _stream(
+        self,
+        step: _Step,
+        request: ProviderRequest,
+        on_event: Callable[[_Step, object], Awaitable[None]],
+    ) -> None:
+        """Stream ``request`` into ``step`` through ``on_event``, retrying as the step allows
+        (docs/protocol.md#45-provider-errors-and-retries); a final failure is ``step.error``."""
         cfg, ports = self.config, self.ports
-        request = ProviderRequest(
-            model=cfg.provider_model,
-            messages=messages,
-            tools=[tool.spec for tool in ports.tools.values()],
-            reasoning_effort=cfg.reasoning_effort,
-            max_tokens=cfg.max_tokens,
-        )
         attempt = 0
         while True:
             step.stream_start = ports.clock()
@@ -282,7 +554,7 @@ class TurnRunner:
                     async for event in stream:
                         if self.aborted:
                             break  # the next event boundary; abort() may not have cancelled us
-                        await self._on_provider_event(step, event)
+                        await on_event(step, event)
                 step.stream_end = ports.clock()
                 return
             except asyncio.CancelledError:
@@ -351,6 +623,21 @@ class TurnRunner:
         elif isinstance(event, UsageReport):
             step.usage = event.usage
             await self._emit("usage", stepId=step.id, usage=event.usage.to_wire())
+        elif isinstance(event, Finish):
+            step.finish_reason = event.reason
+        elif isinstance(event, StatusChange):
+            await self._emit("status", status=event.status)
+
+    async def _on_summary_event(self, step: _Step, event: object) -> None:
+        """A compaction's stream: its text is the summary (not streamed to clients), reasoning
+        only counts for timing; it offers no tools."""
+        if isinstance(event, TextDelta | ReasoningDelta):
+            if event.text and step.first_token is None:
+                step.first_token = self.ports.clock()
+            if isinstance(event, TextDelta):
+                step.summary += event.text
+        elif isinstance(event, UsageReport):
+            step.usage = event.usage
         elif isinstance(event, Finish):
             step.finish_reason = event.reason
         elif isinstance(event, StatusChange):

@@ -24,6 +24,9 @@ class Message:
 
     role: Role
     chunks: list[WireChunk] = field(default_factory=list)
+    # The seq of the message's last chunk once it is in the log (set by the persistence ports;
+    # None until then). Compaction records up to which seq a summary covers.
+    seq: int | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class StepMetrics:
     """One step's metrics (docs/protocol.md#2-chunks-and-the-log ``StepMetrics``): its usage and stream timings in ms.
 
     A timing is None when it is unknown: no ``ttft_ms``/``decode_ms`` for a step that streamed
-    no token, none at all for a step whose stream never ran.
+    no token, none at all for a step whose stream never ran. ``kind`` is ``"compaction"`` for
+    the model call that wrote a compaction summary (docs/protocol.md#211-compaction), else
+    ``"step"``; only the former is on the wire.
     """
 
     step_id: str
@@ -77,6 +82,7 @@ class StepMetrics:
     ttft_ms: float | None = None
     decode_ms: float | None = None
     gen_total_ms: float | None = None
+    kind: str = "step"
 
     def timing_wire(self) -> dict[str, float]:
         """The known timings, camelCase: the timing fields of ``step-complete`` too."""
@@ -88,7 +94,10 @@ class StepMetrics:
         return {key: value for key, value in timings if value is not None}
 
     def to_wire(self) -> dict[str, Any]:
-        return {"stepId": self.step_id, "usage": self.usage.to_wire(), **self.timing_wire()}
+        wire = {"stepId": self.step_id, "usage": self.usage.to_wire(), **self.timing_wire()}
+        if self.kind != "step":
+            wire["kind"] = self.kind
+        return wire
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> StepMetrics:
@@ -99,6 +108,7 @@ class StepMetrics:
             wire.get("ttftMs"),
             wire.get("decodeMs"),
             wire.get("genTotalMs"),
+            wire.get("kind", "step"),
         )
 
 
@@ -106,8 +116,11 @@ class StepMetrics:
 class TurnMetrics:
     """One turn's metrics (docs/protocol.md#2-chunks-and-the-log ``TurnMetrics``), sealed with the turn.
 
-    ``usage`` is the sum over the steps; ``context_size`` the last step's input + output
-    tokens; ``model`` the ``<credential>/<model>`` name (None when unknown).
+    ``usage`` is the sum over the steps (compaction calls included); ``context_size`` the last
+    step's input + output tokens (for a compaction turn: the compacted context's size);
+    ``model`` the ``<credential>/<model>`` name (None when unknown). ``kind`` is
+    ``"compaction"`` for a turn that only compacted the conversation, else ``"turn"``; only
+    the former is on the wire.
     """
 
     turn_id: str
@@ -117,6 +130,7 @@ class TurnMetrics:
     duration_ms: float | None = None
     context_size: int | None = None
     steps: tuple[StepMetrics, ...] = ()
+    kind: str = "turn"
 
     def to_wire(self) -> dict[str, Any]:
         """The camelCase dict of the API, optional keys left out when None."""
@@ -130,6 +144,8 @@ class TurnMetrics:
             wire["contextSize"] = self.context_size
         wire["finishReason"] = self.finish_reason
         wire["steps"] = [step.to_wire() for step in self.steps]
+        if self.kind != "turn":
+            wire["kind"] = self.kind
         return wire
 
     @classmethod
@@ -142,6 +158,7 @@ class TurnMetrics:
             duration_ms=wire.get("durationMs"),
             context_size=wire.get("contextSize"),
             steps=tuple(StepMetrics.from_wire(step) for step in wire.get("steps") or ()),
+            kind=wire.get("kind", "turn"),
         )
 
 

@@ -110,6 +110,24 @@ def test_a_good_file_is_read_completely(tmp_path):
     )
 
 
+def test_sampling_and_compaction_keys_are_read(tmp_path):
+    path = tmp_path / "dispatch.toml"
+    path.write_text(
+        "[compaction]\nthreshold = 0\nkeep_messages = 4\nsummary_max_tokens = 300\n"
+        '[[credentials]]\nname = "l"\nkind = "local"\nmax_tokens = 900\n'
+        "temperature = 0.5\ntop_p = 0.8\ntop_k = 30\nmin_p = 0.1\nrepeat_penalty = 1.2\n"
+        "presence_penalty = 0.5\nfrequency_penalty = -0.5\nseed = 7\n"
+    )
+    config = load_config(path)
+    assert (config.compaction.threshold, config.compaction.keep_messages) == (0, 4)
+    assert config.compaction.summary_max_tokens == 300
+    (local,) = config.credentials
+    assert (local.max_tokens, local.temperature, local.top_p, local.top_k) == (900, 0.5, 0.8, 30)
+    assert (local.min_p, local.repeat_penalty, local.seed) == (0.1, 1.2, 7)
+    assert (local.presence_penalty, local.frequency_penalty) == (0.5, -0.5)
+    assert load_config(tmp_path / "none.toml").compaction.threshold == 85
+
+
 def test_a_missing_file_means_the_defaults_without_a_source(tmp_path):
     assert load_config(tmp_path / "absent.toml") == DispatchConfig()
     assert DispatchConfig().source is None
@@ -211,12 +229,32 @@ def test_a_local_credential_without_path_or_models_serves_the_bundled_model(tmp_
             "exactly one of command or url",
             id="mcp-command-and-url",
         ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "openai"\ntemperature = 3\n',
+            4,
+            "credentials[0].temperature must be a number from 0 to 2",
+            id="temperature-range",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "anthropic"\nrepeat_penalty = 1.1\n',
+            4,
+            "repeat_penalty is not allowed for a credential of kind 'anthropic'",
+            id="sampling-key-for-other-kind",
+        ),
+        pytest.param(
+            "[compaction]\nthreshold = 120\n",
+            2,
+            "compaction.threshold must be an integer from 0 to 100",
+            id="compaction-threshold",
+        ),
         pytest.param("runtime = 3\n", 1, "runtime must be a table", id="section-not-a-table"),
         pytest.param(
             '[[credentials]]\nname = "a"\nkindd = "openai"\n',
             3,
             "unknown key 'credentials[0].kindd' (expected one of: api_key_env, base_url, "
-            "context_window, kind, models, name, path, read_timeout, reasoning_effort)",
+            "context_window, frequency_penalty, kind, max_tokens, min_p, models, name, path, "
+            "presence_penalty, read_timeout, reasoning_effort, repeat_penalty, seed, "
+            "temperature, top_k, top_p)",
             id="misspelt-key-before-the-missing-one",
         ),
         pytest.param(

@@ -226,6 +226,17 @@ def openai_usage(prompt: int, completion: int, cached: int | None = None) -> dic
 OPENAI_DONE = "[DONE]"
 
 
+def openai_models_reply(*ids: str, windows: Mapping[str, Mapping[str, Any]] | None = None) -> Reply:
+    """A ``GET /v1/models`` listing; ``windows`` adds fields to a model's entry, the way
+    servers report its context window (``{"m": {"max_model_len": 8192}}``)."""
+    windows = windows or {}
+    data = [
+        {"id": i, "object": "model", "created": 0, "owned_by": "test", **windows.get(i, {})}
+        for i in ids
+    ]
+    return Reply(body={"object": "list", "data": data})
+
+
 def openai_text_reply(text: str, *, prompt_tokens: int = 10, completion_tokens: int = 5) -> Reply:
     """A complete streamed answer: the text in two deltas, finish, usage, [DONE]."""
     half = len(text) // 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat.providers.anthropic import AnthropicProvider
+from chat.providers.sampling import Sampling
 from chat.runtime.types import (
     Finish,
     Message,
@@ -405,3 +406,19 @@ async def test_tool_loop_reply_helper_round_trips(server, make_provider):
 
     assert error is None
     assert ToolCallReady("toolu_x", "ls", {"path": "."}) in events
+
+
+async def test_sampling_is_sent_unless_thinking_is_on(server, make_provider):
+    server.script(MESSAGES, anthropic_text_reply("ok"), anthropic_text_reply("ok"))
+    sampling = Sampling(temperature=0.4, top_p=0.8, top_k=12)
+
+    await run_stream(make_provider(server, sampling=sampling), ask())
+    await run_stream(
+        make_provider(server, sampling=sampling, thinking=True), ask(reasoning_effort="low")
+    )
+
+    plain, thinking = (request.body for request in server.requests)
+    assert (plain["temperature"], plain["top_p"], plain["top_k"]) == (0.4, 0.8, 12)
+    # The API refuses a temperature other than 1 and top_k with thinking on.
+    assert "thinking" in thinking
+    assert not {"temperature", "top_p", "top_k"} & set(thinking)

@@ -9,8 +9,10 @@ import pytest
 from chat.config import CredentialConfig, DispatchConfig, load_config, reset_config
 from chat.providers import Catalog, ModelInfo, UnknownModel, get_catalog, reset_catalog
 from chat.providers.anthropic import AnthropicProvider
+from chat.providers.local import LocalProvider
 from chat.providers.openai import OpenAIProvider
-from tests.chat.providers.sse_server import Reply
+from chat.providers.sampling import EMBEDDED_SAMPLING, Sampling
+from tests.chat.providers.sse_server import Reply, openai_models_reply
 
 MODELS = "/v1/models"
 
@@ -89,6 +91,53 @@ async def test_models_in_config_order_with_listed_ones_and_context_windows(serve
         ("llama/org/gemma", ModelInfo(None)),
     ]
     assert catalog.default_model == "oa/gpt-4o-mini"
+
+
+async def test_windows_reported_by_a_listing_are_the_models_windows(server):
+    server.script(
+        MODELS,
+        openai_models_reply(
+            "vllm-model", "router-model", "plain",
+            windows={"vllm-model": {"max_model_len": 32768},
+                     "router-model": {"context_length": 8192}},
+        ),
+    )  # fmt: skip
+    catalog = catalog_of(CredentialConfig(name="s", kind="openai", base_url=server.url + "/v1"))
+
+    assert await catalog.models() == {
+        "s/vllm-model": ModelInfo(32768),
+        "s/router-model": ModelInfo(8192),
+        "s/plain": ModelInfo(None),
+    }
+    assert (await catalog.resolve("s/router-model")).context_window == 8192
+
+
+async def test_a_configured_window_wins_over_a_listed_one(server):
+    server.script(MODELS, openai_models_reply("m", windows={"m": {"context_length": 4096}}))
+    catalog = catalog_of(
+        CredentialConfig(name="s", kind="openai", base_url=server.url + "/v1", context_window=100)
+    )
+    assert await catalog.models() == {"s/m": ModelInfo(100)}
+
+
+async def test_a_credential_gives_its_answer_limit_and_sampling(server):
+    catalog = catalog_of(
+        CredentialConfig(
+            name="s", kind="openai", base_url=server.url + "/v1", models=("m",),
+            max_tokens=300, temperature=0.3, top_k=20,
+        ),
+        CredentialConfig(name="bundled", kind="local", temperature=0.7),
+    )  # fmt: skip
+
+    resolved = await catalog.resolve("s/m")
+    bundled = await catalog.resolve("bundled/smollm2-135m-instruct")
+
+    assert resolved.max_tokens == 300
+    assert resolved.provider.sampling == Sampling(temperature=0.3, top_k=20)  # type: ignore[attr-defined]
+    # The bundled model: its model card's sampling, under what the credential sets.
+    assert isinstance(bundled.provider, LocalProvider)
+    assert bundled.provider.sampling == Sampling(temperature=0.7, top_p=0.9, repeat_penalty=1.1)
+    assert EMBEDDED_SAMPLING.temperature == 0.2
 
 
 async def test_a_server_listing_is_asked_once_and_cached(server):

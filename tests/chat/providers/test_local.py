@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +19,7 @@ from chat.providers.local import (
     parse_tool_calls,
     to_chat_messages,
 )
+from chat.providers.sampling import Sampling
 from chat.runtime.types import (
     Finish,
     Message,
@@ -351,3 +353,59 @@ def test_tools_get_a_system_message_of_their_own_when_there_is_none():
     assert to_chat_messages([Message("user", [{"type": "text", "text": "hi"}])]) == [
         {"role": "user", "content": "hi"}
     ]
+
+
+# ---------------------------------------------------------------- tokens, window, sampling
+
+
+async def test_counted_tokens_are_the_prompt_tokens_of_a_generation(provider: LocalProvider):
+    tools = [ToolSpec("look", "Look at a file.", {"type": "object", "properties": {}})]
+    history = [
+        Message("user", [{"type": "text", "text": "Hello there, how are you?"}]),
+        Message("assistant", [{"type": "text", "text": "Fine, thanks."}]),
+        Message("user", [{"type": "text", "text": "Say one word."}]),
+    ]
+    ask = ProviderRequest(model="SmolLM2", messages=history, tools=tools, max_tokens=4)
+
+    counted = await provider.count_tokens(ask)
+    events = await collect(provider.stream(ask))
+
+    (report,) = [e for e in events if isinstance(e, UsageReport)]
+    assert counted == report.usage.input_tokens > 100  # the tool prompt counts too
+
+
+@pytest.fixture(scope="module")
+def small_window_copy(model_path: str, tmp_path_factory) -> str:
+    """The model under another path: models are shared per file, and this one gets a small
+    window of its own."""
+    copy = tmp_path_factory.mktemp("model") / "small.gguf"
+    shutil.copyfile(model_path, copy)
+    return str(copy)
+
+
+async def test_without_max_tokens_an_answer_may_fill_the_window(small_window_copy: str):
+    # llama.cpp rounds a context up to a multiple of 256: the smallest window there is.
+    provider = LocalProvider(small_window_copy, context_window=256)
+    story = "The sea is wide and grey. " * 30 + "Write a long story about a lighthouse keeper."
+    ask = ProviderRequest(model="SmolLM2", messages=request(story, 1).messages, max_tokens=None)
+
+    events = await collect(provider.stream(ask))
+
+    (report,) = [e for e in events if isinstance(e, UsageReport)]
+    # No limit but the window: the answer stops where the window is full.
+    assert events[-1] == Finish("length")
+    assert report.usage.input_tokens > 200
+    assert report.usage.input_tokens + report.usage.output_tokens == 256
+
+
+async def test_the_sampling_settings_reach_the_model(provider: LocalProvider, model_path: str):
+    def seeded(seed: int) -> LocalProvider:
+        return LocalProvider(model_path, sampling=Sampling(temperature=1.5, seed=seed))
+
+    async def text(source: LocalProvider) -> str:
+        events = await collect(source.stream(request("Tell me about cats.", 24)))
+        return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+    first, again, other = await text(seeded(11)), await text(seeded(11)), await text(seeded(12))
+    assert first == again  # the seed is used: the same draw twice
+    assert first != other  # … and a hot temperature with another seed draws differently

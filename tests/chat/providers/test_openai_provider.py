@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from chat.providers.openai import OpenAIProvider
+from chat.providers.sampling import Sampling
 from chat.providers.streaming import coalesce
 from chat.runtime.types import (
     Finish,
@@ -23,6 +24,7 @@ from tests.chat.providers.sse_server import (
     OPENAI_DONE,
     Reply,
     openai_chunk,
+    openai_models_reply,
     openai_text_reply,
     openai_usage,
 )
@@ -407,3 +409,46 @@ async def test_a_tool_call_without_an_id_gets_one(server, make_provider):
     assert isinstance(call, ToolCallReady)
     assert call.tool_call_id.startswith("call_") and len(call.tool_call_id) > len("call_")
     assert (call.tool_name, call.input) == ("ls", {})
+
+
+async def test_sampling_settings_are_sent_with_extras_in_the_body(server, make_provider):
+    server.script(COMPLETIONS, openai_text_reply("ok"))
+    sampling = Sampling(
+        temperature=0.3, top_p=0.9, top_k=40, min_p=0.05, presence_penalty=0.5,
+        frequency_penalty=-0.2, seed=7,
+    )  # fmt: skip
+
+    await run_stream(make_provider(server, sampling=sampling), ask(max_tokens=77))
+
+    body = server.requests[0].body
+    assert {k: body[k] for k in ("temperature", "top_p", "presence_penalty")} == {
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "presence_penalty": 0.5,
+    }
+    assert (body["frequency_penalty"], body["seed"], body["max_tokens"]) == (-0.2, 7, 77)
+    # Not in the chat-completions API, taken by vLLM and llama.cpp: extra fields of the body.
+    assert (body["top_k"], body["min_p"]) == (40, 0.05)
+
+
+async def test_without_sampling_settings_the_server_chooses(server, make_provider):
+    server.script(COMPLETIONS, openai_text_reply("ok"))
+    await run_stream(make_provider(server), ask())
+    assert not {"temperature", "top_p", "top_k", "seed", "max_tokens"} & set(
+        server.requests[0].body
+    )
+
+
+async def test_a_listing_reports_context_windows(server, make_provider):
+    server.script(
+        "/v1/models",
+        openai_models_reply(
+            "a", "b", "c", "d",
+            windows={"a": {"context_length": 8192}, "b": {"max_model_len": 32768},
+                     "c": {"context_length": "big"}},
+        ),
+    )  # fmt: skip
+    provider = make_provider(server)
+
+    assert await provider.list_models() == ["a", "b", "c", "d"]
+    assert provider.listed_windows == {"a": 8192, "b": 32768}  # "big" is no window

@@ -164,6 +164,7 @@ class MemoryPorts:
         self.fail_persist_user: Exception | None = None
         self.fail_persist_step: Exception | None = None
         self.fail_drain: Exception | None = None
+        self.last_seq = 0  # the log's seqs: persisted messages get theirs, as the real log's
         # Synchronous hooks, called after the event is recorded / when the queue is drained.
         self.on_event: Callable[[dict[str, Any]], None] | None = None
         self.on_drain: Callable[[], None] | None = None
@@ -182,11 +183,18 @@ class MemoryPorts:
         if self.fail_persist_user is not None:
             raise self.fail_persist_user
         self.transactions.append(Transaction("user", [copy.deepcopy(message)], len(self.events)))
+        self._stamp([message])
 
     async def persist_step(self, messages: list[Message]) -> None:
         if self.fail_persist_step is not None:
             raise self.fail_persist_step
         self.transactions.append(Transaction("step", copy.deepcopy(messages), len(self.events)))
+        self._stamp(messages)
+
+    def _stamp(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.last_seq += len(message.chunks)
+            message.seq = self.last_seq
 
     async def drain_queue(self) -> list[str]:
         self.drains.append(len(self.events))
@@ -316,6 +324,7 @@ class Turn:
         queue: Iterable[list[str]] = (),
         history: list[Message] | None = None,
         prompt: str = "hello",
+        count_tokens: Callable[[ProviderRequest], Any] | None = None,
         **config: Any,
     ):
         self.clock = FakeClock()
@@ -323,6 +332,8 @@ class Turn:
         self.bench = ToolBench(self.clock)
         self.provider = ScriptedProvider(self.clock, scripts)
         self.ports = MemoryPorts(queue)
+        if history:
+            self.ports.last_seq = max((m.seq or 0) for m in history)
         self.tools = {tool.name: tool for tool in (tools(self.bench) if tools else ())}
         self.config = TurnConfig(
             conversation_id=CONVERSATION_ID,
@@ -343,6 +354,7 @@ class Turn:
                 tools=self.tools,
                 clock=self.clock,
                 sleep=self.sleep,
+                count_tokens=count_tokens,
             ),
         )
 
@@ -360,6 +372,15 @@ class Turn:
 
 def text(value: str) -> dict[str, Any]:
     return {"type": "text", "text": value}
+
+
+def stored(messages: list[Message]) -> list[Message]:
+    """``messages`` as read from a log: each gets the seq of its last chunk (from 1)."""
+    seq = 0
+    for message in messages:
+        seq += len(message.chunks)
+        message.seq = seq
+    return messages
 
 
 def call_chunk(call_id: str, name: str, input: dict[str, Any], step: str) -> dict[str, Any]:
