@@ -31,11 +31,14 @@ from tests.chat.runtime.fakes import (
 WINDOW = {"context_window": 1000, "compact_threshold": 0.4, "keep_messages": 2}
 
 
-def summary_script(summary: str = "the summary", usage: Usage = Usage(300, 20)):
+SUMMARY_USAGE, ANSWER_USAGE = Usage(300, 20), Usage(200, 5)
+
+
+def summary_script(summary: str = "the summary", usage: Usage = SUMMARY_USAGE):
     return [TextDelta(summary), UsageReport(usage), Finish("stop")]
 
 
-def answer_script(value: str = "answer", usage: Usage = Usage(200, 5)):
+def answer_script(value: str = "answer", usage: Usage = ANSWER_USAGE):
     return [TextDelta(value), UsageReport(usage), Finish("stop")]
 
 

@@ -146,11 +146,9 @@ def test_messages_not_stored_yet_are_always_after_the_summary():
 
 
 def test_the_transcript_names_speakers_tools_and_clips_long_results():
-    long_result = Message(
-        "tool", [result_chunk("1", "look", "r" * 5000, "T#0", is_error=True)]
-    )
+    long_result = Message("tool", [result_chunk("1", "look", "r" * 5000, "T#0", is_error=True)])
     text_ = transcript([user("hi"), call("1"), long_result, answer("bye")])
-    assert text_.startswith("User: hi\n\nAssistant called the tool look with {\"q\": \"1\"}")
+    assert text_.startswith('User: hi\n\nAssistant called the tool look with {"q": "1"}')
     assert "Tool look returned (failed): " in text_
     assert "characters left out" in text_ and len(text_) < 2600
     assert text_.endswith("Assistant: bye")
