@@ -6,7 +6,6 @@ by one handler; django-ninja's validation errors are told the way the services t
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
@@ -15,7 +14,6 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
-from django.http import StreamingHttpResponse
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -24,6 +22,8 @@ from chat.auth import api_auth
 from chat.errors import DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import get_catalog
+from chat.routes import context as context_routes
+from chat.routes.ndjson import NDJSON_OPENAPI, turn_events_response
 from chat.schemas import (
     ChatIn,
     ConversationsOut,
@@ -120,27 +120,7 @@ def _internal_error(request, exc):
     "/chat",
     response={400: Error, 401: Error, 404: Error, 409: Error, 429: Error},
     summary="Start a turn; streams its AgentEvents as NDJSON",
-    openapi_extra={
-        "responses": {
-            "200": {
-                "description": "One AgentEvent per line, from user-message to turn-sealed",
-                "headers": {"X-Conversation-Id": {"schema": {"type": "string"}}},
-                "content": {
-                    "application/x-ndjson": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["type", "conversationId"],
-                            "properties": {
-                                "type": {"type": "string"},
-                                "conversationId": {"type": "string"},
-                                "turnId": {"type": "string"},
-                            },
-                        }
-                    }
-                },
-            }
-        }
-    },
+    openapi_extra=NDJSON_OPENAPI,
 )
 async def chat(request, payload: ChatIn):
     running = await services.turn_start(
@@ -151,24 +131,7 @@ async def chat(request, payload: ChatIn):
         reasoning_effort=payload.reasoningEffort,
         cwd=payload.cwd,
     )
-    queue = running.listen()
-
-    async def lines():
-        try:
-            while True:
-                event = await queue.get()
-                yield json.dumps(event, separators=(",", ":")) + "\n"
-                if event["type"] == "turn-sealed":
-                    return
-        finally:
-            # The client may go away: the turn goes on, only this listener stops.
-            running.listeners.discard(queue)
-
-    response = StreamingHttpResponse(lines(), content_type="application/x-ndjson")
-    response["X-Conversation-Id"] = running.conversation_id
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return turn_events_response(running)
 
 
 @api.get("/models", response=ModelsOut)
@@ -399,3 +362,4 @@ def _ping_database() -> None:
 
 
 api.add_router("", metrics_router)
+api.add_router("", context_routes.router)

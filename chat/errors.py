@@ -56,3 +56,9 @@ class TooLarge(DomainError):
 
 class RateLimited(DomainError):
     status = 429
+
+
+class UpstreamFailed(DomainError):
+    """The model failed at what was asked of it (e.g. a compaction got no summary)."""
+
+    status = 502

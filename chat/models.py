@@ -39,6 +39,11 @@ class Conversation(models.Model):
     # Bumped under a row lock by services.chunks_append.
     last_seq = models.PositiveBigIntegerField(default=0)
     last_message_ordinal = models.PositiveBigIntegerField(default=0)
+    # The number of the last turn (compaction turns have none), bumped by turn_begin.
+    last_turn_number = models.PositiveIntegerField(default=0)
+    # The share of the model's window (%) at which the conversation is compacted before a
+    # provider call; 0: never automatically; None: the config's [compaction] threshold.
+    compact_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_activity_at"]
@@ -81,6 +86,15 @@ class Chunk(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="chunk_unique_seq"),
         ]
+        indexes = [
+            # The latest compaction of a conversation in one index probe (partial: only
+            # compaction chunks are in it, so appending other chunks costs nothing more).
+            models.Index(
+                fields=["conversation", "seq"],
+                condition=models.Q(type="compaction"),
+                name="chunk_compactions",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.role} {self.type}"
@@ -94,9 +108,16 @@ class Turn(models.Model):
         RUNNING = "running"
         SEALED = "sealed"
 
+    class Kind(models.TextChoices):
+        TURN = "turn"
+        COMPACTION = "compaction"  # a manual compaction: no prompt, no steps
+
     id = models.CharField(primary_key=True, max_length=64)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.TURN)
+    # "turn N" in the web app: 1, 2, 3 … per conversation; None for a compaction turn.
+    number = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     finish_reason = models.CharField(max_length=40, blank=True, default="")
@@ -106,7 +127,11 @@ class Turn(models.Model):
 
     class Meta:
         ordering = ["started_at"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            # The running turn of a conversation, found without reading its other turns.
+            models.Index(fields=["conversation", "status"], name="turn_conversation_status"),
+        ]
 
     def __str__(self) -> str:
         return self.id

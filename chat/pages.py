@@ -7,32 +7,72 @@ reads; the model catalog is passed in (it is asynchronous).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from chat import selectors
 from chat.models import DEFAULT_REASONING_EFFORT, REASONING_EFFORTS, Conversation
-from chat.transcript import TurnView, id_prefixes, turns_from_history
+from chat.services.turns import compact_threshold
+from chat.transcript import TurnView, id_prefixes, open_fence, turns_from_history
 from metrics.format import format_tokens
 
 CONVERSATION_LIST_LIMIT = 50
 
 
-def transcript(*, conversation_id: str) -> tuple[list[TurnView], int, bool]:
-    """(the committed turns, the seq of the last chunk among them, whether a turn runs)."""
-    snapshot = selectors.transcript_snapshot(conversation_id=conversation_id)
-    turns = turns_from_history(snapshot.rows, snapshot.turn_metrics)
-    return turns, snapshot.seq, snapshot.running is not None
+@dataclass(frozen=True)
+class Transcript:
+    """A window of the committed turns (docs/protocol.md#8-web-app-socket) and its cursors:
+    ``older``/``newer`` are the seqs the sentinels load from (None: nothing more that way);
+    ``seq`` is the conversation's latest committed seq (the page's resync cursor)."""
+
+    turns: list[TurnView]
+    older: int | None
+    newer: int | None
+    seq: int
+    running: bool
+
+
+def transcript(
+    *,
+    conversation_id: str,
+    before: int | None = None,
+    after: int | None = None,
+    at: int | None = None,
+) -> Transcript:
+    """The newest turns; or those before ``before`` or after ``after`` (scrolling), or around
+    ``at`` (a link to a seq): see ``selectors.transcript_window``."""
+    window = selectors.transcript_window(
+        conversation_id=conversation_id, before_seq=before, after_seq=after, at_seq=at
+    )
+    numbers = {turn_id: turn.number for turn_id, turn in window.turns.items()}
+    previous = ""
+    first = window.rows[0] if window.rows else None
+    if first is not None and first["chunk"].get("continuation"):
+        previous = selectors.last_answer_text(
+            conversation_id=conversation_id, before_turn=first["turn_id"]
+        )
+    turns = turns_from_history(window.rows, window.turn_metrics, numbers, previous_text=previous)
+    return Transcript(turns, window.older, window.newer, window.seq, window.running is not None)
 
 
 def sealed_turn(*, conversation_id: str, turn_id: str) -> tuple[TurnView | None, int]:
     """One sealed turn rendered from the database, and the seq of its last chunk."""
-    rows, metrics = selectors.turn_rows(conversation_id=conversation_id, turn_id=turn_id)
+    rows, turn, metrics = selectors.turn_rows(conversation_id=conversation_id, turn_id=turn_id)
     if not rows:
         return None, 0
-    return turns_from_history(rows, metrics)[0], rows[-1]["seq"]
+    previous = ""
+    if rows[0]["chunk"].get("continuation"):
+        previous = selectors.last_answer_text(conversation_id=conversation_id, before_turn=turn_id)
+    numbers = {turn_id: turn.number if turn is not None else None}
+    view = turns_from_history(rows, metrics, numbers, previous_text=previous)[0]
+    return view, rows[-1]["seq"]
 
 
-def next_turn_number(*, conversation_id: str) -> int:
-    """The number the conversation's next sealed turn will have (sealed turns + 1)."""
-    return selectors.sealed_turn_count(conversation_id=conversation_id) + 1
+def live_turn_start(*, conversation_id: str, turn_id: str) -> tuple[int | None, str]:
+    """A running turn's number (None: a compaction turn), and the code fence its answer goes
+    on in when it continues an answer cut inside a code block ("" otherwise)."""
+    number = selectors.turn_number(turn_id=turn_id)
+    text = selectors.last_answer_text(conversation_id=conversation_id, before_turn=turn_id)
+    return number, open_fence(text)
 
 
 def tabs_context(*, user, current: str) -> dict:
@@ -87,21 +127,34 @@ def gauge_context(*, models: dict, model: str, context_size: int | None) -> dict
     }
 
 
+def history_context(*, conversation_id: str, view: Transcript) -> dict:
+    """What ``chat/_history.html`` renders: the turns and the sentinels around them."""
+    return {
+        "conversation_id": conversation_id,
+        "turns": view.turns,
+        "older": view.older,
+        "newer": view.newer,
+    }
+
+
 def conversation_page_context(
-    *, user, conversation_id: str, models: dict, default_model: str
+    *, user, conversation_id: str, models: dict, default_model: str, at: int | None = None
 ) -> dict:
-    """Everything the conversation page shows, read from the database."""
+    """Everything the conversation page shows, read from the database: the newest turns, or
+    the turns around ``at`` (a seq)."""
     conversation = selectors.conversation_for_user(user=user, conversation_id=conversation_id)
-    turns, seq, running = transcript(conversation_id=conversation_id)
+    view = transcript(conversation_id=conversation_id, at=at)
     selected = (conversation.model if conversation else "") or default_model
     return {
         "conversation_id": conversation_id,
         "conversation": conversation,
         "title": conversation.title if conversation and conversation.title else "New chat",
         "status": conversation.status if conversation else Conversation.Status.IDLE,
-        "turns": turns,
-        "history_seq": seq,
-        "running": running,
+        **history_context(conversation_id=conversation_id, view=view),
+        "history_seq": view.seq,
+        "at": at,
+        "running": view.running,
+        "threshold": compact_threshold(conversation),
         "queue": selectors.queue_list(conversation_id=conversation_id),
         "efforts": REASONING_EFFORTS,
         "effort": conversation.reasoning_effort if conversation else DEFAULT_REASONING_EFFORT,

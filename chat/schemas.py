@@ -10,6 +10,7 @@ from ninja import Schema
 from pydantic import ConfigDict
 
 from chat.services.inputs import (
+    CompactThreshold,
     ConversationId,
     Cwd,
     MessageText,
@@ -58,6 +59,10 @@ class CwdIn(_In):
 
 class TabsIn(_In):
     conversationIds: list[ConversationId]
+
+
+class CompactionIn(_In):
+    threshold: CompactThreshold
 
 
 # ---------------------------------------------------------------------- responses
@@ -158,3 +163,20 @@ class HealthOut(Schema):
     ok: bool
     database: str
     channelLayer: str
+
+
+class CompactionOut(Schema):
+    conversationId: str
+    threshold: int
+
+
+class CompactOut(Schema):
+    conversationId: str
+    turnId: str
+    seq: int
+    upToSeq: int
+    replacedMessages: int
+    keptMessages: int
+    summary: str
+    contextSize: int | None = None
+    usage: dict | None = None  # Usage: {inputTokens, outputTokens, cacheReadTokens?, …}

@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from chat.errors import NotFound
 from chat.models import Chunk, Conversation, QueuedMessage, Tab, Turn
 from chat.runtime import Message, TurnMetrics
-from metrics.selectors import conversation_turn_metrics
+from metrics.selectors import latest_context_size, turn_metrics_by_id
 
 
 def conversation_for_user(*, user, conversation_id: str) -> Conversation | None:
@@ -79,19 +79,32 @@ def history_slice(*, conversation_id: str, window: HistoryWindow) -> tuple[list[
 
 
 def history_messages(*, conversation_id: str) -> list[Message]:
-    """The whole log regrouped into messages by their ordinal (for feeding a provider)."""
-    rows = (
-        Chunk.objects.filter(conversation_id=conversation_id)
-        .order_by("seq")
-        .values_list("message", "role", "payload")
+    """What a provider may be sent of the log, regrouped into messages by their ordinal, each
+    with the seq of its last chunk: the whole log, or from the latest compaction on (the
+    messages it kept verbatim, the compaction itself, everything after it).
+
+    Older chunks are summarized by that compaction (docs/protocol.md#211-compaction), so a
+    turn of a long conversation reads only its tail.
+    """
+    rows = Chunk.objects.filter(conversation_id=conversation_id)
+    latest = (
+        Chunk.objects.filter(conversation_id=conversation_id, type="compaction")
+        .order_by("-seq")
+        .values_list("payload", flat=True)
+        .first()
     )
+    if latest is not None:
+        rows = rows.filter(seq__gt=int(latest.get("upToSeq") or 0))
     messages: list[Message] = []
     current = None
-    for ordinal, role, payload in rows:
+    for ordinal, role, payload, seq in rows.order_by("seq").values_list(
+        "message", "role", "payload", "seq"
+    ):
         if ordinal != current:
             messages.append(Message(role, []))
             current = ordinal
         messages[-1].chunks.append(payload)
+        messages[-1].seq = seq
     return messages
 
 
@@ -102,55 +115,161 @@ def _transcript_rows(rows: QuerySet) -> list[dict]:
     return [{**row, "chunk": row["payload"]} for row in rows.values(*_TRANSCRIPT_FIELDS)]
 
 
+# The web app's window of a conversation (docs/protocol.md#8-web-app-socket): the newest
+# turns, at most this many turns and chunks, whichever is reached first.
+WINDOW_TURNS = 30
+WINDOW_CHUNKS = 1000
+
+
 @dataclass(frozen=True)
-class TranscriptSnapshot:
-    """The committed part of a conversation, as the transcript builds it (chat.transcript)."""
+class TranscriptWindow:
+    """A contiguous part of the committed log, whole turns (a turn larger than the window is
+    cut at a step boundary), as the transcript builds it (chat.transcript)."""
 
     rows: list[dict]  # {seq, turn_id, message, role, chunk}, ascending seq
-    turn_metrics: list[TurnMetrics]  # of the sealed turns, in order
-    seq: int  # the seq of the last row, 0 when there is none
+    turns: dict[str, Turn]  # the visible turns, by id (number, kind)
+    turn_metrics: dict[str, TurnMetrics]  # of the visible sealed turns, by turn id
+    older: int | None  # the seq of the first row, when older rows exist (a beforeSeq)
+    newer: int | None  # the seq of the last row, when newer committed rows exist (a sinceSeq)
+    seq: int  # the seq of the conversation's last committed chunk (the running turn's left out)
     running: Turn | None  # the running turn, whose chunks are left out
 
 
-def transcript_snapshot(*, conversation_id: str) -> TranscriptSnapshot:
-    """The committed turns' rows and metrics, without the running turn's chunks.
+def _starts_step(rows: list[dict], index: int) -> bool:
+    """Whether ``rows[index]`` begins a message that is not a tool message (a step boundary:
+    a window cut there shows no tool result without its call)."""
+    row = rows[index]
+    return row["message"] != rows[index - 1]["message"] and row["role"] != "tool"
+
+
+def _window(
+    rows: QuerySet, *, newest: bool, max_turns: int, max_chunks: int
+) -> tuple[list[dict], bool]:
+    """Whole turns from one end of ``rows``: the newest (``newest``) or the oldest ones.
+
+    At most ``max_turns`` turns and ``max_chunks`` chunks; a turn the chunk limit cuts is
+    left out, unless it is the only one: then it is cut at a step boundary. Returns the rows
+    (ascending) and whether ``rows`` has more beyond them.
+    """
+    order = "-seq" if newest else "seq"
+    loaded = _transcript_rows(rows.order_by(order)[: max_chunks + 1])
+    turns: list[str] = []
+    end = min(len(loaded), max_chunks)
+    for index, row in enumerate(loaded[:end]):
+        if row["turn_id"] not in turns:
+            if len(turns) == max_turns:
+                end = index
+                break
+            turns.append(row["turn_id"])
+    picked = loaded[:end]
+    if end < len(loaded) and picked and loaded[end]["turn_id"] == picked[-1]["turn_id"]:
+        # The limit cut the farthest turn: leave it out, or cut the only one at a step.
+        last = picked[-1]["turn_id"]
+        whole = [row for row in picked if row["turn_id"] != last]
+        if whole:
+            picked = whole
+        else:
+            with_next = picked + [loaded[end]]  # the first row beyond, ends the last message
+            bounds = [i for i in range(1, len(with_next)) if _starts_step(with_next, i)]
+            picked = picked[: bounds[-1]] if bounds else picked
+    if newest:
+        picked.reverse()
+    return picked, len(picked) < len(loaded)
+
+
+def transcript_window(
+    *,
+    conversation_id: str,
+    before_seq: int | None = None,
+    after_seq: int | None = None,
+    at_seq: int | None = None,
+    max_turns: int = WINDOW_TURNS,
+    max_chunks: int = WINDOW_CHUNKS,
+) -> TranscriptWindow:
+    """A window of the committed turns, without the running turn's chunks.
+
+    The newest turns; or those before ``before_seq`` (scrolling up), or after ``after_seq``
+    (scrolling down), or around ``at_seq`` (half before it, half from it on). Each read is
+    an index range scan of at most ``max_chunks + 1`` rows, and the turns and metrics read
+    are the visible ones only, so its cost does not grow with the conversation.
 
     The running turn is read in the same query as the chunks it excludes, so a turn that
-    starts meanwhile is either wholly in the snapshot or wholly left to the live replay.
+    starts meanwhile is either wholly in the window or wholly left to the live replay.
     """
-    running = Turn.objects.filter(conversation_id=conversation_id, status=Turn.Status.RUNNING)
-    turn = running.first()
-    # Also exclude the turn read above: if it seals before the chunks are read, its sealing
-    # event (already on its way to the socket) is what moves it into the history.
+    running_rows = Turn.objects.filter(conversation_id=conversation_id, status=Turn.Status.RUNNING)
+    turn = running_rows.first()
     rows = Chunk.objects.filter(conversation_id=conversation_id).exclude(
-        turn_id__in=running.values("id")
+        turn_id__in=running_rows.values("id")
     )
     if turn is not None:
         rows = rows.exclude(turn_id=turn.id)
-    picked = _transcript_rows(rows.order_by("seq"))
-    return TranscriptSnapshot(
+    older = newer = None
+    if at_seq is not None:
+        half_turns, half_chunks = max(1, max_turns // 2), max(1, max_chunks // 2)
+        before, more_before = _window(
+            rows.filter(seq__lte=at_seq), newest=True, max_turns=half_turns, max_chunks=half_chunks
+        )
+        after, more_after = _window(
+            rows.filter(seq__gt=at_seq), newest=False, max_turns=half_turns, max_chunks=half_chunks
+        )
+        picked = before + after
+        older = picked[0]["seq"] if picked and more_before else None
+        newer = picked[-1]["seq"] if picked and more_after else None
+    elif after_seq is not None:
+        picked, more = _window(
+            rows.filter(seq__gt=after_seq), newest=False, max_turns=max_turns, max_chunks=max_chunks
+        )
+        newer = picked[-1]["seq"] if picked and more else None
+    else:
+        rows_before = rows.filter(seq__lt=before_seq) if before_seq is not None else rows
+        picked, more = _window(rows_before, newest=True, max_turns=max_turns, max_chunks=max_chunks)
+        older = picked[0]["seq"] if picked and more else None
+    last = rows.order_by("-seq").values_list("seq", flat=True).first() or 0
+    ids = list(dict.fromkeys(row["turn_id"] for row in picked))
+    return TranscriptWindow(
         rows=picked,
-        turn_metrics=conversation_turn_metrics(conversation_id=conversation_id),
-        seq=picked[-1]["seq"] if picked else 0,
+        turns=Turn.objects.in_bulk(ids),
+        turn_metrics=turn_metrics_by_id(turn_ids=ids),
+        older=older,
+        newer=newer,
+        seq=last,
         running=turn,
     )
 
 
-def turn_rows(*, conversation_id: str, turn_id: str) -> tuple[list[dict], list[TurnMetrics]]:
-    """One turn's transcript rows (ascending seq) and the conversation's TurnMetrics."""
+def turn_rows(*, conversation_id: str, turn_id: str) -> tuple[list[dict], Turn | None, dict]:
+    """One turn's transcript rows (ascending seq), its Turn and its TurnMetrics by id."""
     rows = _transcript_rows(
         Chunk.objects.filter(conversation_id=conversation_id, turn_id=turn_id).order_by("seq")
     )
-    return rows, conversation_turn_metrics(conversation_id=conversation_id) if rows else []
+    turn = Turn.objects.filter(pk=turn_id, conversation_id=conversation_id).first()
+    return rows, turn, turn_metrics_by_id(turn_ids=[turn_id]) if rows else {}
 
 
-def sealed_turn_count(*, conversation_id: str) -> int:
-    return len(conversation_turn_metrics(conversation_id=conversation_id))
+def turn_number(*, turn_id: str) -> int | None:
+    return Turn.objects.filter(pk=turn_id).values_list("number", flat=True).first()
 
 
 def last_context_size(*, conversation_id: str) -> int | None:
-    turns = conversation_turn_metrics(conversation_id=conversation_id)
-    return next((t.context_size for t in reversed(turns) if t.context_size is not None), None)
+    """The contextSize of the conversation's latest turn that has one (a compaction turn's is
+    the compacted context's)."""
+    return latest_context_size(conversation_id=conversation_id)
+
+
+def last_answer_text(*, conversation_id: str, before_turn: str) -> str:
+    """The text of the last answer before the turn ``before_turn`` (what a continuation
+    continues), "" when there is none."""
+    first = (
+        Chunk.objects.filter(conversation_id=conversation_id, turn_id=before_turn)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    rows = Chunk.objects.filter(conversation_id=conversation_id, type="text", role="assistant")
+    if first is not None:
+        rows = rows.filter(seq__lt=first)
+    payload = rows.order_by("-seq").values_list("payload", flat=True).first()
+    return str(payload.get("text", "")) if payload else ""
 
 
 # ---------------------------------------------------------------------- turns, tabs, queue

@@ -15,7 +15,7 @@ from typing import Any
 
 from chat.render import markdown_html
 from chat.runtime.types import StepMetrics, TurnMetrics, Usage
-from metrics.format import step_row, turn_row
+from metrics.format import compaction_row, step_row, turn_row
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -55,20 +55,32 @@ class ToolCard:
 
 @dataclass
 class Item:
-    """One piece of a step: ``thinking``, ``text``, ``tools`` (a batch), ``error``, ``system``."""
+    """One piece of a step: ``thinking``, ``text``, ``tools`` (a batch), ``error``, ``system``.
+
+    ``fence``: a code fence the text continues (a continuation of an answer cut inside a code
+    block), rendered before it so the Markdown reads as one; ``code``: an error's code.
+    """
 
     kind: str
     text: str = ""
     done: bool = True  # thinking: finished ("Thoughts") or still streaming ("Thinking…")
     cards: list[ToolCard] = field(default_factory=list)
+    code: str = ""
+    fence: str = ""
     _html: tuple[str, str] | None = None
 
     @property
     def html(self) -> str:
         """The text as sanitized Markdown, rendered once per distinct text."""
-        if self._html is None or self._html[0] != self.text:
-            self._html = (self.text, markdown_html(self.text))
+        source = f"{self.fence}\n{self.text}" if self.fence else self.text
+        if self._html is None or self._html[0] != source:
+            self._html = (source, markdown_html(source))
         return self._html[1]
+
+    @property
+    def context_overflow(self) -> bool:
+        """An error that compacting the conversation may cure (the page offers Compact)."""
+        return self.code == "context-overflow"
 
 
 @dataclass
@@ -76,6 +88,8 @@ class UserBlock:
     text: str
     steering: bool = False
     kind: str = "user"
+    continuation: bool = False  # a Continue's prompt: not shown, the answers read as one
+    seq: int | None = None
 
 
 @dataclass
@@ -85,6 +99,7 @@ class Step:
     row: dict | None = None  # the metrics row, only for a step that ran tools
     step_id: str = ""
     kind: str = "step"
+    seq: int | None = None  # the seq of its first chunk (None while it streams)
 
     def item(self, kind: str) -> Item:
         """The step's item of that kind, created (appended) on first use."""
@@ -101,17 +116,57 @@ class Step:
 
 
 @dataclass
+class CompactionBlock:
+    """A compaction in the transcript: a divider "conversation compacted" with its summary
+    (docs/protocol.md#211-compaction); while it runs, a progress line; failed, the reason."""
+
+    dom: str
+    state: str = "done"  # running | done | failed
+    trigger: str = "auto"
+    summary: str = ""
+    replaced: int = 0
+    kept: int = 0
+    message: str = ""  # why it failed
+    step_id: str = ""
+    row: dict | None = None  # its model call's metrics
+    kind: str = "compaction"
+    seq: int | None = None
+    _html: tuple[str, str] | None = None
+
+    @property
+    def html(self) -> str:
+        if self._html is None or self._html[0] != self.summary:
+            self._html = (self.summary, markdown_html(self.summary))
+        return self._html[1]
+
+
+Block = UserBlock | Step | CompactionBlock
+
+
+@dataclass
 class TurnView:
     turn_id: str
     number: int | None = None
-    blocks: list[UserBlock | Step] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
     row: dict | None = None
     retry: str = ""
     running: bool = False
+    kind: str = "turn"  # or "compaction": a manual compaction
+    finish_reason: str = ""
+    continuation: bool = False  # it continues the answer before it
+    continued: bool = False  # the next turn continues its answer
+    first_seq: int | None = None
+    last_seq: int | None = None
 
     @property
     def dom(self) -> str:
         return dom_id("turn", self.turn_id or "log")
+
+    @property
+    def cut(self) -> bool:
+        """The answer stopped at the length limit and was not continued: the page says so
+        and offers Continue (docs/protocol.md#49-continue)."""
+        return self.finish_reason == "length" and not self.continued
 
     def new_step(self) -> Step:
         count = sum(1 for block in self.blocks if block.kind == "step")
@@ -119,38 +174,104 @@ class TurnView:
         self.blocks.append(step)
         return step
 
+    def new_compaction(self) -> CompactionBlock:
+        count = sum(1 for block in self.blocks if block.kind == "compaction")
+        block = CompactionBlock(dom_id(self.dom, "c", count))
+        self.blocks.append(block)
+        return block
+
+    def last_text(self) -> Item | None:
+        """The last text item of its last step (what a continuation continues)."""
+        for block in reversed(self.blocks):
+            if isinstance(block, Step):
+                texts = [item for item in block.items if item.kind == "text"]
+                return texts[-1] if texts else None
+        return None
+
+    def first_text(self) -> Item | None:
+        for block in self.blocks:
+            if isinstance(block, Step):
+                return block.items[0] if block.items and block.items[0].kind == "text" else None
+        return None
+
+
+def open_fence(text: str) -> str:
+    """The opening line of a fenced code block ``text`` ends inside of, else ""."""
+    fence = ""
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        marker = stripped[:3]
+        if marker in ("```", "~~~"):
+            if not fence:
+                fence = stripped
+            elif stripped.startswith(fence[:3]) and not stripped[3:].strip():
+                fence = ""
+    return fence
+
 
 # ---------------------------------------------------------------------- from the log
 
 
-def turns_from_history(rows: list[dict], metrics: list[TurnMetrics]) -> list[TurnView]:
-    """Turns from log rows ``{turn_id, message, role, chunk}`` (ascending seq) and the
-    conversation's sealed TurnMetrics (in order; a turn's number is its 1-based position)."""
-    numbered = {m.turn_id: (n, m) for n, m in enumerate(metrics, start=1)}
+def turns_from_history(
+    rows: list[dict],
+    metrics: dict[str, TurnMetrics],
+    numbers: dict[str, int | None],
+    *,
+    previous_text: str = "",
+) -> list[TurnView]:
+    """Turns from log rows ``{seq, turn_id, message, role, chunk}`` (ascending seq), the
+    sealed turns' TurnMetrics by id and the turns' numbers (None: a compaction turn).
+
+    ``previous_text`` is the answer before the first row, for a first turn that continues it.
+    """
     turns: list[TurnView] = []
     cards: dict[str, ToolCard] = {}
     turn: TurnView | None = None
     message = None
-    block: UserBlock | Step | None = None
+    block: Block | None = None
     for row in rows:
         if turn is None or row["turn_id"] != turn.turn_id:
-            turn = TurnView(row["turn_id"])
+            turn = TurnView(row["turn_id"], first_seq=row.get("seq"))
             turns.append(turn)
             message = None
+        turn.last_seq = row.get("seq")
         if row["message"] != message:
             message = row["message"]
-            block = _open_block(turn, row["role"])
+            block = _open_block(turn, row["role"], row["chunk"])
+            if block is not None:
+                block.seq = row.get("seq")
         _add_chunk(turn, block, row["chunk"], cards)
     for turn in turns:
-        if turn.turn_id in numbered:
-            number, turn_metrics = numbered[turn.turn_id]
-            _attach_metrics(turn, number, turn_metrics)
+        turn.number = numbers.get(turn.turn_id)
+        turn_metrics = metrics.get(turn.turn_id)
+        if turn_metrics is not None:
+            turn.kind = turn_metrics.kind
+            _attach_metrics(turn, turn.number, turn_metrics)
+    _join_continuations(turns, previous_text)
     return turns
 
 
-def _open_block(turn: TurnView, role: str) -> UserBlock | Step | None:
+def _join_continuations(turns: list[TurnView], previous_text: str) -> None:
+    """A continuation reads as the rest of the answer before it: that answer's cut notice
+    goes, and a code block it was cut inside goes on in the continuation's text."""
+    before: Item | None = Item("text", previous_text) if previous_text else None
+    for turn in turns:
+        if turn.continuation:
+            first = turn.first_text()
+            if first is not None and before is not None:
+                first.fence = open_fence(f"{before.fence}\n{before.text}")
+        before = turn.last_text() or before
+    for earlier, later in zip(turns, turns[1:], strict=False):
+        earlier.continued = later.continuation
+
+
+def _open_block(turn: TurnView, role: str, chunk: dict) -> Block | None:
+    if chunk.get("type") == "compaction":
+        return turn.new_compaction()
     if role == "user":
-        block = UserBlock("", steering=bool(turn.blocks))
+        continuation = bool(chunk.get("continuation"))
+        block = UserBlock("", steering=bool(turn.blocks), continuation=continuation)
+        turn.continuation = turn.continuation or (continuation and not turn.blocks)
         turn.blocks.append(block)
         return block
     if role == "tool":
@@ -159,10 +280,16 @@ def _open_block(turn: TurnView, role: str) -> UserBlock | Step | None:
 
 
 def _add_chunk(
-    turn: TurnView, block: UserBlock | Step | None, chunk: dict, cards: dict[str, ToolCard]
+    turn: TurnView, block: Block | None, chunk: dict, cards: dict[str, ToolCard]
 ) -> None:
     kind = chunk.get("type")
-    if isinstance(block, UserBlock):
+    if isinstance(block, CompactionBlock):
+        block.summary = str(chunk.get("summary", ""))
+        block.replaced = int(chunk.get("replacedMessages") or 0)
+        block.kept = int(chunk.get("keptMessages") or 0)
+        block.trigger = str(chunk.get("trigger", "auto"))
+        block.step_id = str(chunk.get("stepId", ""))
+    elif isinstance(block, UserBlock):
         block.text += chunk.get("text", "")
     elif kind == "tool-result":
         card = cards.get(chunk.get("toolCallId", ""))
@@ -180,7 +307,9 @@ def _add_chunk(
         elif kind in ("text", "thinking", "system"):
             block.item(kind).text += chunk.get("text", "")
         elif kind == "error":
-            block.items.append(Item("error", text=chunk.get("message", "")))
+            block.items.append(
+                Item("error", text=chunk.get("message", ""), code=chunk.get("code", ""))
+            )
 
 
 def _last_step(turn: TurnView) -> Step:
@@ -190,14 +319,19 @@ def _last_step(turn: TurnView) -> Step:
     return turn.new_step()
 
 
-def _attach_metrics(turn: TurnView, number: int, metrics: TurnMetrics) -> None:
-    turn.number = number
-    turn.row = turn_row(metrics, number)
-    positions = {step.step_id: (n, step) for n, step in enumerate(metrics.steps, start=1)}
+def _attach_metrics(turn: TurnView, number: int | None, metrics: TurnMetrics) -> None:
+    turn.finish_reason = metrics.finish_reason
+    if number is not None:
+        turn.row = turn_row(metrics, number)
+    answers = [step for step in metrics.steps if step.kind == "step"]
+    positions = {step.step_id: (n, step) for n, step in enumerate(answers, start=1)}
+    compactions = {step.step_id: step for step in metrics.steps if step.kind == "compaction"}
     for block in turn.blocks:
         if isinstance(block, Step) and block.has_tools and block.step_id in positions:
             n, step = positions[block.step_id]
             block.row = step_row(step, n)
+        elif isinstance(block, CompactionBlock) and block.step_id in compactions:
+            block.row = compaction_row(compactions[block.step_id])
 
 
 def _content_text(content: Any) -> str:
@@ -213,24 +347,29 @@ class LiveTurn:
     """A running turn, folded from its AgentEvents, remembering what changed since the last
     ``take_changes()`` so only those parts are re-rendered and pushed."""
 
-    def __init__(self, turn_id: str, number: int) -> None:
-        self.view = TurnView(turn_id, number=number, running=True)
+    def __init__(self, turn_id: str, number: int | None, *, fence: str = "") -> None:
+        kind = "turn" if number is not None else "compaction"  # compaction turns have none
+        self.view = TurnView(turn_id, number=number, running=True, kind=kind)
+        self._fence = fence  # a code block the answer before this one was cut inside
         self._step: Step | None = None  # the step receiving content (None between steps)
         self._last_step: Step | None = None
         self._cards: dict[str, tuple[ToolCard, Step]] = {}
+        self._compactions: dict[str, CompactionBlock] = {}
         self._usage: dict[str, Usage] = {}
         self._steps: list[StepMetrics] = []  # the steps completed so far
+        self._all_steps: list[StepMetrics] = []  # … and the compactions' model calls
         self.context_size: int | None = None
+        self.failure = ""  # why a compaction failed, when this is a compaction turn
         self._new = True
-        self._appended: list[UserBlock | Step] = []
-        self._dirty: list[Step] = []
+        self._appended: list[Block] = []
+        self._dirty: list[Block] = []
         self._foot = False
 
     @property
     def turn_id(self) -> str:
         return self.view.turn_id
 
-    def take_changes(self) -> tuple[bool, list, list[Step], bool]:
+    def take_changes(self) -> tuple[bool, list, list[Block], bool]:
         """(whole turn is new, blocks appended, steps changed, foot changed); then forget them."""
         appended = list(self._appended)
         dirty = [s for s in self._dirty if not any(s is b for b in appended)]
@@ -238,15 +377,21 @@ class LiveTurn:
         self._new, self._appended, self._dirty, self._foot = False, [], [], False
         return changes
 
-    def _touch(self, step: Step) -> None:
-        if not any(step is s for s in self._dirty):
-            self._dirty.append(step)
+    def _touch(self, block: Block) -> None:
+        if not any(block is b for b in self._dirty):
+            self._dirty.append(block)
 
     def _open_step(self) -> Step:
         if self._step is None:
             self._step = self.view.new_step()
             self._appended.append(self._step)
         return self._step
+
+    def _text_item(self, step: Step) -> Item:
+        item = step.item("text")
+        if self._fence and self.view.continuation and item is step.items[0]:
+            item.fence, self._fence = self._fence, ""  # only the continuation's first text
+        return item
 
     def apply(self, event: dict) -> None:
         """Fold one AgentEvent into the view."""
@@ -259,7 +404,9 @@ class LiveTurn:
 
     def _on_user_message(self, event: dict) -> None:
         if not self.view.blocks:
-            self.view.blocks.append(UserBlock(event["text"]))
+            continuation = bool(event.get("continuation"))
+            self.view.continuation = continuation
+            self.view.blocks.append(UserBlock(event["text"], continuation=continuation))
 
     def _on_steering(self, event: dict) -> None:
         block = UserBlock(event["text"], steering=True)
@@ -269,7 +416,7 @@ class LiveTurn:
 
     def _on_text_delta(self, event: dict) -> None:
         step = self._open_step()
-        step.item("text").text += event["delta"]
+        self._text_item(step).text += event["delta"]
         self._touch(step)
 
     def _on_reasoning_delta(self, event: dict) -> None:
@@ -312,6 +459,7 @@ class LiveTurn:
             StepMetrics.from_wire(event), usage=self._usage.get(event["stepId"], Usage())
         )
         self._steps.append(metrics)
+        self._all_steps.append(metrics)
         step = self._step
         if step is None:
             return  # the step produced nothing to show
@@ -329,8 +477,41 @@ class LiveTurn:
 
     def _on_error(self, event: dict) -> None:
         step = self._step or self._last_step or self._open_step()
-        step.items.append(Item("error", text=event["message"]))
+        step.items.append(Item("error", text=event["message"], code=event.get("code", "")))
         self._touch(step)
+
+    def _on_compaction_start(self, event: dict) -> None:
+        block = self.view.new_compaction()
+        block.state, block.trigger = "running", event.get("trigger", "auto")
+        block.step_id = event.get("stepId", "")
+        self._compactions[block.step_id] = block
+        self._appended.append(block)
+        self._step = None
+
+    def _compaction_ended(self, event: dict, state: str) -> CompactionBlock:
+        block = self._compactions.get(event.get("stepId", ""))
+        if block is None:  # a manual compaction refused before it started
+            block = self.view.new_compaction()
+            self._appended.append(block)
+        block.state = state
+        metrics = replace(StepMetrics.from_wire(event), kind="compaction")
+        if "stepId" in event:
+            self._all_steps.append(metrics)
+            block.row = compaction_row(metrics)
+        self._touch(block)
+        return block
+
+    def _on_compaction_done(self, event: dict) -> None:
+        block = self._compaction_ended(event, "done")
+        block.summary = event.get("summary", "")
+        block.replaced = event.get("replacedMessages", 0)
+        block.kept = event.get("keptMessages", 0)
+        self.context_size = event.get("contextSize", self.context_size)
+
+    def _on_compaction_failed(self, event: dict) -> None:
+        block = self._compaction_ended(event, "failed")
+        block.message = event["message"]
+        self.failure = event["message"]
 
     def _on_done(self, event: dict) -> None:
         for step in (self._step, self._last_step):
@@ -339,6 +520,7 @@ class LiveTurn:
                     item.done = True
                 self._touch(step)
         self.view.running = False
+        self.view.finish_reason = event["reason"]
         self.context_size = event.get("contextSize")
         metrics = TurnMetrics(
             turn_id=self.turn_id,
@@ -346,9 +528,10 @@ class LiveTurn:
             usage=Usage.from_wire(event.get("usage") or {}),
             duration_ms=event["durationMs"],
             context_size=self.context_size,
-            steps=tuple(self._steps),
+            steps=tuple(self._all_steps),
         )
-        self.view.row = turn_row(metrics, self.view.number or 1)
+        if self.view.number is not None:
+            self.view.row = turn_row(metrics, self.view.number)
         self._foot = True
 
 

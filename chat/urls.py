@@ -9,5 +9,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("new", views.new_chat, name="new"),
     path("c/<str:conversation_id>", views.conversation_page, name="conversation"),
+    path("c/<str:conversation_id>/turns", views.conversation_turns, name="turns"),
     path("ui/conversations", views.conversation_search, name="search"),
 ]

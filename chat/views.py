@@ -12,7 +12,7 @@ import uuid
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
@@ -62,9 +62,39 @@ async def conversation_page(request, conversation_id: str):
     models = await catalog.models()
     context = await sync_to_async(pages.conversation_page_context)(
         user=user, conversation_id=conversation_id, models=models,
-        default_model=catalog.default_model,
+        default_model=catalog.default_model, at=_seq(request.GET.get("at")),
     )  # fmt: skip
     return await sync_to_async(render)(request, "chat/page.html", context)
+
+
+def _seq(raw: str | None, minimum: int = 1) -> int | None:
+    """A seq from a query parameter; None when absent, not an integer or below ``minimum``."""
+    if raw is None or not re.fullmatch(r"[0-9]{1,18}", raw) or int(raw) < minimum:
+        return None
+    return int(raw)
+
+
+@login_required
+@require_GET
+def conversation_turns(request, conversation_id: str):
+    """The turns before ``?before=<seq>`` or after ``?after=<seq>`` (a sentinel scrolled into
+    view), with the next sentinel, as a fragment (docs/protocol.md#8-web-app-socket)."""
+    if not re.fullmatch(CONVERSATION_ID_PATTERN, conversation_id):
+        raise Http404("no such conversation")
+    try:
+        if (
+            selectors.conversation_for_user(user=request.user, conversation_id=conversation_id)
+            is None
+        ):
+            raise Http404("no such conversation")
+    except NotFound:
+        raise Http404("no such conversation") from None
+    before, after = _seq(request.GET.get("before")), _seq(request.GET.get("after"), minimum=0)
+    if (before is None) == (after is None):
+        return HttpResponseBadRequest("give one of before=<seq> or after=<seq>")
+    view = pages.transcript(conversation_id=conversation_id, before=before, after=after)
+    context = pages.history_context(conversation_id=conversation_id, view=view)
+    return render(request, "chat/_history.html", context)
 
 
 @login_required

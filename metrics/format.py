@@ -98,6 +98,15 @@ def step_row(step: StepMetrics, number: int) -> dict:
     return {"text": SEPARATOR.join(parts), "title": title}
 
 
+def compaction_row(step: StepMetrics) -> dict:
+    """``compaction · {in+out} tok · {genTotal}``: a compaction's model call, TTFT as ``title``."""
+    parts = ["compaction", f"{format_tokens(_total_tokens(step.usage))} tok"]
+    if step.gen_total_ms is not None:
+        parts.append(format_duration(step.gen_total_ms))
+    title = f"TTFT {format_duration(step.ttft_ms)}" if step.ttft_ms is not None else ""
+    return {"text": SEPARATOR.join(parts), "title": title}
+
+
 def turn_row(turn: TurnMetrics, number: int) -> dict:
     """``turn N · {in+out} tok ({in} in / {out} out[ / {cacheRead} cache]) · {TPS} · {duration}``.
 

@@ -45,6 +45,8 @@ class StepMetrics(models.Model):
     turn_metrics = models.ForeignKey(TurnMetrics, on_delete=models.CASCADE, related_name="steps")
     step_id = models.CharField(max_length=80)
     index = models.PositiveIntegerField()
+    # "compaction": the model call that wrote a compaction summary; "step": a step.
+    kind = models.CharField(max_length=12, default="step")
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_tokens = models.PositiveBigIntegerField(null=True, blank=True)

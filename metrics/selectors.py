@@ -33,6 +33,7 @@ PERIODS = ("day", "week", "month")
 _TURN_FIELDS = (
     "id",
     "turn_id",
+    "turn__kind",
     "model",
     "finish_reason",
     "input_tokens",
@@ -52,6 +53,7 @@ _STEP_FIELDS = (
     "ttft_ms",
     "decode_ms",
     "gen_total_ms",
+    "kind",
 )
 
 
@@ -71,19 +73,39 @@ def conversation_turn_metrics(*, conversation_id: str) -> list[TurnMetrics]:
     sealing transaction), so no join on the turn's status is needed. Two queries, whatever
     the number of turns and steps; steps of a turn sealed between them are left out with it.
     """
-    turns = list(
-        TurnMetricsRow.objects.filter(conversation_id=conversation_id)
-        .order_by("created_at", "id")
-        .values(*_TURN_FIELDS)
+    return _turn_metrics(
+        TurnMetricsRow.objects.filter(conversation_id=conversation_id),
+        StepMetricsRow.objects.filter(turn_metrics__conversation_id=conversation_id),
     )
+
+
+def turn_metrics_by_id(*, turn_ids: list[str]) -> dict[str, TurnMetrics]:
+    """The TurnMetrics of these turns (the sealed ones), by turn id. Two queries."""
+    if not turn_ids:
+        return {}
+    turns = _turn_metrics(
+        TurnMetricsRow.objects.filter(turn_id__in=turn_ids),
+        StepMetricsRow.objects.filter(turn_metrics__turn_id__in=turn_ids),
+    )
+    return {turn.turn_id: turn for turn in turns}
+
+
+def latest_context_size(*, conversation_id: str) -> int | None:
+    """The contextSize of the conversation's newest sealed turn that has one."""
+    return (
+        TurnMetricsRow.objects.filter(conversation_id=conversation_id, context_size__isnull=False)
+        .order_by("-created_at", "-id")
+        .values_list("context_size", flat=True)
+        .first()
+    )
+
+
+def _turn_metrics(rows: QuerySet, step_rows: QuerySet) -> list[TurnMetrics]:
+    """TurnMetrics of ``rows`` in seal order, with their steps from ``step_rows``."""
+    turns = list(rows.order_by("created_at", "id").values(*_TURN_FIELDS))
     steps_by_turn: dict[int, list[StepMetrics]] = {row["id"]: [] for row in turns}
     if turns:
-        rows = (
-            StepMetricsRow.objects.filter(turn_metrics__conversation_id=conversation_id)
-            .order_by("turn_metrics_id", "index")
-            .values(*_STEP_FIELDS)
-        )
-        for row in rows:
+        for row in step_rows.order_by("turn_metrics_id", "index").values(*_STEP_FIELDS):
             steps = steps_by_turn.get(row["turn_metrics_id"])
             if steps is None:  # its turn sealed after the first query: the next read has it
                 continue
@@ -94,6 +116,7 @@ def conversation_turn_metrics(*, conversation_id: str) -> list[TurnMetrics]:
                     ttft_ms=row["ttft_ms"],
                     decode_ms=row["decode_ms"],
                     gen_total_ms=row["gen_total_ms"],
+                    kind=row["kind"],
                 )
             )
     return [
@@ -105,6 +128,7 @@ def conversation_turn_metrics(*, conversation_id: str) -> list[TurnMetrics]:
             duration_ms=row["duration_ms"],
             context_size=row["context_size"],
             steps=tuple(steps_by_turn[row["id"]]),
+            kind=row["turn__kind"],
         )
         for row in turns
     ]

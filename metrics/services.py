@@ -42,6 +42,7 @@ def turn_metrics_record(*, turn, metrics: TurnMetrics) -> TurnMetricsRow:
             ttft_ms=step.ttft_ms,
             decode_ms=step.decode_ms,
             gen_total_ms=step.gen_total_ms,
+            kind=step.kind,
         )
         for index, step in enumerate(steps)
     )

@@ -448,6 +448,7 @@ class TurnRunner:
         await self._emit(
             "compaction-done",
             **base,
+            seq=compaction.seq,
             upToSeq=chunk["upToSeq"],
             replacedMessages=cut,
             keptMessages=chunk["keptMessages"],

@@ -12,8 +12,14 @@ package. Functions are keyword-only and named ``<noun>_<verb>``.
 - ``conversations``: title, model, reasoning effort, cwd, open/close, tab order
 - ``workspace``: each user's workspace and a conversation's directory in it
 - ``recovery``: sealing turns whose worker died; heartbeats
+- ``compaction``: compacting a conversation on request, its compaction threshold
 """
 
+from chat.services.compaction import (
+    compaction_result,
+    conversation_compact,
+    conversation_set_compaction,
+)
 from chat.services.conversations import (
     conversation_close,
     conversation_open,
@@ -25,14 +31,25 @@ from chat.services.conversations import (
 )
 from chat.services.queue import queue_add, queue_cancel
 from chat.services.recovery import stale_before, turns_recover
-from chat.services.turns import resolve_model, turn_start, turn_stop, worker_start
+from chat.services.turns import (
+    compact_threshold,
+    resolve_model,
+    turn_continue,
+    turn_start,
+    turn_stop,
+    worker_start,
+)
 from chat.services.workspace import user_root, workspace_root
 
 __all__ = [
+    "compact_threshold",
+    "compaction_result",
     "conversation_close",
+    "conversation_compact",
     "conversation_open",
     "conversation_rename",
     "conversation_set_cwd",
+    "conversation_set_compaction",
     "conversation_set_model",
     "conversation_set_reasoning_effort",
     "queue_add",
@@ -40,6 +57,7 @@ __all__ = [
     "resolve_model",
     "stale_before",
     "tabs_reorder",
+    "turn_continue",
     "turn_start",
     "turn_stop",
     "turns_recover",

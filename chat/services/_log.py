@@ -80,17 +80,39 @@ def chunks_append(
     return [row.to_wire() for row in rows]
 
 
+def messages_stamp(messages: list[Message], stored: list[dict]) -> None:
+    """Give each message the seq of its last chunk in ``stored`` (what chunks_append returned
+    for them, in order; empty messages get none)."""
+    position = 0
+    for message in messages:
+        if message.chunks:
+            position += len(message.chunks)
+            message.seq = stored[position - 1]["seq"]
+
+
 @transaction.atomic
-def turn_begin(*, conversation_id: str, turn_id: str, model: str, worker: str) -> Turn:
-    """Record a running turn; Conflict when the conversation already has one."""
+def turn_begin(
+    *, conversation_id: str, turn_id: str, model: str, worker: str, kind: str = Turn.Kind.TURN
+) -> Turn:
+    """Record a running turn (numbered, unless it is a compaction turn); Conflict when the
+    conversation already has one."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
     if Turn.objects.filter(conversation=conversation, status=Turn.Status.RUNNING).exists():
         raise Conflict("a turn is already running in this conversation")
     now = timezone.now()
+    number = None if kind == Turn.Kind.COMPACTION else conversation.last_turn_number + 1
     turn = Turn.objects.create(
-        id=turn_id, conversation=conversation, model=model, worker=worker, heartbeat_at=now
+        id=turn_id,
+        conversation=conversation,
+        model=model,
+        worker=worker,
+        heartbeat_at=now,
+        kind=kind,
+        number=number,
     )
     fields = {"status": Conversation.Status.ACTIVE, "last_activity_at": now}
+    if number is not None:
+        fields["last_turn_number"] = number
     if not conversation.model:
         fields["model"] = model
     Conversation.objects.filter(pk=conversation_id).update(**fields)

@@ -12,7 +12,7 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
-from pydantic import AfterValidator, Field, StrictStr, TypeAdapter, ValidationError
+from pydantic import AfterValidator, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 from chat.errors import InvalidInput
@@ -66,6 +66,10 @@ ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
 assert set(ReasoningEffort.__args__) == set(REASONING_EFFORTS)  # type: ignore[attr-defined]
 Cwd = Annotated[StrictStr, Field(max_length=CWD_MAX), AfterValidator(_no_nul)]
 MessageId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,18}$")]
+# The share of the model's window (%) at which a conversation is compacted; 0: never.
+CompactThreshold = Annotated[
+    StrictInt, Field(ge=0, le=100, description="percent of the context window; 0 turns it off")
+]
 
 
 @cache

@@ -18,7 +18,7 @@ from django.db import OperationalError
 from chat import selectors
 from chat.config import get_config
 from chat.errors import Conflict, DomainError, InvalidInput
-from chat.models import DEFAULT_REASONING_EFFORT, Conversation
+from chat.models import DEFAULT_REASONING_EFFORT, Conversation, Turn
 from chat.providers import ResolvedModel, UnknownModel, get_catalog
 from chat.ratelimit import turn_rate_check
 from chat.running import RunningTurn, notify, running_turns
@@ -28,6 +28,7 @@ from chat.services.events import conversation_group, publish_on_commit, user_gro
 from chat.services.inputs import ConversationId, Cwd, MessageText, ModelName, ReasoningEffort, check
 from chat.services.recovery import heartbeat_loop
 from chat.services.workspace import conversation_dir, conversation_dir_ready
+from chat.signals import COMPACTION_ENDS, compaction_report
 from chat.tools import get_tool_registry
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,24 @@ log = logging.getLogger(__name__)
 SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
+# The prompt of a Continue (docs/protocol.md#49-continue): the model picks up its cut answer.
+CONTINUE_PROMPT = (
+    "Continue your previous answer exactly where it stopped. Do not repeat anything you "
+    "already wrote and do not comment on the interruption."
+)
+
+
 @dataclass(frozen=True)
 class _TurnRequest:
-    """A checked request to start a turn."""
+    """A checked request to start a turn (or, ``kind="compaction"``, a manual compaction)."""
 
     conversation_id: str
     message: str
     model: str | None = None
     reasoning_effort: str | None = None
     cwd: str | None = None
+    kind: str = Turn.Kind.TURN
+    continuation: bool = False
 
 
 async def turn_start(
@@ -84,6 +94,36 @@ async def turn_start(
     model_name = request.model or (existing.model if existing else "")
     resolved = await resolve_model(model_name or get_catalog().default_model)
     await turn_rate_check(user=user)
+    return await _launch(user=user, request=request, resolved=resolved)
+
+
+async def turn_continue(*, user, conversation_id: str) -> RunningTurn:
+    """Start a turn that asks the model to continue its last answer (after a ``length`` cut),
+    with the conversation's model and settings. InvalidInput for a conversation with nothing
+    to continue; otherwise refused as ``turn_start`` refuses."""
+    check("conversationId", ConversationId, conversation_id)
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(
+        user=user, conversation_id=conversation_id
+    )
+    if conversation is None or conversation.last_turn_number == 0:
+        raise InvalidInput("there is no answer to continue in this conversation")
+    if conversation_id in running_turns.turns:
+        raise Conflict("a turn is already running in this conversation")
+    resolved = await resolve_model(conversation.model or get_catalog().default_model)
+    await turn_rate_check(user=user)
+    request = _TurnRequest(
+        conversation_id=conversation_id, message=CONTINUE_PROMPT, continuation=True
+    )
+    return await _launch(user=user, request=request, resolved=resolved)
+
+
+async def compaction_start(*, user, conversation: Conversation) -> RunningTurn:
+    """Start a manual compaction of a conversation known to be the user's (a compaction turn,
+    chat.services.compaction checks the rest)."""
+    if conversation.pk in running_turns.turns:
+        raise Conflict("a turn is already running in this conversation")
+    resolved = await resolve_model(conversation.model or get_catalog().default_model)
+    request = _TurnRequest(conversation_id=conversation.pk, message="", kind=Turn.Kind.COMPACTION)
     return await _launch(user=user, request=request, resolved=resolved)
 
 
@@ -159,7 +199,8 @@ def _status_message(conversation_id: str, status: str) -> dict:
 
 def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id: str, worker: str):
     """One transaction: the conversation (created or updated), the running Turn row and the
-    ``active`` status; then the history the turn starts from and its working directory."""
+    ``active`` status; then the history the turn starts from, its working directory and the
+    size the last turn measured (the base of the context budget's estimates)."""
     defaults = {"title": _log.default_title(request.message), "model": resolved.name}
     if request.reasoning_effort:
         defaults["reasoning_effort"] = request.reasoning_effort
@@ -182,7 +223,11 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
     if updates:
         _log.conversation_update(conversation=conversation, **updates)
     _log.turn_begin(
-        conversation_id=conversation.id, turn_id=turn_id, model=resolved.name, worker=worker
+        conversation_id=conversation.id,
+        turn_id=turn_id,
+        model=resolved.name,
+        worker=worker,
+        kind=request.kind,
     )
     status_changed(conversation_id=conversation.id, status=Conversation.Status.ACTIVE)
     if not existed:
@@ -191,7 +236,8 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         )
     history = selectors.history_messages(conversation_id=conversation.id)
     cwd = conversation_dir_ready(owner_id=conversation.owner_id, cwd=conversation.cwd)
-    return conversation, history, cwd
+    size = selectors.last_context_size(conversation_id=conversation.id)
+    return conversation, history, cwd, size
 
 
 async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> RunningTurn:
@@ -203,7 +249,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     running = RunningTurn(conversation_id=conversation_id, turn_id=turn_id)
     running_turns.turns[conversation_id] = running  # claim before awaiting: no double start
     try:
-        conversation, history, cwd = await write(
+        conversation, history, cwd, size = await write(
             _turn_open, user=user, request=request, resolved=resolved, turn_id=turn_id,
             worker=worker,
         )  # fmt: skip
@@ -213,7 +259,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     tools = get_tool_registry()
     await tools.start()
     runtime = get_config().runtime
-    config = TurnConfig(
+    turn_config = TurnConfig(
         conversation_id=conversation_id,
         turn_id=turn_id,
         prompt=request.message,
@@ -223,10 +269,15 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         reasoning_effort=conversation.reasoning_effort or DEFAULT_REASONING_EFFORT,
         cwd=cwd,
         max_steps=runtime.max_steps,
-        max_tokens=runtime.max_tokens,
         retry_delays=runtime.retry_delays,
+        kind=request.kind,
+        continuation=request.continuation,
+        context_size=size,
+        **context_settings(conversation, resolved),
     )
-    running.runner = TurnRunner(config, _ports(running, resolved.provider, tools.tools()))
+    running.runner = TurnRunner(
+        turn_config, _ports(running, resolved, tools.tools() if request.kind == "turn" else {})
+    )
     # A fresh context: the turn outlives the request that starts it, so it must not inherit
     # the request's thread-sensitive executor (asgiref), which dies with the request.
     running.task = asyncio.get_running_loop().create_task(
@@ -235,18 +286,41 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     return running
 
 
-def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
+def compact_threshold(conversation: Conversation | None) -> int:
+    """The conversation's compaction threshold (%), else the config's default."""
+    threshold = conversation.compact_threshold if conversation is not None else None
+    return get_config().compaction.threshold if threshold is None else threshold
+
+
+def context_settings(conversation: Conversation, resolved: ResolvedModel) -> dict:
+    """The TurnConfig fields of the context budget (docs/protocol.md#47-the-context-budget):
+    the model's window, the answer's limit (the credential's, else ``[runtime]``'s) and the
+    conversation's compaction settings."""
+    config = get_config()
+    return {
+        "context_window": resolved.context_window,
+        "max_tokens": resolved.max_tokens or config.runtime.max_tokens,
+        "compact_threshold": compact_threshold(conversation) / 100,
+        "keep_messages": config.compaction.keep_messages,
+        "summary_max_tokens": config.compaction.summary_max_tokens,
+    }
+
+
+def _ports(running: RunningTurn, resolved: ResolvedModel, tools) -> TurnPorts:
     conversation_id, turn_id = running.conversation_id, running.turn_id
 
     async def emit(event: dict) -> None:
         await running_turns.publish(running, event)
         if event["type"] == "status":
             await status_publish(conversation_id=conversation_id, status=event["status"])
+        elif event["type"] in COMPACTION_ENDS:
+            compaction_report(model=resolved.name, event=event)
 
     async def persist(messages: list[Message]) -> None:
-        await database_sync_to_async(_log.chunks_append)(
+        stored = await database_sync_to_async(_log.chunks_append)(
             conversation_id=conversation_id, messages=messages, turn_id=turn_id
         )
+        _log.messages_stamp(messages, stored)
 
     async def persist_user(message: Message) -> None:
         await persist([message])
@@ -268,13 +342,14 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
                 await asyncio.sleep(delay)
 
     return TurnPorts(
-        provider=provider,
+        provider=resolved.provider,
         emit=emit,
         persist_user=persist_user,
         persist_step=persist,
         drain_queue=drain,
         seal=seal,
         tools=tools,
+        count_tokens=getattr(resolved.provider, "count_tokens", None),
     )
 
 

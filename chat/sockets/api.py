@@ -69,6 +69,20 @@ class ApiSocket(BaseSocket):
         # subscription was still being set up); the group's copies are deduplicated.
         await self.subscriptions[conversation_id].replay(reply_to=self.channel_name)
 
+    async def op_compact(self, frame: dict) -> None:
+        """Compact the conversation now (docs/protocol.md#211-compaction): like ``chat.send``,
+        it subscribes the sender, and the compaction turn's events arrive as ``chat.delta``."""
+        conversation_id = check("conversationId", ConversationId, frame.get("conversationId"))
+        subscribed = conversation_id in self.subscriptions
+        await self._subscribe(conversation_id)
+        try:
+            await services.conversation_compact(user=self.user, conversation_id=conversation_id)
+        except BaseException:
+            if not subscribed:  # a refused compaction leaves no subscription behind
+                await self._unsubscribe(conversation_id)
+            raise
+        await self.subscriptions[conversation_id].replay(reply_to=self.channel_name)
+
     async def op_subscribe(self, frame: dict) -> None:
         conversation_id = check("conversationId", ConversationId, frame.get("conversationId"))
         feed = await self._subscribe(conversation_id)
@@ -129,6 +143,7 @@ class ApiSocket(BaseSocket):
         "chat.unsubscribe": op_unsubscribe,
         "chat.queue": op_queue,
         "chat.queue.cancel": op_queue_cancel,
+        "chat.compact": op_compact,
         "subscribe": op_surface_subscribe,
         "unsubscribe": op_surface_unsubscribe,
         "invoke": op_invoke,

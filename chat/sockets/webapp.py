@@ -96,13 +96,14 @@ class WebAppSocket(BaseSocket):
         return {tab.conversation_id for tab in selectors.tab_list(user=self.user)}
 
     async def _resync(self, client_seq: int | None, *, full: bool) -> None:
-        """History (when the client's differs), then the running turn's replay, then live."""
-        turns, seq, _running = await database_sync_to_async(pages.transcript)(
-            conversation_id=self.conversation_id
-        )
+        """History (the newest window, when the client's seq differs), then the running turn's
+        replay, then live. Never more than one window of history (docs/protocol.md#8)."""
+        view = await database_sync_to_async(pages.transcript)(conversation_id=self.conversation_id)
+        seq = view.seq
         parts = []
         if client_seq != seq:
-            history = "".join(render_to_string("chat/_turn.html", {"turn": t}) for t in turns)
+            context = pages.history_context(conversation_id=self.conversation_id, view=view)
+            history = render_to_string("chat/_history.html", context)
             parts.append(f'<div id="history" hx-swap-oob="innerHTML">{history}</div>')
             parts.append(render_to_string("chat/_history_seq.html", {"seq": seq, "oob": True}))
         self.history_seq = seq
@@ -163,10 +164,10 @@ class WebAppSocket(BaseSocket):
         live = self.live
         if live is None or live.turn_id != turn_id:
             await self._flush()
-            number = await database_sync_to_async(pages.next_turn_number)(
-                conversation_id=self.conversation_id
+            number, fence = await database_sync_to_async(pages.live_turn_start)(
+                conversation_id=self.conversation_id, turn_id=turn_id
             )
-            live = self.live = LiveTurn(turn_id, number)
+            live = self.live = LiveTurn(turn_id, number, fence=fence)
         live.apply(event)
         if replay:
             return
@@ -178,6 +179,8 @@ class WebAppSocket(BaseSocket):
                 await self.send(text_data=await self._queue_html())
             if event["type"] == "done":
                 await self.send(text_data=await self._gauge_html(live.context_size))
+                if live.failure and live.view.kind == "compaction":  # a manual one
+                    await self._notice(f"compaction failed: {live.failure}")
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is not None:
@@ -226,7 +229,7 @@ class WebAppSocket(BaseSocket):
             conversation_id=self.conversation_id, turn_id=turn_id
         )
         parts = ['<div id="live" hx-swap-oob="innerHTML"></div>']
-        if turn is not None and seq > self.history_seq:
+        if turn is not None and seq > self.history_seq:  # a failed compaction wrote nothing
             parts.append(
                 _oob_append("history", render_to_string("chat/_turn.html", {"turn": turn}))
             )
@@ -356,6 +359,29 @@ class WebAppSocket(BaseSocket):
     async def act_reorder(self, frame: dict) -> None:
         await services.tabs_reorder(user=self.user, conversation_ids=frame.get("order"))
 
+    async def act_compact(self, frame: dict) -> None:
+        """Compact the conversation now; its progress streams like a turn."""
+        await self._notice()
+        await services.conversation_compact(user=self.user, conversation_id=self.conversation_id)
+        await self.feed.replay(reply_to=self.channel_name)
+        await self._flush()
+
+    async def act_compaction(self, frame: dict) -> None:
+        """Set the conversation's compaction threshold (%, 0: off)."""
+        threshold = frame.get("threshold")
+        if isinstance(threshold, str) and re.fullmatch(r"\s*[0-9]{1,9}\s*", threshold):
+            threshold = int(threshold)  # a form's number field arrives as text
+        await services.conversation_set_compaction(
+            user=self.user, conversation_id=self.conversation_id, threshold=threshold
+        )
+
+    async def act_continue(self, frame: dict) -> None:
+        """Continue the last answer (cut at the length limit) in a new turn."""
+        await self._notice()
+        await services.turn_continue(user=self.user, conversation_id=self.conversation_id)
+        await self.feed.replay(reply_to=self.channel_name)
+        await self._flush()
+
     OPS = {
         "send": act_send,
         "stop": act_stop,
@@ -366,4 +392,7 @@ class WebAppSocket(BaseSocket):
         "rename": act_rename,
         "close": act_close,
         "reorder": act_reorder,
+        "compact": act_compact,
+        "compaction": act_compaction,
+        "continue": act_continue,
     }

@@ -156,11 +156,12 @@ HISTORY_WINDOWS = [
 
 
 def _sqlite_seq_index() -> str:
-    """The name of SQLite's index on (conversation_id, seq) — the unique constraint's."""
+    """The name of SQLite's index on (conversation_id, seq) — the unique constraint's (the
+    partial index of compaction chunks has the same columns)."""
     with connection.cursor() as cursor:
-        for _, name, *_ in cursor.execute("PRAGMA index_list(chat_chunk)").fetchall():
+        for _, name, unique, *_ in cursor.execute("PRAGMA index_list(chat_chunk)").fetchall():
             columns = [row[2] for row in cursor.execute(f"PRAGMA index_info('{name}')")]
-            if columns == ["conversation_id", "seq"]:
+            if columns == ["conversation_id", "seq"] and unique:
                 return name
     raise AssertionError("no (conversation_id, seq) index on chat_chunk")
 

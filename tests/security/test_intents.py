@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -23,7 +23,9 @@ from django.urls import reverse
 
 from chat.models import Conversation, QueuedMessage, Tab
 from chat.ratelimit import turn_rate_check
+from chat.runtime import Message
 from chat.services import _log
+from chat.services.compaction import TOO_SHORT
 from chat.services.events import conversation_group, user_group
 from tests.security.conftest import MODEL, api_client, application, script_answers
 
@@ -69,14 +71,21 @@ class Api(Transport):
         "effort": "effort",
         "cwd": "cwd",
         "tabs": "tabs",
+        "compact": "compact",
+        "compaction": "compaction",
+        "continue": "continue_",
     }
 
     async def _call(self, ctx, method, path, body=None):
         client = api_client(ctx.token)
         send = getattr(client, method)
-        response = await (
-            send(path) if body is None else send(path, body, content_type="application/json")
-        )
+        # A request of its own thread-sensitive context, as Django's ASGI handler gives every
+        # request (the test client does not): a route that waits for a turn (compact) must
+        # not hold the thread the turn's database writes need.
+        async with ThreadSensitiveContext():
+            response = await (
+                send(path) if body is None else send(path, body, content_type="application/json")
+            )
         if response.status_code >= 400:
             return response.json()["error"]
         if response.get("Content-Type", "").startswith("application/x-ndjson"):
@@ -127,12 +136,27 @@ class Api(Transport):
     async def tabs(self, ctx, conversation_id, value):
         return await self._call(ctx, "put", "/tabs", {"conversationIds": value})
 
+    async def compact(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/compact")
+
+    async def compaction(self, ctx, conversation_id, value):
+        body = {"threshold": value}
+        return await self._call(ctx, "put", f"/conversations/{conversation_id}/compaction", body)
+
+    async def continue_(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/continue")
+
 
 class ApiSocket(Transport):
     """The JSON protocol. A probe frame after each op: its answer marks the op's end."""
 
     name = "json-socket"
-    intents = {"send": "send", "queue": "queue", "queue-cancel": "queue_cancel"}
+    intents = {
+        "send": "send",
+        "queue": "queue",
+        "queue-cancel": "queue_cancel",
+        "compact": "compact",
+    }
 
     async def _op(self, ctx, frame, *, until_sealed=False):
         socket = WebsocketCommunicator(await application(), f"/ws?token={ctx.token}")
@@ -163,6 +187,10 @@ class ApiSocket(Transport):
         return await self._op(
             ctx, {"type": "chat.queue", "conversationId": conversation_id, "text": value}
         )
+
+    async def compact(self, ctx, conversation_id, value):
+        frame = {"type": "chat.compact", "conversationId": conversation_id}
+        return await self._op(ctx, frame, until_sealed=True)
 
     async def queue_cancel(self, ctx, conversation_id, value):
         frame = {"type": "chat.queue.cancel", "conversationId": conversation_id, "messageId": value}
@@ -196,6 +224,9 @@ class WebApp(Transport):
         "model": "model",
         "effort": "effort",
         "tabs": "reorder",
+        "compact": "compact",
+        "compaction": "compaction",
+        "continue": "continue_",
     }
 
     async def _act(self, ctx, conversation_id, frame, *, until_sealed=False, page=None):
@@ -251,6 +282,18 @@ class WebApp(Transport):
 
     async def reorder(self, ctx, conversation_id, value):
         return await self._act(ctx, conversation_id, {"action": "reorder", "order": value})
+
+    async def compact(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "compact"}, until_sealed=True)
+
+    async def compaction(self, ctx, conversation_id, value):
+        # A form's number field arrives as text.
+        threshold = str(value) if isinstance(value, int) else value
+        frame = {"action": "compaction", "threshold": threshold}
+        return await self._act(ctx, conversation_id, frame)
+
+    async def continue_(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "continue"}, until_sealed=True)
 
 
 class Admin(Transport):
@@ -420,11 +463,16 @@ def state(user, conversation_id: str) -> dict:
             "effort": conversation.reasoning_effort,
             "cwd": conversation.cwd,
         },
-        "log": list(
-            conversation.chunks.order_by("seq").values_list("role", "payload")
-            if conversation
-            else []
-        ),
+        "log": [
+            # A compaction names its step, whose turn id differs from run to run.
+            (role, {k: v for k, v in payload.items() if k != "stepId"})
+            for role, payload in (
+                conversation.chunks.order_by("seq").values_list("role", "payload")
+                if conversation
+                else []
+            )
+        ],
+        "threshold": conversation.compact_threshold if conversation else None,
         "queue": list(
             QueuedMessage.objects.filter(conversation_id=conversation_id).values_list(
                 "text", flat=True
@@ -435,11 +483,22 @@ def state(user, conversation_id: str) -> dict:
 
 
 @database_sync_to_async
-def setup(user, other_user, *, status="idle", queued: str | None = None, tabs=()) -> str | None:
-    """A fresh conversation of the user, someone else's, and maybe a queued text (its id)."""
+def setup(
+    user, other_user, *, status="idle", queued: str | None = None, tabs=(), turns: int = 0
+) -> str | None:
+    """A fresh conversation of the user (with ``turns`` answered prompts in its log),
+    someone else's, and maybe a queued text (its id)."""
     _log.conversation_ensure(user=user, conversation_id=CONVERSATION, title="Old")
     _log.conversation_ensure(user=other_user, conversation_id=THEIRS, title="Bob's")
-    Conversation.objects.filter(pk=CONVERSATION).update(status=status)
+    Conversation.objects.filter(pk=CONVERSATION).update(status=status, last_turn_number=turns)
+    for n in range(turns):
+        _log.chunks_append(
+            conversation_id=CONVERSATION,
+            messages=[
+                Message("user", [{"type": "text", "text": f"question {n}"}]),
+                Message("assistant", [{"type": "text", "text": f"answer {n}"}]),
+            ],
+        )
     for position, conversation_id in enumerate(tabs):
         _log.conversation_ensure(user=user, conversation_id=conversation_id)
         Tab.objects.create(user=user, conversation_id=conversation_id, position=position)
@@ -494,6 +553,9 @@ CASES = [
     Case("queue-cancel", "QUEUED", {"queued": "later please"}),
     Case("stop", None, {}),
     Case("send", "hello there", {}, frozenset({"tabs", "user.conversations"})),
+    Case("compaction", 30, {}),
+    Case("compact", None, {"turns": 6}),
+    Case("continue", None, {"turns": 1}),
 ]
 
 
@@ -506,7 +568,7 @@ async def test_every_transport_stores_and_announces_the_same(
         await clean_state()
         queued_id = await setup(user, other_user, **case.setup)
         value = queued_id if case.value == "QUEUED" else case.value
-        if case.intent == "send":
+        if case.intent in ("send", "compact", "continue"):
             script_answers(scripted, "general kenobi")
         async with Capture(user.pk, CONVERSATION) as capture:
             refusal = await transport.run(ctx, case.intent, CONVERSATION, value)
@@ -545,6 +607,10 @@ BAD_INPUTS = [
     ("queue-cancel", "²", None),
     ("tabs", ["missing"], "conversationIds: must name every open tab exactly once"),
     ("tabs", "x", None),
+    ("compaction", 101, "threshold: Input should be less than or equal to 100"),
+    ("compaction", "x", "threshold: Input should be a valid integer"),
+    ("compact", None, TOO_SHORT.format(keep=10)),
+    ("continue", None, "there is no answer to continue in this conversation"),
 ]
 
 
@@ -594,7 +660,7 @@ async def test_someone_elses_conversation_is_not_found_everywhere(
     intent, ctx, scripted, user, other_user, clean_state
 ):
     values = {"send": "hi", "queue": "hi", "rename": "Mine", "model": MODEL, "effort": "low"}
-    values |= {"cwd": "x", "queue-cancel": "1"}
+    values |= {"cwd": "x", "queue-cancel": "1", "compaction": 10}
     refusals = {}
     for transport in offering(intent):
         if isinstance(transport, Admin):

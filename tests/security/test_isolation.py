@@ -12,6 +12,7 @@ import threading
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.test import AsyncClient
 
 from chat.api import api
 from chat.models import Conversation, QueuedMessage, group_name_for
@@ -58,6 +59,10 @@ CALLS: dict[tuple[str, str], dict | None] = {
     ("PUT", "/conversations/{conversation_id}/cwd"): {"cwd": "bob"},
     ("POST", "/conversations/{conversation_id}/open"): None,
     ("GET", "/conversations/{conversation_id}/metrics"): None,
+    ("POST", "/conversations/{conversation_id}/compact"): None,
+    ("GET", "/conversations/{conversation_id}/compaction"): None,
+    ("PUT", "/conversations/{conversation_id}/compaction"): {"threshold": 10},
+    ("POST", "/conversations/{conversation_id}/continue"): None,
     ("GET", "/tabs"): None,
     ("PUT", "/tabs"): {"conversationIds": []},
     ("GET", "/metrics/throughput"): None,
@@ -129,6 +134,7 @@ async def alice_state() -> dict:
                 conversation.model,
                 conversation.reasoning_effort,
                 conversation.last_seq,
+                conversation.compact_threshold,
             ),
             "queue": list(
                 QueuedMessage.objects.filter(conversation_id=ALICE_CONVERSATION).values_list(
@@ -186,6 +192,21 @@ async def test_anonymous_gets_401(operation, alice_conversation):
     assert_no_secret(response)
 
 
+async def test_bob_cannot_read_alice_transcript_windows(alice_conversation, other_user, user):
+    """The web app's transcript window (``/c/<id>/turns``) and ``/c/<id>?at=`` are 404 for
+    anyone but the owner, like the page itself."""
+    bob, alice = AsyncClient(), AsyncClient()
+    await bob.aforce_login(other_user)
+    await alice.aforce_login(user)
+    for path in ("/turns?before=3", "/turns?after=0", "?at=1"):
+        mine = await alice.get(f"/c/{ALICE_CONVERSATION}{path}")
+        assert mine.status_code == 200, path
+        theirs = await bob.get(f"/c/{ALICE_CONVERSATION}{path}")
+        assert theirs.status_code == 404, path
+        assert_no_secret(theirs)
+    assert PROMPT in (await alice.get(f"/c/{ALICE_CONVERSATION}/turns?after=0")).content.decode()
+
+
 async def test_bob_cannot_put_alice_conversation_in_his_tabs(
     alice_conversation, token, other_token
 ):
@@ -212,6 +233,7 @@ def socket_ops(message_id: str) -> list[dict]:
         {"type": "chat.subscribe", **ref},
         {"type": "chat.queue", "text": "bob text", **ref},
         {"type": "chat.queue.cancel", "messageId": message_id, **ref},
+        {"type": "chat.compact", **ref},
         {"type": "subscribe", "surfaceId": "message-queue", **ref},
         {"type": "invoke", "surfaceId": "message-queue", "actionId": f"cancel:{message_id}", **ref},
     ]
