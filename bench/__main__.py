@@ -35,14 +35,16 @@ class Plan:
     rate_counts: tuple[int, ...]
     cluster_counts: tuple[int, ...]
     history_sizes: tuple[int, ...]
+    page_sizes: tuple[int, ...]
     ttft_turns: int
     local_tokens: int
     local_repeat: int
 
 
 FULL = Plan(Schedule(20, 200, 0.05), (1, 100, 500), (100, 500, 1000), (500, 1000),
-            (1_000, 100_000, 1_000_000), 20, 64, 7)  # fmt: skip
-QUICK = Plan(Schedule(20, 40, 0.05), (1, 20), (20, 50), (50,), (1_000, 10_000), 5, 16, 1)
+            (1_000, 100_000, 1_000_000), (100, 10_000, 1_000_000), 20, 64, 7)  # fmt: skip
+QUICK = Plan(Schedule(20, 40, 0.05), (1, 20), (20, 50), (50,), (1_000, 10_000), (100, 10_000),
+             5, 16, 1)  # fmt: skip
 
 
 def short_credential(url: str) -> str:
@@ -152,6 +154,11 @@ class Bench:
                     assert len(response.json()["chunks"]) == int(size)
         return out
 
+    def page(self, stack: Stack) -> dict:
+        log("conversation page: filling and reading GET /c/<id>")
+        sizes = ",".join(str(n) for n in self.plan.page_sizes)
+        return inproc(stack.env, "page", "--user", "bench-page", "--sizes", sizes)
+
     # ------------------------------------------------------------ the embedded model
 
     async def embedded(self, short_url: str) -> dict:
@@ -207,6 +214,7 @@ class Bench:
                 r["ttft"] = await self.ttft(stack, short.port)
                 r["history"] = await self.history(stack)
                 r["persistSqlite"] = inproc(stack.env, "persist")
+                r["page"] = self.page(stack)
             with RedisServer() as redis, PostgresServer() as postgres:
                 database = postgres.database_create("bench")
                 env = {"DATABASE_URL": database, "REDIS_URL": redis.url}
@@ -232,12 +240,31 @@ def inproc_prompt() -> str:
     return PROMPT
 
 
+def page_only(plan: Plan, out: Path) -> None:
+    """Measure the conversation page alone and replace its section of ``out``."""
+    started = time.monotonic()
+    machine = report.machine()
+    with StandinProcess(Schedule(200, 10, 0.05)) as short, Stack(short.url) as stack:
+        result = Bench(plan).page(stack)
+    section = report.page_section(result, machine, time.monotonic() - started)
+    out.write_text(report.replace_section(out.read_text(), report.PAGE_TITLE, section))
+    print(section)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (small counts)")
     parser.add_argument("--out", type=Path, default=report.REPO_ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--only-page",
+        action="store_true",
+        help="measure only GET /c/<id> and replace that section of --out",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.only_page:
+        page_only(plan, args.out)
+        return
     started = time.monotonic()
     machine = report.machine()
     results = asyncio.run(Bench(plan).run())

@@ -6,6 +6,9 @@ selectors and services use exactly the database the workers use. Prints one JSON
 - ``history --user U --sizes 1000,100000``: bulk-insert conversations of those sizes (raw SQL),
   then time ``history_slice`` for a 100-chunk tail and a full read.
 - ``persist``: time ``chunks_append`` of one step of 1, 100 and 1,000 chunks.
+- ``page --user U --sizes 100,10000``: conversations of those sizes (sealed turns of a prompt
+  and an answer, tests/chat/fill.py), then time ``GET /c/<id>`` through Django's handler (the
+  server's whole work: middleware, the windowed transcript, the template) and its bytes.
 - ``llama --max-tokens N``: llama-cpp-python called directly on the prompt a Dispatch turn with
   the local model sends (same messages, same model parameters); decode tokens/s of one run
   per line read from stdin.
@@ -103,6 +106,42 @@ def history(user: str, sizes: list[int]) -> dict:
     return results
 
 
+def page(user: str, sizes: list[int], repeat: int = 20) -> dict:
+    """``GET /c/<id>`` of conversations of ``sizes`` chunks: median server ms and bytes."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from chat.models import Conversation
+    from tests.chat.fill import conversation_fill
+
+    owner, _ = User.objects.get_or_create(username=user)
+    client = Client()
+    client.force_login(owner)
+    results: dict[str, dict] = {}
+    for size in sizes:
+        conversation_id = f"page-{size}"
+        Conversation.objects.filter(pk=conversation_id).delete()
+        started = time.perf_counter()
+        conversation_fill(owner=owner, conversation_id=conversation_id, turns=size // 2)
+        fill_s = time.perf_counter() - started
+        sizes_seen: set[int] = set()
+
+        def get(cid=conversation_id, seen=sizes_seen):
+            response = client.get(f"/c/{cid}")
+            assert response.status_code == 200
+            seen.add(len(response.content))
+
+        get()  # the first read warms the page's caches (templates, the catalog)
+        times = _timed(get, repeat)
+        results[str(size)] = {
+            "fillSeconds": round(fill_s, 1),
+            "medianMs": statistics.median(times),
+            "bytes": max(sizes_seen),
+            "repeats": repeat,
+        }
+    return results
+
+
 def persist(repeat: int) -> dict:
     """``chunks_append`` of one step (an assistant message of n chunks): median ms per n."""
     from django.contrib.auth.models import User
@@ -173,12 +212,17 @@ def main() -> None:
     h.add_argument("--sizes", required=True, help="comma-separated chunk counts")
     p = sub.add_parser("persist")
     p.add_argument("--repeat", type=int, default=10)
+    pg = sub.add_parser("page")
+    pg.add_argument("--user", required=True)
+    pg.add_argument("--sizes", required=True, help="comma-separated chunk counts")
     ll = sub.add_parser("llama")
     ll.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args()
     _setup()
     if args.command == "history":
         out = history(args.user, [int(s) for s in args.sizes.split(",")])
+    elif args.command == "page":
+        out = page(args.user, [int(s) for s in args.sizes.split(",")])
     elif args.command == "persist":
         out = persist(args.repeat)
     else:

@@ -14,6 +14,8 @@ from bench.stats import RunStats, median
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TAIL_FLAT = 2.0  # the tail read counts as size-independent while largest/smallest ≤ this
+PAGE_FLAT = 1.5  # the conversation page counts as size-independent while largest/smallest ≤ this
+PAGE_TITLE = "## Conversation page (`GET /c/<id>`, SQLite)"
 
 
 def _first_line(command: list[str]) -> str:
@@ -187,6 +189,8 @@ def render(r: dict, machine: dict[str, str], *, quick: bool) -> str:
             f"| {n} | {_ms(r['persistSqlite'][n]['medianMs'])} "
             f"| {_ms(r['persistPostgres'][n]['medianMs'])} |"
         )
+    if "page" in r:
+        out += ["", *_page_lines(r["page"])]
     out += ["", "## Embedded model overhead", ""]
     e = r["embedded"]
     if "error" in e:
@@ -209,3 +213,54 @@ def render(r: dict, machine: dict[str, str], *, quick: bool) -> str:
             f"Target: ratio ≥ 0.95 → {ratio:.3f}: {_mark(ratio >= 0.95)}.",
         ]
     return "\n".join(out) + "\n"
+
+
+def _page_lines(page: dict) -> list[str]:
+    rows = [
+        PAGE_TITLE,
+        "",
+        "The web app's conversation page: its newest window of turns (30 turns or 1,000 chunks, "
+        "whichever is smaller), the tabs, the conversation list and the composer. Server time = "
+        "Django's whole handling of the request in the worker's process (middleware, the "
+        "windowed transcript, the template), median of the repeats after one warm-up read. "
+        "Conversations of sealed turns of a prompt and an answer (`tests/chat/fill.py`).",
+        "",
+        "| chunks | server ms (median) | bytes | repeats | fill s |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for size, row in page.items():
+        rows.append(
+            f"| {int(size):,} | {_ms(row['medianMs'])} | {row['bytes']:,} | {row['repeats']} "
+            f"| {row['fillSeconds']} |"
+        )
+    times = [row["medianMs"] for row in page.values()]
+    sizes = [row["bytes"] for row in page.values()]
+    flat, bytes_flat = max(times) / min(times), max(sizes) / min(sizes)
+    rows += [
+        "",
+        f"Target: the largest within {PAGE_FLAT:g}× of the smallest → time {flat:.2f}, bytes "
+        f"{bytes_flat:.2f}: {_mark(flat <= PAGE_FLAT and bytes_flat <= PAGE_FLAT)}.",
+    ]
+    return rows
+
+
+def page_section(page: dict, machine: dict[str, str], elapsed: float) -> str:
+    """The page section alone, saying when and where it was measured (``--only-page``)."""
+    lines = _page_lines(page)
+    note = (
+        f"Measured by `python -m bench --only-page` in {elapsed:.0f}s on {machine['date']} "
+        f"(load average at start {machine['load average at start']}); the other sections are "
+        "from the run above."
+    )
+    return "\n".join([lines[0], "", note, *lines[1:]]) + "\n"
+
+
+def replace_section(text: str, title: str, section: str) -> str:
+    """``text`` with its ``title`` section (up to the next ``## ``) replaced by ``section``;
+    appended when there is none."""
+    start = text.find(title)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    end = text.find("\n## ", start + len(title))
+    rest = text[end + 1 :] if end >= 0 else ""
+    return text[:start] + section + ("\n" + rest if rest else "")

@@ -58,7 +58,9 @@ class RateLimited(DomainError):
     status = 429
 
 
-class UpstreamFailed(DomainError):
-    """The model failed at what was asked of it (e.g. a compaction got no summary)."""
+class ModelFailed(DomainError):
+    """The model failed at what was asked of it (a compaction got no summary): the request
+    was good and nothing changed, but it could not be done. 422, not a 5xx: 5xx are
+    Dispatch's own faults (a failing model is in-band in a turn, docs/protocol.md#9-errors)."""
 
-    status = 502
+    status = 422

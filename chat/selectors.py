@@ -164,17 +164,23 @@ def _window(
     picked = loaded[:end]
     if end < len(loaded) and picked and loaded[end]["turn_id"] == picked[-1]["turn_id"]:
         # The limit cut the farthest turn: leave it out, or cut the only one at a step.
-        last = picked[-1]["turn_id"]
-        whole = [row for row in picked if row["turn_id"] != last]
-        if whole:
-            picked = whole
-        else:
-            with_next = picked + [loaded[end]]  # the first row beyond, ends the last message
-            bounds = [i for i in range(1, len(with_next)) if _starts_step(with_next, i)]
-            picked = picked[: bounds[-1]] if bounds else picked
+        whole = [row for row in picked if row["turn_id"] != picked[-1]["turn_id"]]
+        picked = whole or _cut_at_step(picked, loaded[end], newest=newest)
     if newest:
         picked.reverse()
     return picked, len(picked) < len(loaded)
+
+
+def _cut_at_step(picked: list[dict], beyond: dict, *, newest: bool) -> list[dict]:
+    """The rows of one turn cut by the window's limit, trimmed at its far end to a step
+    boundary; ``beyond`` is the first row past that end (in ``picked``'s read order)."""
+    if newest:  # descending: the cut is at the oldest end, before ``beyond``
+        rows = [beyond, *reversed(picked)]
+        start = next((i for i in range(1, len(rows)) if _starts_step(rows, i)), 1)
+        return list(reversed(rows[start:]))
+    rows = [*picked, beyond]
+    stop = next((i for i in range(len(rows) - 1, 0, -1) if _starts_step(rows, i)), len(picked))
+    return rows[:stop]
 
 
 def transcript_window(

@@ -157,9 +157,12 @@ class TurnView:
     continued: bool = False  # the next turn continues its answer
     first_seq: int | None = None
     last_seq: int | None = None
+    part: int | None = None  # a window shows it from this seq on (a turn cut at a step)
 
     @property
     def dom(self) -> str:
+        if self.part is not None:  # its earlier part may be on the page too: another id
+            return dom_id("turn", self.turn_id or "log", "from", self.part)
         return dom_id("turn", self.turn_id or "log")
 
     @property
@@ -232,6 +235,9 @@ def turns_from_history(
     for row in rows:
         if turn is None or row["turn_id"] != turn.turn_id:
             turn = TurnView(row["turn_id"], first_seq=row.get("seq"))
+            # A turn begins with its prompt (or a compaction): else this is a later part.
+            if row["role"] != "user" and row["chunk"].get("type") != "compaction":
+                turn.part = row.get("seq")
             turns.append(turn)
             message = None
         turn.last_seq = row.get("seq")

@@ -18,7 +18,7 @@ ERRORS = {400: Error, 401: Error, 404: Error}
 
 @router.post(
     "/conversations/{conversation_id}/compact",
-    response={200: CompactOut, **ERRORS, 409: Error, 429: Error, 502: Error},
+    response={200: CompactOut, **ERRORS, 409: Error, 429: Error, 422: Error},
     summary="Compact the conversation now: summarize its older part; answers when done",
 )
 async def compact(request, conversation_id: str):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 
 from chat import selectors
-from chat.errors import Conflict, InvalidInput, UpstreamFailed
+from chat.errors import Conflict, InvalidInput, ModelFailed
 from chat.models import Conversation
 from chat.providers import get_catalog
 from chat.ratelimit import turn_rate_check
@@ -74,7 +74,7 @@ def _compactable(history, settings: dict) -> bool:
 
 async def compaction_result(running: RunningTurn) -> dict:
     """Wait for a compaction turn to end: its ``compaction-done`` event; else the refusal its
-    failure is (Conflict when stopped, InvalidInput when too short, UpstreamFailed when the
+    failure is (Conflict when stopped, InvalidInput when too short, ModelFailed when the
     model gave no summary or failed)."""
     queue = running.listen()
     done = failed = None
@@ -97,7 +97,7 @@ async def compaction_result(running: RunningTurn) -> dict:
         raise Conflict("the compaction was stopped")
     if code == "too-short":
         raise InvalidInput(message)
-    raise UpstreamFailed(f"compaction failed: {message}")
+    raise ModelFailed(f"compaction failed: {message}")
 
 
 async def conversation_set_compaction(

@@ -131,7 +131,7 @@ def test_compaction_refusals(stack):
         before = history(client, "empty-summary")
         stack.scripted.script(COMPLETIONS, openai_text_reply("   "))
         empty = client.post("/conversations/empty-summary/compact")
-        assert empty.status_code == 502
+        assert empty.status_code == 422
         assert empty.json() == {"error": "compaction failed: the model returned an empty summary"}
         assert history(client, "empty-summary") == before  # nothing written
 

@@ -106,7 +106,7 @@ def _live_html() -> str:
 
 def _stored_html() -> str:
     rows = [{"turn_id": TURN, "message": m, "role": r, "chunk": c} for m, r, c in STORED]
-    (turn,) = turns_from_history(rows, [TurnMetrics.from_wire(METRICS)])
+    (turn,) = turns_from_history(rows, {TURN: TurnMetrics.from_wire(METRICS)}, {TURN: 1})
     return render_to_string("chat/_turn.html", {"turn": turn})
 
 
@@ -155,3 +155,118 @@ def test_changes_name_only_what_moved_since_the_last_flush():
     new, appended, dirty, foot = live.take_changes()
     assert appended == [] and len(dirty) == 1 and dirty[0].items[0].text == "abc"
     assert live.take_changes() == (False, [], [], False)
+
+
+# ---------------------------------------------------------------- long conversations
+
+C0 = f"{TURN}#c0"
+COMPACTION_EVENTS = [
+    {"type": "user-message", "text": "go on"},
+    {"type": "turn-start"},
+    {"type": "compaction-start", "stepId": C0, "trigger": "auto", "messages": 12},
+    {"type": "compaction-done", "stepId": C0, "trigger": "auto", "seq": 30, "upToSeq": 27,
+     "replacedMessages": 12, "keptMessages": 2, "summary": "They *planned* a trip.",
+     "contextSize": 90, "usage": USAGE, "ttftMs": 5, "decodeMs": 95, "genTotalMs": 100},
+    {"type": "text-delta", "delta": "Sure."},
+    {"type": "usage", "stepId": STEP0, "usage": USAGE},
+    {"type": "step-complete", "stepId": STEP0, "ttftMs": 5, "decodeMs": 95, "genTotalMs": 100},
+    {"type": "done", "reason": "length", "durationMs": 300, "contextSize": 120,
+     "usage": {"inputTokens": 200, "outputTokens": 40}},
+]  # fmt: skip
+COMPACTION_STORED = [
+    (1, "user", {"type": "text", "text": "go on"}),
+    (2, "system", {"type": "compaction", "summary": "They *planned* a trip.", "upToSeq": 27,
+                   "replacedMessages": 12, "keptMessages": 2, "trigger": "auto", "stepId": C0}),
+    (3, "assistant", {"type": "text", "text": "Sure."}),
+]  # fmt: skip
+COMPACTION_METRICS = {
+    "turnId": TURN,
+    "usage": {"inputTokens": 200, "outputTokens": 40},
+    "durationMs": 300,
+    "contextSize": 120,
+    "finishReason": "length",
+    "steps": [
+        {"stepId": C0, "usage": USAGE, "ttftMs": 5, "decodeMs": 95, "genTotalMs": 100,
+         "kind": "compaction"},
+        {"stepId": STEP0, "usage": USAGE, "ttftMs": 5, "decodeMs": 95, "genTotalMs": 100},
+    ],
+}  # fmt: skip
+
+
+def test_a_compaction_renders_the_same_live_and_from_the_log():
+    live = LiveTurn(TURN, number=4)
+    for event in COMPACTION_EVENTS:
+        live.apply({**event, "conversationId": "c", "turnId": TURN})
+    rows = [{"turn_id": TURN, "message": m, "role": r, "chunk": c} for m, r, c in COMPACTION_STORED]
+    (stored,) = turns_from_history(
+        rows, {TURN: TurnMetrics.from_wire(COMPACTION_METRICS)}, {TURN: 4}
+    )
+    live_html = render_to_string("chat/_turn.html", {"turn": live.view})
+    stored_html = render_to_string("chat/_turn.html", {"turn": stored})
+    assert " ".join(live_html.split()) == " ".join(stored_html.split())
+    assert "Conversation compacted · 12 messages summarized (automatically)" in stored_html
+    assert "<em>planned</em>" in stored_html  # the summary, expandable
+    assert "compaction · 120 tok · 100ms" in stored_html
+    # Cut at the length limit: said, with Continue.
+    assert "The answer stopped at the length limit." in stored_html
+    assert '"action": "continue"' in stored_html
+
+
+def test_a_running_and_a_failed_compaction_say_so():
+    live = LiveTurn(TURN, number=None)  # a manual compaction turn
+    live.apply({"type": "compaction-start", "stepId": C0, "trigger": "manual", "messages": 3})
+    assert "Compacting the conversation…" in render_to_string(
+        "chat/_turn.html", {"turn": live.view}
+    )
+    live.apply({"type": "compaction-failed", "stepId": C0, "trigger": "manual",
+                "message": "the model returned an empty summary", "code": "empty-summary"})  # fmt: skip
+    html = render_to_string("chat/_turn.html", {"turn": live.view})
+    assert "Compaction failed: the model returned an empty summary" in html
+    assert live.failure == "the model returned an empty summary"
+    assert live.view.kind == "compaction"
+
+
+def test_a_context_overflow_error_offers_compact():
+    rows = [
+        {"turn_id": TURN, "message": 1, "role": "user", "chunk": {"type": "text", "text": "x"}},
+        {"turn_id": TURN, "message": 2, "role": "assistant",
+         "chunk": {"type": "error", "message": "too big", "code": "context-overflow"}},
+    ]  # fmt: skip
+    (turn,) = turns_from_history(rows, {}, {TURN: 1})
+    html = render_to_string("chat/_turn.html", {"turn": turn})
+    assert "too big" in html and '"action": "compact"' in html
+    other = [dict(rows[0]), {**rows[1], "chunk": {"type": "error", "message": "HTTP 500"}}]
+    (turn,) = turns_from_history(other, {}, {TURN: 1})
+    assert '"action": "compact"' not in render_to_string("chat/_turn.html", {"turn": turn})
+
+
+def test_a_continuation_reads_as_the_rest_of_the_answer_it_continues():
+    first, second = "turn-1-aaaaaa", "turn-2-bbbbbb"
+    rows = [
+        {"turn_id": first, "message": 1, "role": "user", "chunk": {"type": "text", "text": "code"}},
+        {"turn_id": first, "message": 2, "role": "assistant",
+         "chunk": {"type": "text", "text": "Here:\n```python\ndef f():"}},
+        {"turn_id": second, "message": 3, "role": "user",
+         "chunk": {"type": "text", "text": "Continue…", "continuation": True}},
+        {"turn_id": second, "message": 4, "role": "assistant",
+         "chunk": {"type": "text", "text": "    return 1\n```\nDone."}},
+    ]  # fmt: skip
+    metrics = {
+        first: TurnMetrics(first, "length"),
+        second: TurnMetrics(second, "stop"),
+    }
+    earlier, later = turns_from_history(rows, metrics, {first: 1, second: 2})
+    assert earlier.finish_reason == "length" and not earlier.cut  # continued: no notice
+    assert later.continuation
+    html = render_to_string("chat/_turn.html", {"turn": later})
+    assert "Continue…" not in html  # the prompt of a Continue is not shown
+    assert 'class="turn continuation"' in html
+    # The code block cut in the first answer goes on in the second.
+    assert '<pre class="hl"><code class="language-python">' in html and "Done." in html
+
+    live = LiveTurn(second, number=2, fence="```python")
+    live.apply({"type": "user-message", "text": "Continue…", "continuation": True})
+    live.apply({"type": "text-delta", "delta": "    return 1\n```\nDone."})
+    assert render_to_string(
+        "chat/_block.html", {"block": live.view.blocks[1], "turn": live.view}
+    ) == (render_to_string("chat/_block.html", {"block": later.blocks[1], "turn": later}))
