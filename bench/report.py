@@ -222,7 +222,8 @@ def _page_lines(page: dict) -> list[str]:
         "The web app's conversation page: its newest window of turns (30 turns or 1,000 chunks, "
         "whichever is smaller), the tabs, the conversation list and the composer. Server time = "
         "Django's whole handling of the request in the worker's process (middleware, the "
-        "windowed transcript, the template), median of the repeats after one warm-up read. "
+        "windowed transcript, the template), median of the repeats after one warm-up read; the sizes "
+        "take turns read by read, so a drift in the machine's load reaches them alike. "
         "Conversations of sealed turns of a prompt and an answer (`tests/chat/fill.py`).",
         "",
         "| chunks | server ms (median) | bytes | repeats | fill s |",

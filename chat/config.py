@@ -275,7 +275,7 @@ class RuntimeConfig(_Table):
 
 
 class CompactionConfig(_Table):
-    """``[compaction]``: how long conversations are compacted (docs/protocol.md#211-compaction)."""
+    """``[compaction]``: how long conversations are compacted (docs/protocol.md#24-compaction)."""
 
     # The share of the model's window (%) at which a conversation is compacted before a
     # provider call, for conversations that set none; 0: never automatically.

@@ -83,7 +83,7 @@ def history_messages(*, conversation_id: str) -> list[Message]:
     with the seq of its last chunk: the whole log, or from the latest compaction on (the
     messages it kept verbatim, the compaction itself, everything after it).
 
-    Older chunks are summarized by that compaction (docs/protocol.md#211-compaction), so a
+    Older chunks are summarized by that compaction (docs/protocol.md#24-compaction), so a
     turn of a long conversation reads only its tail.
     """
     rows = Chunk.objects.filter(conversation_id=conversation_id)

@@ -1,7 +1,7 @@
 """What the server announces in-process for other parts to hook (metrics, logs, audits).
 
 ``compaction_finished`` is the one place a compaction is reported: sent once for every
-compaction that ended (docs/protocol.md#211-compaction), automatic or manual, whether it wrote
+compaction that ended (docs/protocol.md#24-compaction), automatic or manual, whether it wrote
 a summary or failed, from the worker that ran it. Receivers get keyword arguments:
 
 - ``model``: the ``<credential>/<model>`` that was asked for the summary;

@@ -118,7 +118,7 @@ class Step:
 @dataclass
 class CompactionBlock:
     """A compaction in the transcript: a divider "conversation compacted" with its summary
-    (docs/protocol.md#211-compaction); while it runs, a progress line; failed, the reason."""
+    (docs/protocol.md#24-compaction); while it runs, a progress line; failed, the reason."""
 
     dom: str
     state: str = "done"  # running | done | failed
@@ -168,7 +168,7 @@ class TurnView:
     @property
     def cut(self) -> bool:
         """The answer stopped at the length limit and was not continued: the page says so
-        and offers Continue (docs/protocol.md#49-continue)."""
+        and offers Continue (docs/protocol.md#410-continue)."""
         return self.finish_reason == "length" and not self.continued
 
     def new_step(self) -> Step:

@@ -1,6 +1,6 @@
 """A credential's sampling settings, and the bundled model's defaults.
 
-Each provider sends the settings its API takes (docs/protocol.md#48-sampling): an unset value
+Each provider sends the settings its API takes (chat/config.py, README): an unset value
 leaves the server's own default. ``max_tokens`` is not here: it is the runtime's (it needs it
 for the context budget) and travels on each request.
 """

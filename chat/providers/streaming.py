@@ -41,7 +41,7 @@ class ClientPerLoop(Generic[Client]):
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = (
             weakref.WeakKeyDictionary()
         )
-        # Context windows the last listing reported, by model id (docs/protocol.md#55).
+        # Context windows the last listing reported, by model id (docs/protocol.md#55-conversations-and-sticky-settings).
         self.windows: dict[str, int] = {}
 
     def get(self) -> Client:

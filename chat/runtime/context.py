@@ -1,7 +1,7 @@
 """What a provider is sent, how many tokens that is, and where a compaction cuts.
 
-Pure functions and small values, no I/O (docs/protocol.md#211-compaction and
-#47-the-context-budget):
+Pure functions and small values, no I/O (docs/protocol.md#24-compaction and
+#49-the-context-budget):
 
 - ``request_messages``: the ONE place that assembles the messages of a provider request from
   the raw history: [the system prompt] + [the latest compaction summary] + [the messages after
@@ -164,19 +164,20 @@ class Budget:
             return False
         return tokens >= self.threshold * self.window or not self.fits(tokens)
 
-    @property
-    def keep_tokens(self) -> int | None:
-        """The most tokens a compaction keeps verbatim (None: no limit)."""
+    def keep_tokens(self, overhead: int = 0) -> int | None:
+        """The most tokens a compaction keeps verbatim (None: no limit): a share of the room
+        the request's fixed part (``overhead``: tool descriptions, system prompt) leaves."""
         if self.window is None:
             return None
         share = min(KEEP_SHARE, self.threshold / 2) if self.threshold > 0 else KEEP_SHARE
-        return int(self.window * share)
+        return int(max(0, self.window - overhead) * share)
 
-    def summary_tokens(self, configured: int) -> int:
-        """The most tokens a summary may have."""
+    def summary_tokens(self, configured: int, overhead: int = 0) -> int:
+        """The most tokens a summary may have: it goes into requests after ``overhead``."""
         if self.window is None:
             return configured
-        return max(64, min(configured, int(self.window * SUMMARY_SHARE)))
+        room = max(0, self.window - overhead)
+        return max(64, min(configured, int(room * SUMMARY_SHARE)))
 
 
 def overflow_message(tokens: int, budget: Budget, model: str, why: str = "") -> str:

@@ -63,7 +63,7 @@ TurnKind = Literal["turn", "compaction"]
 @dataclass
 class TurnConfig:
     """One turn's settings. ``kind="compaction"`` is a turn that only compacts the
-    conversation (a manual compaction: no prompt, no steps; docs/protocol.md#211-compaction)."""
+    conversation (a manual compaction: no prompt, no steps; docs/protocol.md#24-compaction)."""
 
     conversation_id: str
     turn_id: str
@@ -78,7 +78,7 @@ class TurnConfig:
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
     kind: TurnKind = "turn"
     continuation: bool = False  # the prompt asks the model to continue its cut answer
-    # The context budget (docs/protocol.md#47-the-context-budget): the model's window (None:
+    # The context budget (docs/protocol.md#49-the-context-budget): the model's window (None:
     # unknown, no budget), the share of it at which the conversation is compacted before a
     # provider call (0: never automatically), the messages a compaction keeps verbatim.
     context_window: int | None = None
@@ -104,7 +104,7 @@ class TurnPorts:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     # The exact input tokens of a request, for a provider that can tell (the embedded model);
-    # None: estimated (docs/protocol.md#47-the-context-budget).
+    # None: estimated (docs/protocol.md#49-the-context-budget).
     count_tokens: Callable[[ProviderRequest], Awaitable[int]] | None = None
 
 
@@ -237,7 +237,7 @@ class TurnRunner:
         return await self._finish(reason, started)
 
     async def _run_compaction(self) -> TurnMetrics:
-        """A manual compaction: compact the history, then seal (docs/protocol.md#211-compaction)."""
+        """A manual compaction: compact the history, then seal (docs/protocol.md#24-compaction)."""
         started = self.ports.clock()
         reason = "error"
         try:
@@ -395,7 +395,10 @@ class TurnRunner:
         """
         budget, cfg = self.budget, self.config
         view = effective(history)
-        cut = cut_index(view.messages, keep=cfg.keep_messages, keep_tokens=budget.keep_tokens)
+        # The requests' fixed part (the tools' descriptions) takes room from what is kept.
+        overhead = await self._count(self._request([], max_tokens=None)) if budget.window else 0
+        keep_tokens = budget.keep_tokens(overhead)
+        cut = cut_index(view.messages, keep=cfg.keep_messages, keep_tokens=keep_tokens)
         if cut <= 0:
             too_short = (
                 f"the conversation is too short to compact: the last {cfg.keep_messages} "
@@ -411,7 +414,11 @@ class TurnRunner:
         base = {"stepId": step.id, "trigger": trigger}
         await self._emit("compaction-start", **base, messages=cut)
         try:
-            request = await self._summary_request(view.summary, view.messages[:cut])
+            request = await self._summary_request(
+                view.summary,
+                view.messages[:cut],
+                budget.summary_tokens(cfg.summary_max_tokens, overhead),
+            )
             await self._interruptible(self._stream(step, request, self._on_summary_event), step)
         except TurnAborted:
             await self._emit("compaction-failed", **base, message="the compaction was stopped",
@@ -465,13 +472,13 @@ class TurnRunner:
             fields["usage"] = step.usage.to_wire()
         return fields
 
-    async def _summary_request(self, previous: str | None, part: list[Message]) -> ProviderRequest:
-        """The request for a summary of ``part`` (after the ``previous`` summary), no tools.
-
-        Its input is trimmed from the oldest end until request + summary fit the window.
-        """
+    async def _summary_request(
+        self, previous: str | None, part: list[Message], max_tokens: int
+    ) -> ProviderRequest:
+        """The request for a summary of ``part`` (after the ``previous`` summary), no tools,
+        at most ``max_tokens`` long. Its input is trimmed from the oldest end until request +
+        summary fit the window."""
         budget = self.budget
-        max_tokens = budget.summary_tokens(self.config.summary_max_tokens)
         body = transcript(part)
         for _ in range(SUMMARY_FIT_ATTEMPTS):
             request = ProviderRequest(

@@ -73,7 +73,7 @@ class StepMetrics:
 
     A timing is None when it is unknown: no ``ttft_ms``/``decode_ms`` for a step that streamed
     no token, none at all for a step whose stream never ran. ``kind`` is ``"compaction"`` for
-    the model call that wrote a compaction summary (docs/protocol.md#211-compaction), else
+    the model call that wrote a compaction summary (docs/protocol.md#24-compaction), else
     ``"step"``; only the former is on the wire.
     """
 

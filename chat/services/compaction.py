@@ -1,5 +1,5 @@
 """Compaction on request, and a conversation's compaction threshold
-(docs/protocol.md#211-compaction).
+(docs/protocol.md#24-compaction).
 
 A manual compaction runs as a compaction turn (chat.runtime ``kind="compaction"``): it holds
 the conversation like a turn (a turn cannot start meanwhile, nor it during a turn: 409), a

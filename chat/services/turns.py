@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-# The prompt of a Continue (docs/protocol.md#49-continue): the model picks up its cut answer.
+# The prompt of a Continue (docs/protocol.md#410-continue): the model picks up its cut answer.
 CONTINUE_PROMPT = (
     "Continue your previous answer exactly where it stopped. Do not repeat anything you "
     "already wrote and do not comment on the interruption."
@@ -275,9 +275,8 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         context_size=size,
         **context_settings(conversation, resolved),
     )
-    running.runner = TurnRunner(
-        turn_config, _ports(running, resolved, tools.tools() if request.kind == "turn" else {})
-    )
+    # A compaction turn runs no tool, but its cut leaves room for their descriptions.
+    running.runner = TurnRunner(turn_config, _ports(running, resolved, tools.tools()))
     # A fresh context: the turn outlives the request that starts it, so it must not inherit
     # the request's thread-sensitive executor (asgiref), which dies with the request.
     running.task = asyncio.get_running_loop().create_task(
@@ -293,7 +292,7 @@ def compact_threshold(conversation: Conversation | None) -> int:
 
 
 def context_settings(conversation: Conversation, resolved: ResolvedModel) -> dict:
-    """The TurnConfig fields of the context budget (docs/protocol.md#47-the-context-budget):
+    """The TurnConfig fields of the context budget (docs/protocol.md#49-the-context-budget):
     the model's window, the answer's limit (the credential's, else ``[runtime]``'s) and the
     conversation's compaction settings."""
     config = get_config()

@@ -70,7 +70,7 @@ class ApiSocket(BaseSocket):
         await self.subscriptions[conversation_id].replay(reply_to=self.channel_name)
 
     async def op_compact(self, frame: dict) -> None:
-        """Compact the conversation now (docs/protocol.md#211-compaction): like ``chat.send``,
+        """Compact the conversation now (docs/protocol.md#24-compaction): like ``chat.send``,
         it subscribes the sender, and the compaction turn's events arrive as ``chat.delta``."""
         conversation_id = check("conversationId", ConversationId, frame.get("conversationId"))
         subscribed = conversation_id in self.subscriptions

@@ -1,6 +1,6 @@
 """Long conversations through a real worker: compaction (manual and automatic), the context
 budget's refusal, Continue, windows from model listings, and a restart during compaction
-(docs/protocol.md#211-compaction, #47-the-context-budget, #49-continue)."""
+(docs/protocol.md#24-compaction, #49-the-context-budget, #410-continue)."""
 
 from __future__ import annotations
 

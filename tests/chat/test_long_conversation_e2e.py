@@ -1,6 +1,6 @@
 """A long conversation on the real embedded model (SmolLM2-135M) with a small window: twelve
 turns that together are more than three windows long. The context budget and automatic
-compaction keep every turn going (docs/protocol.md#211-compaction, #47-the-context-budget)."""
+compaction keep every turn going (docs/protocol.md#24-compaction, #49-the-context-budget)."""
 
 from __future__ import annotations
 

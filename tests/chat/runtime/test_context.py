@@ -160,7 +160,7 @@ def test_the_transcript_names_speakers_tools_and_clips_long_results():
 def test_the_budget_of_an_unknown_window_lets_everything_through():
     budget = Budget.for_model(None, 0.85, None)
     assert budget.fits(10**9) and not budget.wants_compaction(10**9)
-    assert budget.keep_tokens is None
+    assert budget.keep_tokens() is None
 
 
 def test_the_budget_reserves_room_for_the_answer_and_asks_for_compaction_at_the_threshold():
@@ -171,6 +171,15 @@ def test_the_budget_reserves_room_for_the_answer_and_asks_for_compaction_at_the_
     assert budget.wants_compaction(int(0.85 * 2048) + 1)
     assert Budget.for_model(2048, 0.85, 100).reserve == 100
     assert Budget.for_model(2048, 0.85, 5000).reserve == 1024  # at most half the window
+
+
+def test_what_a_compaction_keeps_and_writes_leaves_room_for_the_fixed_part():
+    budget = Budget.for_model(2048, 0.85, 200)
+    assert budget.keep_tokens() == int(2048 * 0.4)
+    # 948 tokens of tool descriptions go with every request: shares of the rest.
+    assert budget.keep_tokens(948) == int(1100 * 0.4)
+    assert budget.summary_tokens(1024, 948) == 220 and budget.summary_tokens(100, 948) == 100
+    assert Budget.for_model(2048, 0.3, None).keep_tokens() == int(2048 * 0.15)  # half of 0.3
 
 
 def test_threshold_zero_never_asks_for_compaction():
