@@ -85,7 +85,9 @@ class StandinServer:
             headers[name.strip().lower()] = value.strip()
         body = await reader.readexactly(int(headers.get("content-length") or 0))
         if method == "GET" and path.endswith("/models"):
-            listing = {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": ""}]}
+            # Its window, as OpenRouter and many proxies report it (vLLM: max_model_len).
+            model = {"id": MODEL, "object": "model", "owned_by": "", "context_length": 8192}
+            listing = {"object": "list", "data": [model]}
             self._respond(writer, 200, json.dumps(listing).encode())
         elif method == "POST" and path.endswith("/chat/completions"):
             request = json.loads(body or b"{}")

@@ -206,7 +206,9 @@ def _metrics_line(client: Client, conversation_id: str, turn_id: str | None) -> 
     except CliError as error:
         print(f"(no metrics: {error.message})", file=sys.stderr)
         return
-    for number, turn in enumerate(turns, 1):
+    # A compaction turn has no number: the web app counts turns only.
+    numbered = [turn for turn in turns if turn.get("kind") != "compaction"]
+    for number, turn in enumerate(numbered, 1):
         if turn.get("turnId") == turn_id:
             print(metrics.turn_line(turn, number), file=sys.stderr)
             return

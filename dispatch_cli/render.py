@@ -128,6 +128,12 @@ class TurnView:
             p.note(f"» queued message: {one_line(event.get('text', ''))}")
         elif kind == "error":
             p.note(f"✗ error: {one_line(event.get('message', ''))}")
+        elif kind == "compaction-start":
+            p.note("⋯ compacting the conversation (it nears the model's context window)")
+        elif kind == "compaction-done":
+            p.note(f"✓ conversation compacted: {event.get('replacedMessages')} messages summarized")
+        elif kind == "compaction-failed":
+            p.note(f"✗ compaction failed: {one_line(event.get('message', ''))}")
         elif kind == "done":
             p.end_lines()
             self.reason = event.get("reason")
@@ -167,4 +173,6 @@ def show_history(chunks: list[dict], printer: Printer) -> None:
             )
         elif kind == "error":
             printer.note(f"✗ error: {one_line(chunk.get('message', ''))}")
+        elif kind == "compaction":
+            printer.note(f"⋯ compacted: {chunk.get('replacedMessages')} messages summarized")
     printer.end_lines()

@@ -152,3 +152,22 @@ def test_the_running_turns_chunks_are_left_to_the_live_view(user):
     view = pages.transcript(conversation_id="w-run")
     assert view.running and view.seq == 6
     assert [t.number for t in view.turns] == [1, 2, 3]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_sockets_resync_sends_one_window_not_the_whole_history(user, token):
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from tests.security.conftest import application
+
+    await database_sync_to_async(conversation_fill)(owner=user, conversation_id="w-ws", turns=500)
+    app = await application()
+    socket = WebsocketCommunicator(app, f"/ws/ui?conversation=w-ws&seq=0&token={token}")
+    assert (await socket.connect(timeout=10))[0]
+    first = await socket.receive_from(timeout=10)
+    await socket.disconnect()
+    assert 'id="history" hx-swap-oob="innerHTML"' in first
+    shown = seqs(first.split('id="history-seq"')[0])
+    assert shown == list(range(941, 1001))  # the newest 30 turns of 500
+    assert 'data-before="941"' in first
