@@ -77,8 +77,9 @@ def _seq(raw: str | None, minimum: int = 1) -> int | None:
 @login_required
 @require_GET
 def conversation_turns(request, conversation_id: str):
-    """The turns before ``?before=<seq>`` or after ``?after=<seq>`` (a sentinel scrolled into
-    view), with the next sentinel, as a fragment (docs/protocol.md#8-web-app-socket)."""
+    """The turns before ``?beforeSeq=<seq>`` or after ``?sinceSeq=<seq>`` (the history API's
+    cursors; a sentinel scrolled into view), with the next sentinel, as a fragment
+    (docs/protocol.md#8-web-app-socket)."""
     if not re.fullmatch(CONVERSATION_ID_PATTERN, conversation_id):
         raise Http404("no such conversation")
     try:
@@ -89,9 +90,10 @@ def conversation_turns(request, conversation_id: str):
             raise Http404("no such conversation")
     except NotFound:
         raise Http404("no such conversation") from None
-    before, after = _seq(request.GET.get("before")), _seq(request.GET.get("after"), minimum=0)
+    before = _seq(request.GET.get("beforeSeq"))
+    after = _seq(request.GET.get("sinceSeq"), minimum=0)
     if (before is None) == (after is None):
-        return HttpResponseBadRequest("give one of before=<seq> or after=<seq>")
+        return HttpResponseBadRequest("give one of beforeSeq=<seq> or sinceSeq=<seq>")
     view = pages.transcript(conversation_id=conversation_id, before=before, after=after)
     context = pages.history_context(conversation_id=conversation_id, view=view)
     return render(request, "chat/_history.html", context)

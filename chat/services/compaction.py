@@ -19,7 +19,7 @@ from chat.providers import get_catalog
 from chat.ratelimit import turn_rate_check
 from chat.running import RunningTurn
 from chat.runtime import Budget, effective
-from chat.runtime.context import cut_index
+from chat.runtime.context import cut_index, estimate_request_tokens
 from chat.services.conversations import _update
 from chat.services.inputs import CompactThreshold, ConversationId, check
 from chat.services.turns import (
@@ -28,6 +28,7 @@ from chat.services.turns import (
     resolve_model,
     turn_runs,
 )
+from chat.tools import get_tool_registry
 
 TOO_SHORT = (
     "the conversation is too short to compact: the last {keep} messages are kept as they are"
@@ -62,14 +63,16 @@ async def conversation_compact(*, user, conversation_id: str) -> RunningTurn:
 
 
 def _compactable(history, settings: dict) -> bool:
-    """Whether a compaction of ``history`` would summarize anything (the runtime's cut)."""
+    """Whether a compaction of ``history`` would summarize anything: the runtime's cut, with
+    the tools' descriptions estimated (the runtime counts them, and says so in-band in the
+    rare case the two disagree)."""
     budget = Budget.for_model(
         settings["context_window"], settings["compact_threshold"], settings["max_tokens"]
     )
+    tools = [tool.spec for tool in get_tool_registry().tools().values()]
+    keep_tokens = budget.keep_tokens(estimate_request_tokens([], tools))
     view = effective(history)
-    return (
-        cut_index(view.messages, keep=settings["keep_messages"], keep_tokens=budget.keep_tokens) > 0
-    )
+    return cut_index(view.messages, keep=settings["keep_messages"], keep_tokens=keep_tokens) > 0
 
 
 async def compaction_result(running: RunningTurn) -> dict:

@@ -33,7 +33,7 @@
   document.addEventListener("htmx:wsAfterMessage", tidy);
 
   function sentinel(kind, seq) {
-    var url = history().dataset.turnsUrl + (kind === "older" ? "?before=" : "?after=") + seq;
+    var url = history().dataset.turnsUrl + (kind === "older" ? "?beforeSeq=" : "?sinceSeq=") + seq;
     var el = document.createElement("div");
     el.className = "history-sentinel " + kind;
     el.setAttribute("role", "status");

@@ -44,7 +44,7 @@ def test_the_page_shows_the_newest_thirty_turns_with_a_sentinel_above(browser, u
     assert seqs(html) == list(range(141, 201))  # turns 71-100, two chunks each
     assert "turn 71 ·" in html and "turn 100 ·" in html and "turn 70 ·" not in html
     assert cursor(html, "before") == 141 and cursor(html, "after") is None
-    assert 'hx-get="/c/w-100/turns?before=141"' in html
+    assert 'hx-get="/c/w-100/turns?beforeSeq=141"' in html
     assert 'hx-trigger="intersect once"' in html
 
 
@@ -53,7 +53,7 @@ def test_scrolling_up_loads_every_older_seq_once_in_order(browser, user):
     html = browser.get("/c/w-up").content.decode()
     seen, before = seqs(html), cursor(html, "before")
     while before is not None:
-        part = browser.get(f"/c/w-up/turns?before={before}").content.decode()
+        part = browser.get(f"/c/w-up/turns?beforeSeq={before}").content.decode()
         seen = seqs(part) + seen
         before = cursor(part, "before")
         assert cursor(part, "after") is None
@@ -73,7 +73,7 @@ def test_scrolling_down_from_a_seq_loads_every_newer_seq_once(browser, user):
     after, before = cursor(html, "after"), cursor(html, "before")
     assert (before, after) == (shown[0], shown[-1])
     while after is not None:
-        part = browser.get(f"/c/w-at/turns?after={after}").content.decode()
+        part = browser.get(f"/c/w-at/turns?sinceSeq={after}").content.decode()
         shown += seqs(part)
         after = cursor(part, "after")
         assert cursor(part, "before") is None
@@ -136,9 +136,9 @@ def test_reads_do_not_grow_with_the_conversation(browser, user):
 def test_a_window_fragment_needs_one_cursor(browser, user):
     conversation_fill(owner=user, conversation_id="w-bad", turns=3)
     assert browser.get("/c/w-bad/turns").status_code == 400
-    assert browser.get("/c/w-bad/turns?before=3&after=1").status_code == 400
-    assert browser.get("/c/w-bad/turns?before=x").status_code == 400
-    assert browser.get("/c/w-nothing/turns?before=3").status_code == 404
+    assert browser.get("/c/w-bad/turns?beforeSeq=3&sinceSeq=1").status_code == 400
+    assert browser.get("/c/w-bad/turns?beforeSeq=x").status_code == 400
+    assert browser.get("/c/w-nothing/turns?beforeSeq=3").status_code == 404
 
 
 def test_the_running_turns_chunks_are_left_to_the_live_view(user):

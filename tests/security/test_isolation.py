@@ -198,13 +198,13 @@ async def test_bob_cannot_read_alice_transcript_windows(alice_conversation, othe
     bob, alice = AsyncClient(), AsyncClient()
     await bob.aforce_login(other_user)
     await alice.aforce_login(user)
-    for path in ("/turns?before=3", "/turns?after=0", "?at=1"):
+    for path in ("/turns?beforeSeq=3", "/turns?sinceSeq=0", "?at=1"):
         mine = await alice.get(f"/c/{ALICE_CONVERSATION}{path}")
         assert mine.status_code == 200, path
         theirs = await bob.get(f"/c/{ALICE_CONVERSATION}{path}")
         assert theirs.status_code == 404, path
         assert_no_secret(theirs)
-    assert PROMPT in (await alice.get(f"/c/{ALICE_CONVERSATION}/turns?after=0")).content.decode()
+    assert PROMPT in (await alice.get(f"/c/{ALICE_CONVERSATION}/turns?sinceSeq=0")).content.decode()
 
 
 async def test_bob_cannot_put_alice_conversation_in_his_tabs(
