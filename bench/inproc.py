@@ -172,6 +172,7 @@ def llama(max_tokens: int) -> None:
     import llama_cpp
 
     from chat.providers.local import _cpu_count, default_model_path, to_chat_messages
+    from chat.providers.sampling import EMBEDDED_SAMPLING
     from chat.runtime import Message
     from chat.tools import get_tool_registry
 
@@ -190,8 +191,9 @@ def llama(max_tokens: int) -> None:
         llm.reset()
         start = time.monotonic()
         first, pieces, finish = None, 0, None
+        # The bundled model's sampling, as Dispatch sends it (chat.providers.sampling).
         for chunk in llm.create_chat_completion(
-            messages=messages, max_tokens=max_tokens, stream=True
+            messages=messages, max_tokens=max_tokens, stream=True, **EMBEDDED_SAMPLING.given()
         ):
             choice = chunk["choices"][0]
             if choice["delta"].get("content"):
