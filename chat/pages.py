@@ -67,10 +67,14 @@ def sealed_turn(*, conversation_id: str, turn_id: str) -> tuple[TurnView | None,
     return view, rows[-1]["seq"]
 
 
-def live_turn_start(*, conversation_id: str, turn_id: str) -> tuple[int | None, str]:
-    """A running turn's number (None: a compaction turn), and the code fence its answer goes
-    on in when it continues an answer cut inside a code block ("" otherwise)."""
+def live_turn_start(
+    *, conversation_id: str, turn_id: str, continuation: bool
+) -> tuple[int | None, str]:
+    """A running turn's number (None: a compaction turn), and, for a continuation, the code
+    fence its answer goes on in when the answer it continues was cut inside a code block."""
     number = selectors.turn_number(turn_id=turn_id)
+    if not continuation:
+        return number, ""
     text = selectors.last_answer_text(conversation_id=conversation_id, before_turn=turn_id)
     return number, open_fence(text)
 

@@ -165,7 +165,9 @@ class WebAppSocket(BaseSocket):
         if live is None or live.turn_id != turn_id:
             await self._flush()
             number, fence = await database_sync_to_async(pages.live_turn_start)(
-                conversation_id=self.conversation_id, turn_id=turn_id
+                conversation_id=self.conversation_id,
+                turn_id=turn_id,
+                continuation=bool(event.get("continuation")),
             )
             live = self.live = LiveTurn(turn_id, number, fence=fence)
         live.apply(event)
