@@ -8,6 +8,8 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
+from chat import observe
+from chat.observe.tracing import TracingConfigError
 from chat.services import stale_before, turns_recover
 
 log = logging.getLogger(__name__)
@@ -19,13 +21,18 @@ def single_process() -> bool:
 
 
 def on_process_start() -> None:
-    """Recover orphaned turns, start the sweep, and get the process ready to stream.
+    """Start tracing when the environment asks, recover orphaned turns, start the sweep, and
+    get the process ready to stream.
 
     Turns left running by a dead process are sealed ``interrupted``: the only worker owns every
     running turn, so at its start-up all of them are orphans. With several workers only turns
     whose heartbeat went stale are, and a sweep thread keeps looking for turns whose worker
     dies later.
     """
+    try:
+        observe.configure()
+    except TracingConfigError as exc:
+        raise SystemExit(f"Dispatch tracing: {exc}") from exc
     try:
         turns_recover(stale_before=None if single_process() else stale_before())
     except DatabaseError as exc:  # not migrated yet: nothing to recover

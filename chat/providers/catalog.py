@@ -35,6 +35,7 @@ class ResolvedModel:
     provider: Provider
     provider_model: str  # the part after the first "/"
     context_window: int | None
+    kind: str = ""  # the credential's kind: openai, anthropic, local or a plugin's
 
 
 @runtime_checkable
@@ -92,7 +93,9 @@ class Catalog:
                 f"{', '.join(models) if models else 'no models'}"
             )
         provider = self._provider(credential)
-        return ResolvedModel(name, provider, model, self._context_window(credential))
+        return ResolvedModel(
+            name, provider, model, self._context_window(credential), credential.kind
+        )
 
     def _context_window(self, credential: CredentialConfig) -> int | None:
         """The configured window; a local model knows its own from the GGUF header."""

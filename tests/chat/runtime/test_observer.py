@@ -172,7 +172,11 @@ async def test_an_unknown_tool_and_a_raising_tool_are_reported_as_errors():
     recorder = Recorder()
     turn = Turn(
         [
-            [ToolCallReady("c1", "nope", {}), ToolCallReady("c2", "boom", {}), Finish("tool-calls")],
+            [
+                ToolCallReady("c1", "nope", {}),
+                ToolCallReady("c2", "boom", {}),
+                Finish("tool-calls"),
+            ],
             [TextDelta("ok"), Finish("stop")],
         ],
         tools=lambda bench: [bench.tool("boom", raises=RuntimeError("kaput"))],
