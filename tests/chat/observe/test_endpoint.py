@@ -3,7 +3,6 @@ default. The guard is a plain ASGI app, driven here with ASGI scopes."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 
@@ -11,49 +10,15 @@ from django.core.asgi import get_asgi_application
 
 from chat import observe
 from chat.observe.endpoint import PATH, MetricsEndpoint, with_metrics
+from tests.chat.observe.asgi import request
 
 TOKEN = "s3cret-token"
 
 
 async def get(app, path: str = PATH, *, client=("127.0.0.1", 50000), headers=(), method="GET"):
     """One request through ``app``: (status, headers, body)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [*headers]
-        if any(n == b"host" for n, _ in headers)
-        else [
-            (b"host", b"10.0.0.5:8001"),
-            *headers,
-        ],
-        "client": client,
-        "server": ("10.0.0.5", 8001),
-    }
-    sent: list[dict] = []
-    requested = False
-
-    async def receive():
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # the client stays connected
-        raise AssertionError("unreachable")
-
-    async def send(message):
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = sent[0]
-    body = b"".join(m.get("body", b"") for m in sent[1:])
-    return start["status"], {k.lower(): v for k, v in start["headers"]}, body
+    response = await request(app, path, method=method, headers=headers, client=client)
+    return response.status, response.headers, response.body
 
 
 async def fallback(scope, receive, send):
@@ -123,4 +88,4 @@ async def test_off_by_default_the_path_is_an_unknown_url(settings):
     app = observe.http_app(django_app)
 
     assert app is django_app  # nothing in front: the path is Django's, which has no such URL
-    assert (await get(app, headers=[(b"host", b"127.0.0.1")], client=("127.0.0.1", 1)))[0] == 404
+    assert (await get(app, client=("127.0.0.1", 1)))[0] == 404
