@@ -2,7 +2,9 @@
 
 Built once per process from the config. Providers are created lazily, once per credential,
 and reused; a credential without a ``models`` list asks its server once (a failed listing is
-not cached, so the server is asked again next time).
+not cached, so the server is asked again next time). A credential of a plugin's kind gets its
+provider from the plugin (chat.plugins); while the plugin fails, its models are not listed
+and asking for one says why.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from chat.config import EMBEDDED_CREDENTIAL, CredentialConfig, DispatchConfig, get_config
+from chat.config import EMBEDDED_CREDENTIAL, KINDS, CredentialConfig, DispatchConfig, get_config
+from chat.plugins import PluginError, get_plugins
 from chat.runtime.types import Provider, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class ResolvedModel:
     provider: Provider
     provider_model: str  # the part after the first "/"
     context_window: int | None
+    kind: str = ""  # the credential's kind: openai, anthropic, local or a plugin's
 
 
 @runtime_checkable
@@ -67,7 +71,13 @@ class Catalog:
         """Every model, in config order; an unreachable server contributes nothing."""
         out: dict[str, ModelInfo] = {}
         for credential in self._credentials.values():
-            models = await self._models_of(credential) or ()
+            try:
+                models = await self._models_of(credential) or ()
+                if credential.kind not in KINDS:
+                    self._provider(credential)  # a failing plugin offers no model
+            except PluginError as exc:
+                logger.warning("credential %r: %s", credential.name, exc)
+                continue
             window = self._context_window(credential) if models else None
             for model in models:
                 out[f"{credential.name}/{model}"] = ModelInfo(window)
@@ -84,15 +94,20 @@ class Catalog:
                 f"unknown model {name!r}: no credential named {credential_name!r} "
                 f"(credentials: {', '.join(self._credentials)})"
             )
-        models = await self._models_of(credential)
-        # An unlistable server gets the benefit of the doubt: the provider will say more.
-        if models is not None and model not in models:
-            raise UnknownModel(
-                f"unknown model {name!r}: credential {credential_name!r} has "
-                f"{', '.join(models) if models else 'no models'}"
-            )
-        provider = self._provider(credential)
-        return ResolvedModel(name, provider, model, self._context_window(credential))
+        try:
+            models = await self._models_of(credential)
+            # An unlistable server gets the benefit of the doubt: the provider will say more.
+            if models is not None and model not in models:
+                raise UnknownModel(
+                    f"unknown model {name!r}: credential {credential_name!r} has "
+                    f"{', '.join(models) if models else 'no models'}"
+                )
+            provider = self._provider(credential)
+        except PluginError as exc:
+            raise UnknownModel(f"model {name!r} is unavailable: {exc}") from exc
+        return ResolvedModel(
+            name, provider, model, self._context_window(credential), credential.kind
+        )
 
     def _context_window(self, credential: CredentialConfig) -> int | None:
         """The configured window; a local model knows its own from the GGUF header."""
@@ -146,6 +161,8 @@ def _timeout(credential: CredentialConfig) -> dict[str, httpx.Timeout]:
 
 
 def _make_provider(credential: CredentialConfig) -> Provider:
+    if credential.kind not in KINDS:
+        return get_plugins().provider(credential)  # PluginError when the plugin fails
     # Each kind's module is imported when a credential of that kind is first used: the SDKs
     # take seconds to import and llama.cpp loads a native library (chat.startup imports the
     # SDKs at process start, before any event loop runs).
