@@ -28,11 +28,12 @@ from typing import Any, ClassVar
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InternalError, OperationalError
 
 from chat import selectors
 from chat.errors import DomainError, NotFound
 from chat.overrides.consumer import DirectDispatch
-from chat.services.events import user_group
+from chat.services.events import storage_failure, user_group
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,9 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
             await self.refuse(str(exc), frame)
         except DomainError as exc:
             await self.refuse(exc.message, frame)
+        except (OperationalError, InternalError) as exc:  # a read the database refused
+            log.warning("socket frame %r: %s", frame and frame.get(self.op_key), exc)
+            await self.refuse(storage_failure(exc).message, frame)
         except Exception:
             log.exception("socket frame %r failed", frame and frame.get(self.op_key))
             await self.refuse("internal error", frame)
