@@ -64,6 +64,13 @@ class RunningTurn:
             self.runner.abort()
         self._wake.set()
 
+    def interrupt(self) -> None:
+        """End the turn as ``interrupted`` after its last committed step
+        (``TurnRunner.interrupt``), and wake a seal that waits to retry."""
+        if self.runner is not None:
+            self.runner.interrupt()
+        self._wake.set()
+
     async def pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if a stop is requested meanwhile."""
         with contextlib.suppress(TimeoutError):
@@ -93,6 +100,21 @@ class RunningTurns:
                 for job in (self._listen(layer), *(job() for job in background))
             ]
         return self.worker
+
+    async def until_idle(self) -> None:
+        """Return once no turn runs here (turns carried into new ones included)."""
+        while self.turns:
+            tasks = [turn.task for turn in self.turns.values() if turn.task is not None]
+            if tasks:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            else:  # a turn being started has no task yet
+                await asyncio.sleep(0.05)
+
+    def interrupt_all(self) -> int:
+        """Interrupt every turn running here; how many."""
+        for turn in list(self.turns.values()):
+            turn.interrupt()
+        return len(self.turns)
 
     # ------------------------------------------------------------------ fan-out
 
