@@ -33,7 +33,7 @@ class ApiSocket(BaseSocket):
             )
 
     async def draining(self) -> None:
-        # docs/protocol.md#65-deploys: open a new socket, subscribe again; the replay fills in.
+        # docs/protocol.md#65-reconnecting: open a new socket, subscribe again; the replay fills in.
         await self.send_json({"type": "reconnect", "reason": "shutdown"})
 
     async def refuse(self, message: str, frame: dict | None) -> None:

@@ -1,4 +1,4 @@
-/* Dispatch web app: reconnect when the server asks (docs/protocol.md#66-deploys).
+/* Dispatch web app: reconnect when the server asks (docs/protocol.md#65-reconnecting).
  *
  * A worker that shuts down closes its sockets with 4503, and refuses new ones with 4503 while
  * it drains. htmx's ws extension reconnects by itself only on 1006/1011/1012/1013, which the

@@ -19,9 +19,8 @@ from tests.chat.live import COMPLETIONS, start_stack, wait_for
 from tests.chat.providers.sse_server import openai_tool_reply
 from tests.chat.test_api_chat import gated_reply, history, sealed_turns
 from tests.chat.test_ws import Socket
-from tests.reliability.helpers import chunks_from_events, log_of
+from tests.reliability.helpers import Stream, chunks_from_events, log_of
 from tests.reliability.test_faults import assert_ended, send, until_event
-from tests.reliability.test_storage_outage import Stream
 
 GOING_AWAY = 4503
 SHUTTING_DOWN = "this server is shutting down: send again and another server will take it"
@@ -68,7 +67,7 @@ def test_a_draining_worker_finishes_its_turns_then_exits(stack, worker, gates):
     try:
         send(sock, on_socket, "hi")
         events = until_event(sock, "text-delta")
-        stream = Stream(stack, on_http, "hello")
+        stream = Stream(stack.url, stack.headers(), on_http, "hello")
         wait_for(lambda: stream.saw("text-delta"), "the NDJSON turn to stream")
 
         worker.terminate()

@@ -10,8 +10,6 @@ end the turns' streams; once it is writable again the pending seals commit, subs
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 
 import httpx
@@ -22,6 +20,7 @@ from tests.chat.live import COMPLETIONS, start_stack, wait_for
 from tests.chat.providers.sse_server import openai_text_reply
 from tests.chat.test_api_chat import gated_reply, history, sealed_turns
 from tests.chat.test_ws import Socket
+from tests.reliability.helpers import Stream
 from tests.reliability.test_faults import assert_ended, send, until_event
 
 READ_ONLY = "the database is read-only"
@@ -58,37 +57,6 @@ class ReadOnly:
         self._set(f'ALTER DATABASE "{self.name}" RESET default_transaction_read_only')
 
 
-class Stream:
-    """``POST /chat`` read line by line in a thread, as a client of the NDJSON stream would."""
-
-    def __init__(self, stack, conversation_id: str, message: str):
-        self.events: list[dict] = []
-        self.ended = threading.Event()
-        self.status: int | None = None
-        args = (stack.url, stack.headers(), conversation_id, message)
-        threading.Thread(target=self._read, args=args, daemon=True).start()
-
-    def _read(self, url, headers, conversation_id, message) -> None:
-        body = {"conversationId": conversation_id, "message": message}
-        try:
-            with (
-                httpx.Client(base_url=url, headers=headers, timeout=120) as client,
-                client.stream("POST", "/chat", json=body) as response,
-            ):
-                self.status = response.status_code
-                for line in response.iter_lines():
-                    if line.strip():
-                        self.events.append(json.loads(line))
-        finally:
-            self.ended.set()
-
-    def types(self) -> list[str]:
-        return [e["type"] for e in self.events]
-
-    def saw(self, kind: str) -> bool:
-        return kind in self.types()
-
-
 def health(stack) -> httpx.Response:
     return httpx.get(stack.url + "/health", timeout=30)
 
@@ -100,9 +68,9 @@ def test_a_read_only_database_never_leaves_a_turn_stuck(stack, database, postgre
     with stack.client() as client, Socket(stack.ws_url()) as watcher:
         for cid in (stopped_id, closed_id):
             watcher.send({"type": "chat.subscribe", "conversationId": cid})
-        stopped = Stream(stack, stopped_id, "one")
+        stopped = Stream(stack.url, stack.headers(), stopped_id, "one")
         wait_for(lambda: stopped.saw("text-delta"), "the first turn to stream")
-        closed = Stream(stack, closed_id, "two")
+        closed = Stream(stack.url, stack.headers(), closed_id, "two")
         wait_for(lambda: closed.saw("text-delta"), "the second turn to stream")
 
         with ReadOnly(postgres_server, database[0]):
