@@ -216,9 +216,7 @@ def period_window(period: str, date: str | None) -> Window:
     tz = server_timezone()
     first = _first_day(period, date, timezone.now().astimezone(tz).date())
     if first < FIRST_DAY or _last_day(period, first) > LAST_DAY:
-        raise ValueError(
-            f"date {date!r}: the {period} must lie between {FIRST_DAY} and {LAST_DAY}"
-        )
+        raise ValueError(f"date {date!r}: the {period} must lie between {FIRST_DAY} and {LAST_DAY}")
     last = _next_first_day(period, first)
     return Window(
         period=period,
