@@ -189,7 +189,7 @@ def test_a_rolling_restart_interrupts_no_turn(cluster, proxy, gates):
     cluster.scripted.script(
         B_PATH + "/v1/chat/completions",
         *[reply("Hello", gate_b1, " brave", gate_b2, " new world")] * TURNS,
-    )  # fmt: skip
+    )
     ws_url = proxy.url.replace("http://", "ws://") + f"/ws?token={cluster.token}"
     clients = [JsonClient(ws_url, proxy, f"rr-{n}-{uuid.uuid4().hex[:8]}") for n in range(SOCKETS)]
     started = time.monotonic()
