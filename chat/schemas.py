@@ -158,3 +158,5 @@ class HealthOut(Schema):
     ok: bool
     database: str
     channelLayer: str
+    draining: bool
+    runningTurns: int
