@@ -8,7 +8,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
-from chat.services import stale_before, turns_recover
+from chat.services import deletions_finish, stale_before, turns_recover
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ def on_process_start() -> None:
     """
     try:
         turns_recover(stale_before=None if single_process() else stale_before())
+        deletions_finish()
     except DatabaseError as exc:  # not migrated yet: nothing to recover
         log.warning("recovery skipped: %s", exc)
     if not single_process():

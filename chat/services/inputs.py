@@ -17,11 +17,13 @@ from pydantic_core import PydanticCustomError
 
 from chat.errors import InvalidInput
 from chat.models import CONVERSATION_ID_PATTERN, REASONING_EFFORTS
+from chat.prompts import TEMPLATE_MAX_CHARS
 
 CONVERSATION_ID_RULE = "must be 1 to 128 of A-Z a-z 0-9 . _ : - (the first a letter or digit)"
 TITLE_MAX = 200
 MODEL_NAME_MAX = 300
 CWD_MAX = 1000
+PRESET_NAME_MAX = 100
 
 
 def _no_nul(value: str) -> str:
@@ -46,6 +48,16 @@ def _title(value: str) -> str:
     return value
 
 
+def _preset_name(value: str) -> str:
+    """Whitespace folded; 1 to PRESET_NAME_MAX characters."""
+    value = " ".join(_no_nul(value).split())
+    if not value:
+        raise PydanticCustomError("blank", "must not be empty")
+    if len(value) > PRESET_NAME_MAX:
+        raise PydanticCustomError("too_long", f"must be at most {PRESET_NAME_MAX} characters")
+    return value
+
+
 ConversationId = Annotated[
     StrictStr,
     Field(
@@ -66,6 +78,11 @@ ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
 assert set(ReasoningEffort.__args__) == set(REASONING_EFFORTS)  # type: ignore[attr-defined]
 Cwd = Annotated[StrictStr, Field(max_length=CWD_MAX), AfterValidator(_no_nul)]
 MessageId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,18}$")]
+# A system prompt template (chat.prompts checks its syntax).
+PromptTemplate = Annotated[StrictStr, Field(max_length=TEMPLATE_MAX_CHARS), AfterValidator(_no_nul)]
+PresetName = Annotated[StrictStr, AfterValidator(_preset_name)]
+# A history position: a seq (≥ 1).
+Seq = Annotated[int, Field(ge=1, le=2**62)]
 
 
 @cache
