@@ -196,6 +196,15 @@ def conversation_forks(*, conversation_id: str) -> list[Conversation]:
     )
 
 
+def user_message_text(*, conversation_id: str, seq: int) -> str:
+    """The text of the message whose first chunk is at ``seq`` ("" when there is none)."""
+    first = Chunk.objects.filter(conversation_id=conversation_id, seq=seq).first()
+    if first is None:
+        return ""
+    chunks = Chunk.objects.filter(conversation_id=conversation_id, message=first.message)
+    return "".join(c.payload.get("text", "") for c in chunks.order_by("seq") if c.type == "text")
+
+
 def preset_list(*, user) -> list[dict]:
     """The user's system prompt presets, by name."""
     return [p.to_wire() for p in SystemPromptPreset.objects.filter(owner=user).order_by("name")]

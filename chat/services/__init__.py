@@ -26,7 +26,7 @@ from chat.services.conversations import (
     conversation_set_reasoning_effort,
     tabs_reorder,
 )
-from chat.services.forks import conversation_fork, conversation_import
+from chat.services.forks import conversation_fork, conversation_import, conversation_regenerate
 from chat.services.lifecycle import (
     conversation_archive,
     conversation_delete,
@@ -45,6 +45,7 @@ __all__ = [
     "conversation_delete",
     "conversation_fork",
     "conversation_import",
+    "conversation_regenerate",
     "conversation_restore",
     "conversation_set_system_prompt",
     "deletions_finish",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from pydantic import ValidationError
@@ -25,6 +26,7 @@ from chat.prompts import TemplateError, parse
 from chat.runtime import TurnMetrics, new_turn_id
 from chat.services.events import publish_on_commit, user_group, write
 from chat.services.inputs import ConversationId, Seq, check
+from chat.services.turns import turn_start
 from chat.services.workspace import conversation_dir
 from metrics.selectors import conversation_turn_metrics
 from metrics.services import turn_metrics_record
@@ -47,6 +49,17 @@ async def conversation_fork(
     if before_seq is not None:
         before_seq = check("beforeSeq", Seq, before_seq)
     return await write(_do_fork, user=user, conversation_id=conversation_id, before_seq=before_seq)
+
+
+async def conversation_regenerate(*, user, conversation_id: str, seq: int) -> Conversation:
+    """Regenerate the answer to the user message at ``seq``: fork before it and run the same
+    message again in the fork (also for a turn that failed or was stopped). The fork."""
+    fork = await conversation_fork(user=user, conversation_id=conversation_id, before_seq=seq)
+    text = await database_sync_to_async(selectors.user_message_text)(
+        conversation_id=conversation_id, seq=seq
+    )
+    await turn_start(user=user, conversation_id=fork.id, message=text)
+    return fork
 
 
 def _do_fork(*, user, conversation_id: str, before_seq: int | None) -> Conversation:

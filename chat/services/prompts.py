@@ -23,7 +23,7 @@ from chat.errors import InvalidInput, NotFound
 from chat.models import Conversation, SystemPromptPreset
 from chat.prompts import Context, Template, TemplateError, parse
 from chat.services import _log
-from chat.services.events import publish_on_commit, user_group, write
+from chat.services.events import conversation_group, publish_on_commit, user_group, write
 from chat.services.inputs import ConversationId, PresetName, PromptTemplate, check
 from chat.services.workspace import conversation_dir_ready, user_root
 from chat.tools.sandbox import SandboxError, resolve, sandbox_root
@@ -138,7 +138,8 @@ def _do_set(*, user, conversation_id: str, template: str | None, prompt: str) ->
     )
     conversation.refresh_from_db()
     publish_on_commit(
-        user_group(user.pk), {"type": "conversation.prompt", "conversation": conversation_id}
+        conversation_group(conversation_id),
+        {"type": "chat.prompt", "conversation": conversation_id},
     )
     return conversation
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from pathlib import Path
 
 import pytest
 from asgiref.sync import ThreadSensitiveContext
@@ -82,8 +83,7 @@ async def test_the_deployment_prompt_is_resolved_once_and_sent_as_the_same_bytes
     # of cwd (or model), not on the next turn.
     conversation = await database_sync_to_async(Conversation.objects.get)(pk="sp-1")
     root = conversation.system_prompt.split(" in ")[1].split(".\n")[0]
-    with open(f"{root}/sub/NOTES.md" if False else f"{root}/NOTES.md", "w") as handle:
-        handle.write("use tabs")
+    Path(root, "NOTES.md").write_text("use tabs")  # noqa: ASYNC240 - a test's own file
     await run_turn(scripted, token, "sp-1", "third", "third answer")
     assert system_messages(scripted)[-1] == first
     assert (await call(token, "put", "/conversations/sp-1/cwd", {"cwd": "sub"})).status_code == 200
@@ -93,9 +93,7 @@ async def test_the_deployment_prompt_is_resolved_once_and_sent_as_the_same_bytes
 
 
 async def test_a_user_template_is_checked_on_save_and_resolved_at_once(scripted, token):
-    bad = await call(
-        token, "put", "/conversations/sp-2/system-prompt", {"template": "Hi {{nope}}"}
-    )
+    bad = await call(token, "put", "/conversations/sp-2/system-prompt", {"template": "Hi {{nope}}"})
     assert bad.status_code == 400
     assert bad.json()["error"].startswith("template: line 1: undefined variable 'nope'")
     unclosed = await call(
@@ -144,7 +142,10 @@ async def test_a_chat_can_start_with_a_preset(scripted, token):
     await ndjson_events(response)
     assert system_messages(scripted) == ["Answer in one line."]
     refused = await call(
-        token, "post", "/chat", {"conversationId": "sp-4", "message": "hi", "systemPrompt": "[if cwd]"}
+        token,
+        "post",
+        "/chat",
+        {"conversationId": "sp-4", "message": "hi", "systemPrompt": "[if cwd]"},
     )
     assert refused.status_code == 400 and refused.json()["error"].startswith("systemPrompt:")
     deleted = await call(token, "delete", "/system-prompt-presets/Terse")
@@ -218,7 +219,9 @@ async def test_a_fork_while_a_turn_runs_copies_only_committed_chunks(scripted, t
     drive = running_turns.turns["conv-r"].task
 
     async def step_committed():
-        while len(await history(token, "conv-r")) < 5:  # user, tool call, tool result
+        while True:  # the log over HTTP until the step is in it: user, tool call, result
+            if len(await history(token, "conv-r")) >= 5:
+                return
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(step_committed(), 10)
