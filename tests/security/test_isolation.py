@@ -13,8 +13,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from chat.api import api
 from chat import services
+from chat.api import api
 from chat.models import Conversation, QueuedMessage, SystemPromptPreset, group_name_for
 from chat.services import _log
 from tests.chat.providers.sse_server import Reply, openai_text_reply
@@ -116,9 +116,7 @@ def test_every_endpoint_is_covered():
 
 
 async def call(client, method: str, path: str, body: dict | None, *, message_id: str = "1"):
-    url = path.format(
-        conversation_id=ALICE_CONVERSATION, message_id=message_id, name=ALICE_PRESET
-    )
+    url = path.format(conversation_id=ALICE_CONVERSATION, message_id=message_id, name=ALICE_PRESET)
     send = getattr(client, method.lower())
     if body is None:
         return await send(url)
