@@ -148,7 +148,7 @@ def turns_from_history(rows: list[dict], metrics: list[TurnMetrics]) -> list[Tur
             message = row["message"]
             block = _open_block(turn, row["role"])
             if isinstance(block, UserBlock):
-                block.seq = row["seq"]
+                block.seq = row.get("seq")
         _add_chunk(turn, block, row["chunk"], cards)
     for turn in turns:
         if turn.turn_id in numbered:
