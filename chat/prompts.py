@@ -236,7 +236,7 @@ class Context:
             "model": lambda: self.model,
             "conversation_id": lambda: self.conversation_id,
             "user": lambda: self.user,
-            "git_branch": lambda: self._git("rev-parse", "--abbrev-ref", "HEAD"),
+            "git_branch": lambda: self._git("branch", "--show-current"),
             "git_status": lambda: self._git("status", "--short")[:GIT_STATUS_MAX_CHARS],
         }
         return simple[name]()
