@@ -12,6 +12,10 @@ are not. A text is indexed up to ``MAX_INDEXED_CHARS``.
 - **PostgreSQL**: a stored ``tsvector`` column (``english`` configuration) with a GIN index,
   ranked by ``ts_rank``; snippets by ``ts_headline`` on the top hits only.
 
+Ranking covers the newest ``MAX_RANKED`` matches of a query (all of them, unless a word is in
+a large share of the user's messages): the cost of a search stays bounded whatever the size
+of the history (bench/RESULTS.md, full-text search).
+
 A query is the words of what the user typed (letters and digits; everything else separates
 them), all of which must match, the last one as a prefix (so results come while typing).
 The SQL never contains the user's text: it is passed as a parameter, built from words only.
@@ -27,6 +31,10 @@ from django.db import connection
 
 MAX_INDEXED_CHARS = 200_000
 MAX_QUERY_WORDS = 16
+# A query matching more entries than this ranks the newest this many of them: ranking every
+# match of a word found in half of a million messages cannot answer in 100 ms, and a word
+# that common finds the recent messages first, as a user expects.
+MAX_RANKED = 10_000
 # Snippet highlight markers: private-use characters, replaced by <mark> after escaping.
 _OPEN, _CLOSE = "\ue000", "\ue001"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -61,8 +69,11 @@ POSTGRES_SCHEMA = [
     "ALTER TABLE chat_searchentry ADD COLUMN document tsvector "
     "GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED",
     "CREATE INDEX chat_searchentry_document ON chat_searchentry USING GIN (document)",
+    # The newest entries of an owner first: how a query with very many matches is walked.
+    "CREATE INDEX chat_searchentry_owner_newest ON chat_searchentry (owner_id, id DESC)",
 ]
 POSTGRES_SCHEMA_DROP = [
+    "DROP INDEX IF EXISTS chat_searchentry_owner_newest",
     "DROP INDEX IF EXISTS chat_searchentry_document",
     "ALTER TABLE chat_searchentry DROP COLUMN IF EXISTS document",
 ]
@@ -159,12 +170,14 @@ def _sqlite(owner_id: int, words: list[str], limit: int) -> list[tuple]:
     terms = ['"' + w.replace('"', '""') + '"' for w in words]
     terms[-1] += "*"
     match = f'owner_id : "{int(owner_id)}" AND text : (' + " AND ".join(terms) + ")"
-    # The best rows first, by the FTS table alone; then snippets and titles for those only.
+    # The newest MAX_RANKED matches (FTS5 walks the index newest first and stops), the best
+    # of them by BM25, by the FTS table alone; then snippets and titles for those only.
     sql = f"""
-        WITH top AS (
+        WITH candidates AS (
             SELECT rowid AS id, rank FROM chat_searchentry_fts
-            WHERE chat_searchentry_fts MATCH %s ORDER BY rank LIMIT %s
-        )
+            WHERE chat_searchentry_fts MATCH %s ORDER BY rowid DESC LIMIT {MAX_RANKED}
+        ),
+        top AS (SELECT id, rank FROM candidates ORDER BY rank, id DESC LIMIT %s)
         SELECT e.conversation_id, c.title, e.seq, e.role,
                snippet(chat_searchentry_fts, 0, '{_OPEN}', '{_CLOSE}', '…', 24),
                c.archived_at IS NOT NULL
@@ -185,13 +198,17 @@ def _postgres(owner_id: int, words: list[str], limit: int) -> list[tuple]:
     # them is tsquery syntax.
     tsquery = " & ".join(words[:-1] + [words[-1] + ":*"])
     options = f"StartSel={_OPEN}, StopSel={_CLOSE}, MaxWords=30, MinWords=12, MaxFragments=2"
-    sql = """
+    sql = f"""
         WITH q AS (SELECT to_tsquery('english'::regconfig, %s) AS query),
-        top AS (
-            SELECT e.id, ts_rank(e.document, q.query) AS rank
-            FROM chat_searchentry e, q
+        candidates AS (
+            SELECT e.id, e.document FROM chat_searchentry e, q
             WHERE e.owner_id = %s AND e.document @@ q.query
-            ORDER BY rank DESC, e.id DESC
+            ORDER BY e.id DESC LIMIT {MAX_RANKED}
+        ),
+        top AS (
+            SELECT c.id, ts_rank(c.document, q.query) AS rank
+            FROM candidates c, q
+            ORDER BY rank DESC, c.id DESC
             LIMIT %s
         )
         SELECT e.conversation_id, c.title, e.seq, e.role,
