@@ -96,7 +96,9 @@ def fill(entries: int) -> dict:
             cursor.execute("VACUUM ANALYZE chat_searchentry")
     elif connection.vendor == "sqlite":
         with connection.cursor() as cursor:
-            cursor.execute("INSERT INTO chat_searchentry_fts(chat_searchentry_fts) VALUES ('optimize')")
+            cursor.execute(
+                "INSERT INTO chat_searchentry_fts(chat_searchentry_fts) VALUES ('optimize')"
+            )
     return {"insertSeconds": round(time.perf_counter() - started, 1), "owner": owner.pk}
 
 

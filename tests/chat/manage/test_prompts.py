@@ -99,3 +99,29 @@ def test_a_request_starts_with_the_system_prompt_and_the_local_model_adds_its_to
     assert [m["role"] for m in chat] == ["system", "user"]
     assert chat[0]["content"].startswith("Be brief.\n\n# Tools")
     assert '"name": "read_file"' in chat[0]["content"]
+
+
+def test_a_bad_deployment_template_stops_start_up_with_its_line(tmp_path):
+    from chat.config import ConfigError, load_config
+
+    config = tmp_path / "dispatch.toml"
+    config.write_text('default_model = "local/smollm2-135m-instruct"\n\n[system_prompt]\n'
+                      'template = "Hi {{who}}"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    assert str(raised.value).startswith(
+        f"{config}, line 4: system_prompt.template: undefined variable 'who'"
+    )
+    (tmp_path / "prompt.md").write_text("Fine.\n[if cwd]\nnot closed\n")
+    config.write_text('[system_prompt]\nfile = "prompt.md"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    assert str(raised.value) == (
+        f"{tmp_path / 'prompt.md'}, line 2: [if] is never closed with [endif] "
+        f"(system_prompt.file of {config})"
+    )
+    (tmp_path / "prompt.md").write_text("Work in {{cwd}}.")
+    assert load_config(config).system_prompt_template == "Work in {{cwd}}."
+    config.write_text('[system_prompt]\ntemplate = "a"\nfile = "prompt.md"\n')
+    with pytest.raises(ConfigError, match="exactly one of template or file"):
+        load_config(config)
