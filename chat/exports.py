@@ -22,7 +22,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from django.utils import timezone
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from chat.models import Chunk, Conversation, Turn
 from chat.runtime.types import CHUNK_TYPES, ROLES, TurnMetrics
@@ -280,14 +280,14 @@ class ConversationIn(_Strict):
 
 class DocumentIn(_Strict):
     format: Literal["dispatch.conversation"]
-    version: StrictBool | int
+    version: int
     conversation: ConversationIn
     turns: Annotated[list[TurnIn], Field(max_length=MAX_TURNS)] = []
     chunks: Annotated[list[ChunkIn], Field(max_length=MAX_CHUNKS)] = []
 
     @model_validator(mode="after")
     def _log_rules(self) -> DocumentIn:
-        if isinstance(self.version, bool) or self.version != VERSION:
+        if self.version != VERSION:
             raise ValueError(
                 f"version: unsupported version {self.version!r} (this server reads {VERSION})"
             )
