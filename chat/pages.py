@@ -8,7 +8,10 @@ reads; the model catalog is passed in (it is asynchronous).
 from __future__ import annotations
 
 from chat import selectors
+from chat.config import get_config
 from chat.models import DEFAULT_REASONING_EFFORT, REASONING_EFFORTS, Conversation
+from chat.search import Hit
+from chat.services.prompts import effective_template
 from chat.transcript import TurnView, id_prefixes, turns_from_history
 from metrics.format import format_tokens
 
@@ -52,9 +55,40 @@ def tabs_context(*, user, current: str) -> dict:
     return {"tabs": items, "draft": not any(item["current"] for item in items), "current": current}
 
 
-def conversation_list_context(*, user, q: str = "") -> dict:
-    rows = selectors.conversation_list(user=user, q=q)[:CONVERSATION_LIST_LIMIT]
-    return {"conversations": list(rows)}
+def conversation_list_context(*, user, q: str = "", archived: bool = False) -> dict:
+    rows = selectors.conversation_list(user=user, q=q, archived=archived)
+    return {"conversations": list(rows[:CONVERSATION_LIST_LIMIT]), "archived_view": archived}
+
+
+def search_context(*, user, q: str) -> dict:
+    """Full-text hits for the sidebar (none for a blank query)."""
+    hits: list[Hit] = selectors.search_hits(user=user, q=q) if q.strip() else []
+    return {"hits": hits, "q": q}
+
+
+def manage_context(*, user, conversation_id: str) -> dict:
+    """The conversation's bar (where it was forked from, its forks, archive and delete) and
+    its system prompt panel (template, what it resolved to, the user's presets)."""
+    conversation = selectors.conversation_for_user(user=user, conversation_id=conversation_id)
+    template, custom = effective_template(conversation)
+    forked_from = conversation.forked_from if conversation and conversation.forked_from_id else None
+    return {
+        "conversation_id": conversation_id,
+        "exists": conversation is not None,
+        "archived": bool(conversation and conversation.archived_at),
+        "forked_from": forked_from,
+        "forked_at_seq": conversation.forked_at_seq if conversation else None,
+        "forks": selectors.conversation_forks(conversation_id=conversation_id)
+        if conversation
+        else [],
+        "prompt_template": template,
+        "prompt_custom": custom,
+        "prompt_resolved": conversation.system_prompt
+        if conversation and conversation.system_prompt_resolved_for
+        else None,
+        "prompt_default": get_config().system_prompt_template,
+        "presets": selectors.preset_list(user=user),
+    }
 
 
 def model_context(*, models: dict, selected: str, credential: str | None = None) -> dict:
@@ -107,6 +141,7 @@ def conversation_page_context(
         "effort": conversation.reasoning_effort if conversation else DEFAULT_REASONING_EFFORT,
         **conversation_list_context(user=user),
         **tabs_context(user=user, current=conversation_id),
+        **manage_context(user=user, conversation_id=conversation_id),
         **model_context(models=models, selected=selected),
         **gauge_context(
             models=models,

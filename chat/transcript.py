@@ -76,6 +76,7 @@ class UserBlock:
     text: str
     steering: bool = False
     kind: str = "user"
+    seq: int | None = None  # of its first chunk, once it is in the log (forks start here)
 
 
 @dataclass
@@ -113,6 +114,12 @@ class TurnView:
     def dom(self) -> str:
         return dom_id("turn", self.turn_id or "log")
 
+    @property
+    def prompt_seq(self) -> int | None:
+        """The seq of the turn's user message (what Regenerate forks before)."""
+        first = self.blocks[0] if self.blocks else None
+        return first.seq if isinstance(first, UserBlock) and not first.steering else None
+
     def new_step(self) -> Step:
         count = sum(1 for block in self.blocks if block.kind == "step")
         step = Step(dom_id(self.dom, "s", count))
@@ -140,6 +147,8 @@ def turns_from_history(rows: list[dict], metrics: list[TurnMetrics]) -> list[Tur
         if row["message"] != message:
             message = row["message"]
             block = _open_block(turn, row["role"])
+            if isinstance(block, UserBlock):
+                block.seq = row.get("seq")
         _add_chunk(turn, block, row["chunk"], cards)
     for turn in turns:
         if turn.turn_id in numbered:

@@ -26,6 +26,10 @@ class TurnMetrics(models.Model):
         null=True, blank=True, help_text="TTFT of the first step that streamed tokens"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Copied from another turn by a fork or an import: shown with its conversation, left out
+    # of the throughput aggregates (the generation it measures is counted once, or was not
+    # this server's).
+    copied = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -234,6 +234,7 @@ def _timed_turns(*, owner, window: Window) -> QuerySet:
         created_at__gte=window.start,
         created_at__lt=window.end,
         generation_ms__gt=0,
+        copied=False,
     ).exclude(model="")
 
 
@@ -338,10 +339,14 @@ def throughput_series(*, owner, window: Window) -> list[dict]:
 
 
 def turns_in_window(*, owner, window: Window) -> QuerySet:
-    """The owner's turns created in the window, newest first (for the page's table)."""
+    """The owner's turns created in the window, newest first (for the page's table); copies
+    made by forks and imports are left out, as in the aggregates."""
     return (
         TurnMetricsRow.objects.filter(
-            conversation__owner=owner, created_at__gte=window.start, created_at__lt=window.end
+            conversation__owner=owner,
+            created_at__gte=window.start,
+            created_at__lt=window.end,
+            copied=False,
         )
         .order_by("-created_at", "-id")
         .values(

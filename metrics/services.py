@@ -11,8 +11,9 @@ def _sum(values):
     return sum(present) if present else None
 
 
-def turn_metrics_record(*, turn, metrics: TurnMetrics) -> TurnMetricsRow:
-    """Store a turn's TurnMetrics and its steps (the turn-level sums kept for aggregation)."""
+def turn_metrics_record(*, turn, metrics: TurnMetrics, copied: bool = False) -> TurnMetricsRow:
+    """Store a turn's TurnMetrics and its steps (the turn-level sums kept for aggregation);
+    ``copied`` for a copy made by a fork or an import (left out of the aggregates)."""
     usage, steps = metrics.usage, metrics.steps
     row = TurnMetricsRow.objects.create(
         turn=turn,
@@ -29,6 +30,7 @@ def turn_metrics_record(*, turn, metrics: TurnMetrics) -> TurnMetricsRow:
         decode_ms=_sum(s.decode_ms for s in steps),
         generation_ms=turn_generation_ms(metrics),
         ttft_ms=turn_ttft_ms(metrics),
+        copied=copied,
     )
     StepMetricsRow.objects.bulk_create(
         StepMetricsRow(

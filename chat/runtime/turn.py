@@ -56,6 +56,15 @@ class TurnConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     max_tokens: int | None = None
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
+    # Sent as the first (system) message of every provider request; "" sends none. The same
+    # bytes on every request of a conversation, so providers' prompt caches keep working.
+    system_prompt: str = ""
+
+
+def request_messages(system_prompt: str, history: list[Message]) -> list[Message]:
+    """What a step sends the provider: the system prompt, then the reconciled history."""
+    system = [Message("system", [{"type": "system", "text": system_prompt}])]
+    return [*(system if system_prompt else []), *reconcile(history)]
 
 
 @dataclass
@@ -220,7 +229,8 @@ class TurnRunner:
             step = _Step(index, make_step_id(cfg.turn_id, index))
             self._steps.append(step)
             try:
-                await self._interruptible(self._stream_step(step, reconcile(history)), step)
+                messages = request_messages(cfg.system_prompt, history)
+                await self._interruptible(self._stream_step(step, messages), step)
                 await self._emit("step-complete", stepId=step.id, **step.metrics().timing_wire())
                 if step.error is None and step.calls:
                     await self._interruptible(self._run_tools(step), step)

@@ -13,6 +13,9 @@ package. Functions are keyword-only and named ``<noun>_<verb>``.
 - ``workspace``: each user's workspace and a conversation's directory in it
 - ``recovery``: sealing turns whose worker died; heartbeats
 - ``health``: whether this worker can serve (``GET /health``)
+- ``prompts``: a conversation's system prompt, the user's presets
+- ``forks``: forking a conversation (edit, regenerate), importing one
+- ``lifecycle``: archive, restore, delete
 """
 
 from chat.services.conversations import (
@@ -24,14 +27,32 @@ from chat.services.conversations import (
     conversation_set_reasoning_effort,
     tabs_reorder,
 )
+from chat.services.forks import conversation_fork, conversation_import, conversation_regenerate
 from chat.services.health import health_check
+from chat.services.lifecycle import (
+    conversation_archive,
+    conversation_delete,
+    conversation_restore,
+    deletions_finish,
+)
+from chat.services.prompts import conversation_set_system_prompt, preset_delete, preset_save
 from chat.services.queue import queue_add, queue_cancel
 from chat.services.recovery import stale_before, turns_recover
 from chat.services.turns import resolve_model, turn_start, turn_stop, worker_start
 from chat.services.workspace import user_root, workspace_root
 
 __all__ = [
+    "conversation_archive",
     "conversation_close",
+    "conversation_delete",
+    "conversation_fork",
+    "conversation_import",
+    "conversation_regenerate",
+    "conversation_restore",
+    "conversation_set_system_prompt",
+    "deletions_finish",
+    "preset_delete",
+    "preset_save",
     "conversation_open",
     "conversation_rename",
     "conversation_set_cwd",

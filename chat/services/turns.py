@@ -33,6 +33,7 @@ from chat.services.events import (
     write,
 )
 from chat.services.inputs import ConversationId, Cwd, MessageText, ModelName, ReasoningEffort, check
+from chat.services.prompts import check_template, system_prompt_for_turn
 from chat.services.recovery import heartbeat_loop
 from chat.services.workspace import conversation_dir, conversation_dir_ready
 from chat.tools import get_tool_registry
@@ -54,6 +55,7 @@ class _TurnRequest:
     model: str | None = None
     reasoning_effort: str | None = None
     cwd: str | None = None
+    system_prompt: str | None = None  # a template for the conversation (chat.prompts)
 
 
 async def turn_start(
@@ -64,13 +66,16 @@ async def turn_start(
     model: str | None = None,
     reasoning_effort: str | None = None,
     cwd: str | None = None,
+    system_prompt: str | None = None,
 ) -> RunningTurn:
     """Start a turn and return it; ``listen()`` on it yields every event from the first.
 
-    ``conversation_id`` None mints a new conversation. Raises InvalidInput (bad fields, an
-    unknown model, a cwd outside the user's workspace) before anything is stored, NotFound for
-    someone else's conversation, Conflict when a turn already runs in the conversation,
-    RateLimited when the user started too many turns lately.
+    ``conversation_id`` None mints a new conversation. ``system_prompt``, a template, becomes
+    the conversation's (as ``conversation_set_system_prompt``). Raises InvalidInput (bad
+    fields, an unknown model, a cwd outside the user's workspace, a template that does not
+    parse) before anything is stored, NotFound for someone else's conversation, Conflict when
+    a turn already runs in the conversation, RateLimited when the user started too many turns
+    lately.
     """
     request = _TurnRequest(
         conversation_id=str(uuid.uuid4())
@@ -82,6 +87,9 @@ async def turn_start(
         if reasoning_effort is None
         else check("reasoningEffort", ReasoningEffort, reasoning_effort),
         cwd=None if cwd is None else check("cwd", Cwd, cwd),
+        system_prompt=None
+        if system_prompt is None
+        else check_template("systemPrompt", system_prompt),
     )
     if request.cwd:
         conversation_dir(owner_id=user.pk, cwd=request.cwd)
@@ -195,6 +203,9 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         updates["reasoning_effort"] = request.reasoning_effort
     if request.cwd and conversation.cwd != request.cwd:
         updates["cwd"] = request.cwd
+    if request.system_prompt is not None:
+        updates["system_prompt_template"] = request.system_prompt
+        updates["system_prompt_resolved_for"] = ""  # resolved for this turn
     if updates:
         _log.conversation_update(conversation=conversation, **updates)
     _log.turn_begin(
@@ -226,6 +237,11 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     except BaseException:
         running_turns.turns.pop(conversation_id, None)
         raise
+    try:
+        system_prompt = await system_prompt_for_turn(conversation=conversation)
+    except Exception:  # never a broken turn: the prompt stored before, if any
+        log.exception("conversation %s: the system prompt could not be resolved", conversation_id)
+        system_prompt = conversation.system_prompt
     tools = get_tool_registry()
     await tools.start()
     runtime = get_config().runtime
@@ -241,6 +257,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         max_steps=runtime.max_steps,
         max_tokens=runtime.max_tokens,
         retry_delays=runtime.retry_delays,
+        system_prompt=system_prompt,
     )
     ports = _ports(running, resolved.provider, tools.tools())
     ports.observer = observe.turn_observer(config, system=resolved.kind, tools=ports.tools)

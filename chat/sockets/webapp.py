@@ -22,9 +22,10 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
+from django.utils.html import escape
 
 from chat import pages, selectors, services
-from chat.errors import Conflict
+from chat.errors import Conflict, NotFound
 from chat.feeds import TurnFeed
 from chat.models import CONVERSATION_ID_PATTERN, group_name_for
 from chat.providers import get_catalog
@@ -152,7 +153,21 @@ class WebAppSocket(BaseSocket):
     async def user_conversations(self, message: dict) -> None:
         """The user's tabs or conversations changed (another page, device or client)."""
         await self._watch(await self._tab_ids())
-        await self.send(text_data=await self._tabs_html())
+        parts = [await self._tabs_html(), await self._list_html(), await self._manage_html()]
+        await self.send(text_data="".join(parts))
+
+    async def user_presets(self, message: dict) -> None:
+        """The user's system prompt presets changed."""
+        await self.send(text_data=await self._prompt_html())
+
+    async def chat_prompt(self, message: dict) -> None:
+        if message["conversation"] == self.conversation_id and await self._mine():
+            await self.send(text_data=await self._prompt_html())
+
+    async def chat_deleted(self, message: dict) -> None:
+        """This page's conversation was deleted (here or elsewhere): leave it."""
+        if message["conversation"] == self.conversation_id:
+            await self._navigate("/")
 
     async def conversation_open(self, message: dict) -> None:
         """A conversation of the user was created."""
@@ -275,6 +290,33 @@ class WebAppSocket(BaseSocket):
         context = pages.gauge_context(models=models, model=model, context_size=context_size)
         return render_to_string("chat/_gauge.html", {**context, "oob": True})
 
+    async def _list_html(self) -> str:
+        context = await database_sync_to_async(pages.conversation_list_context)(user=self.user)
+        return render_to_string("chat/_conversation_list.html", {**context, "oob": True})
+
+    async def _manage_parts(self) -> dict:
+        try:
+            return await database_sync_to_async(pages.manage_context)(
+                user=self.user, conversation_id=self.conversation_id
+            )
+        except NotFound:  # deleted meanwhile: chat_deleted takes the page away
+            return {"exists": False, "presets": []}
+
+    async def _manage_html(self) -> str:
+        context = await self._manage_parts()
+        return render_to_string("chat/_manage_bar.html", {**context, "oob": True})
+
+    async def _prompt_html(self) -> str:
+        context = await self._manage_parts()
+        return render_to_string("chat/_system_prompt.html", {**context, "oob": True})
+
+    async def _navigate(self, href: str, compose: str | None = None) -> None:
+        """Send the page to ``href`` (with text for its composer, e.g. an edited message)."""
+        data = f' data-compose="{escape(compose)}"' if compose is not None else ""
+        await self.send(
+            text_data=f'<div id="nav" data-href="{escape(href)}"{data} hidden hx-swap-oob="true"></div>'
+        )
+
     async def _notice(self, message: str = "") -> None:
         await self.send(text_data=render_to_string("chat/_notice.html", {"message": message}))
 
@@ -355,14 +397,77 @@ class WebAppSocket(BaseSocket):
         conversation_id = frame.get("conversation")
         await services.conversation_close(user=self.user, conversation_id=conversation_id)
         if conversation_id == self.conversation_id:
-            await self.send(
-                text_data='<div id="nav" data-href="/" hidden hx-swap-oob="true"></div>'
-            )
+            await self._navigate("/")
 
     async def act_reorder(self, frame: dict) -> None:
         await services.tabs_reorder(user=self.user, conversation_ids=frame.get("order"))
 
+    # ------------------------------------------------------------------ managing conversations
+
+    async def act_system_prompt(self, frame: dict) -> None:
+        """Save the template for this conversation ("" keeps no prompt; ``default`` set: the
+        deployment's)."""
+        template = None if frame.get("default") else frame.get("template")
+        await services.conversation_set_system_prompt(
+            user=self.user, conversation_id=self.conversation_id, template=template
+        )
+        self.ownership.claim(self.conversation_id)
+        await self._notice()
+        await self.send(text_data=await self._prompt_html())
+
+    async def act_preset_save(self, frame: dict) -> None:
+        await services.preset_save(
+            user=self.user, name=frame.get("presetName"), template=frame.get("template")
+        )
+        await self._notice()
+
+    async def act_preset_delete(self, frame: dict) -> None:
+        await services.preset_delete(user=self.user, name=frame.get("presetName"))
+
+    async def act_edit(self, frame: dict) -> None:
+        """Edit & resend: fork just before that user message; its text goes in the fork's
+        composer."""
+        seq = frame.get("seq")
+        fork = await services.conversation_fork(
+            user=self.user, conversation_id=self.conversation_id, before_seq=seq
+        )
+        text = await database_sync_to_async(selectors.user_message_text)(
+            conversation_id=self.conversation_id, seq=seq
+        )
+        await self._navigate(f"/c/{fork.id}", compose=text)
+
+    async def act_regenerate(self, frame: dict) -> None:
+        """Regenerate: fork before the turn's user message and run it again there."""
+        fork = await services.conversation_regenerate(
+            user=self.user, conversation_id=self.conversation_id, seq=frame.get("seq")
+        )
+        await self._navigate(f"/c/{fork.id}")
+
+    async def act_archive(self, frame: dict) -> None:
+        await services.conversation_archive(
+            user=self.user, conversation_id=frame.get("conversation")
+        )
+
+    async def act_restore(self, frame: dict) -> None:
+        await services.conversation_restore(
+            user=self.user, conversation_id=frame.get("conversation")
+        )
+
+    async def act_delete(self, frame: dict) -> None:
+        """Delete for good (the page asked for a confirmation first)."""
+        await services.conversation_delete(
+            user=self.user, conversation_id=frame.get("conversation")
+        )
+
     OPS = {
+        "system_prompt": act_system_prompt,
+        "preset_save": act_preset_save,
+        "preset_delete": act_preset_delete,
+        "edit": act_edit,
+        "regenerate": act_regenerate,
+        "archive": act_archive,
+        "restore": act_restore,
+        "delete": act_delete,
         "send": act_send,
         "stop": act_stop,
         "cancel": act_cancel,

@@ -10,6 +10,7 @@ A transport only maps a service's answer to its protocol, so a difference here i
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 
@@ -20,8 +21,9 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient, Client
 from django.urls import reverse
+from django.utils import timezone
 
-from chat.models import Conversation, QueuedMessage, Tab
+from chat.models import Conversation, QueuedMessage, SystemPromptPreset, Tab
 from chat.ratelimit import turn_rate_check
 from chat.services import _log
 from chat.services.events import conversation_group, user_group
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CONVERSATION = "intent-conv"
 THEIRS = "bob-conv"
+PRESET = "Brief"
 NOT_FOUND = f"conversation not found: {THEIRS}"
 QUIET = 0.3  # seconds without a message that end a capture (after the probe has answered)
 
@@ -69,11 +72,48 @@ class Api(Transport):
         "effort": "effort",
         "cwd": "cwd",
         "tabs": "tabs",
+        "system-prompt": "system_prompt",
+        "preset-save": "preset_save",
+        "preset-delete": "preset_delete",
+        "fork": "fork",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
+        "import": "import_",
     }
+
+    async def system_prompt(self, ctx, conversation_id, value):
+        path = f"/conversations/{conversation_id}/system-prompt"
+        return await self._call(ctx, "put", path, {"template": value})
+
+    async def preset_save(self, ctx, conversation_id, value):
+        path = f"/system-prompt-presets/{PRESET}"
+        return await self._call(ctx, "put", path, {"template": value})
+
+    async def preset_delete(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/system-prompt-presets/{PRESET}")
+
+    async def fork(self, ctx, conversation_id, value):
+        body = {} if value is None else {"beforeSeq": value}
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/fork", body)
+
+    async def archive(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/archive")
+
+    async def restore(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/restore")
+
+    async def delete(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/conversations/{conversation_id}")
+
+    async def import_(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", "/conversations", value)
 
     async def _call(self, ctx, method, path, body=None):
         client = api_client(ctx.token)
         send = getattr(client, method)
+        if isinstance(body, dict):
+            body = json.dumps(body)
         response = await (
             send(path) if body is None else send(path, body, content_type="application/json")
         )
@@ -196,7 +236,41 @@ class WebApp(Transport):
         "model": "model",
         "effort": "effort",
         "tabs": "reorder",
+        "system-prompt": "system_prompt",
+        "preset-save": "preset_save",
+        "preset-delete": "preset_delete",
+        "fork": "edit",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
     }
+
+    async def system_prompt(self, ctx, conversation_id, value):
+        frame = {"action": "system_prompt", "template": value}
+        return await self._act(ctx, conversation_id, frame)
+
+    async def preset_save(self, ctx, conversation_id, value):
+        frame = {"action": "preset_save", "presetName": PRESET, "template": value}
+        return await self._act(ctx, CONVERSATION, frame)
+
+    async def preset_delete(self, ctx, conversation_id, value):
+        frame = {"action": "preset_delete", "presetName": PRESET}
+        return await self._act(ctx, CONVERSATION, frame)
+
+    async def edit(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "edit", "seq": value})
+
+    async def archive(self, ctx, conversation_id, value):
+        frame = {"action": "archive", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
+
+    async def restore(self, ctx, conversation_id, value):
+        frame = {"action": "restore", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
+
+    async def delete(self, ctx, conversation_id, value):
+        frame = {"action": "delete", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
 
     async def _act(self, ctx, conversation_id, frame, *, until_sealed=False, page=None):
         """``frame`` sent from the page of ``page`` (default: the conversation acted on)."""
@@ -264,8 +338,23 @@ class Admin(Transport):
         "model": "model",
         "effort": "effort",
         "cwd": "cwd",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
     }
     FIELDS = ("title", "model", "reasoning_effort", "cwd")
+
+    async def archive(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "archive", [conversation_id])
+
+    async def restore(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "restore", [conversation_id])
+
+    async def delete(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "delete_for_good", [conversation_id])
 
     async def _edit(self, ctx, conversation_id, field, value):
         @sync_to_async
@@ -386,7 +475,7 @@ def _collapsed(messages: list[tuple]) -> list[tuple]:
     """Consecutive deltas as one: how a stream is cut into deltas depends on timing."""
     out: list[tuple] = []
     for message in messages:
-        if not (out and message == out[-1] and message[1] in DELTA_EVENTS):
+        if not (out and message == out[-1] and message[1:2] and message[1] in DELTA_EVENTS):
             out.append(message)
     return out
 
@@ -403,6 +492,8 @@ def _normal(message: dict) -> tuple:
     if kind == "chat.queue":
         return kind, tuple(item["text"] for item in message["queue"])
     if kind == "conversation.open":
+        return kind, message["conversation"]
+    if kind in ("chat.deleted", "chat.prompt"):
         return kind, message["conversation"]
     return (kind,)
 
@@ -431,15 +522,41 @@ def state(user, conversation_id: str) -> dict:
             )
         ),
         "tabs": list(Tab.objects.filter(user=user).values_list("conversation_id", flat=True)),
+        "managed": None
+        if conversation is None
+        else {
+            "archived": conversation.archived_at is not None,
+            "deleted": conversation.deleted_at is not None,
+            "prompt": (conversation.system_prompt_template, conversation.system_prompt),
+            "forks": conversation.forks.count(),
+        },
+        "presets": list(
+            SystemPromptPreset.objects.filter(owner=user).values_list("name", "template")
+        ),
+        "conversations": Conversation.objects.filter(owner=user).count(),
     }
 
 
 @database_sync_to_async
-def setup(user, other_user, *, status="idle", queued: str | None = None, tabs=()) -> str | None:
+def setup(
+    user,
+    other_user,
+    *,
+    status="idle",
+    queued: str | None = None,
+    tabs=(),
+    archived=False,
+    preset: str | None = None,
+) -> str | None:
     """A fresh conversation of the user, someone else's, and maybe a queued text (its id)."""
     _log.conversation_ensure(user=user, conversation_id=CONVERSATION, title="Old")
     _log.conversation_ensure(user=other_user, conversation_id=THEIRS, title="Bob's")
-    Conversation.objects.filter(pk=CONVERSATION).update(status=status)
+    Conversation.objects.filter(pk=CONVERSATION).update(
+        status=status, archived_at=timezone.now() if archived else None
+    )
+    SystemPromptPreset.objects.filter(owner=user).delete()
+    if preset is not None:
+        SystemPromptPreset.objects.create(owner=user, name=PRESET, template=preset)
     for position, conversation_id in enumerate(tabs):
         _log.conversation_ensure(user=user, conversation_id=conversation_id)
         Tab.objects.create(user=user, conversation_id=conversation_id, position=position)
@@ -494,7 +611,21 @@ CASES = [
     Case("queue-cancel", "QUEUED", {"queued": "later please"}),
     Case("stop", None, {}),
     Case("send", "hello there", {}, frozenset({"tabs", "user.conversations"})),
+    Case("system-prompt", "Be brief. Chat {{conversation_id}}.", {}),
+    Case("preset-save", "Be brief.", {}),
+    Case("preset-delete", None, {"preset": "Be brief."}),
+    Case("fork", None, {}),
+    Case("archive", None, {"tabs": (CONVERSATION,)}),
+    Case("restore", None, {"archived": True}),
+    Case("delete", None, {"tabs": (CONVERSATION,)}),
+    Case(
+        "import",
+        {"format": "dispatch.conversation", "version": 1, "conversation": {"title": "Imp"}},
+        {},
+    ),
 ]
+# Intents only the JSON API offers (the web app's import posts to that same route).
+ONE_TRANSPORT = {"cwd", "import"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.intent for c in CASES])
@@ -515,7 +646,7 @@ async def test_every_transport_stores_and_announces_the_same(
         stored = {k: v for k, v in stored.items() if k not in case.ignore}
         announced = [m for m in announced if m[0] not in case.ignore]
         outcomes[transport.name] = (refusal, stored, announced)
-    assert len(outcomes) >= 2 or case.intent == "cwd", outcomes
+    assert len(outcomes) >= 2 or case.intent in ONE_TRANSPORT, outcomes
     first_name, first = next(iter(outcomes.items()))
     assert first[0] is None, first  # the request is a good one
     for name, outcome in outcomes.items():
@@ -545,6 +676,13 @@ BAD_INPUTS = [
     ("queue-cancel", "²", None),
     ("tabs", ["missing"], "conversationIds: must name every open tab exactly once"),
     ("tabs", "x", None),
+    ("system-prompt", "Hi {{nope}}", None),
+    ("system-prompt", "[if cwd]open", "template: line 1: [if] is never closed with [endif]"),
+    ("system-prompt", 5, "template: Input should be a valid string"),
+    ("preset-save", "{{file:/etc/passwd}}", None),
+    ("fork", 0, "beforeSeq: Input should be greater than or equal to 1"),
+    ("fork", 7, "beforeSeq: must be at most 1 (the latest seq + 1)"),
+    ("fork", "x", "beforeSeq: Input should be a valid integer"),
 ]
 
 
@@ -586,7 +724,9 @@ async def test_the_same_bad_input_gets_the_same_refusal(
         assert refusal == message
 
 
-SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - {"tabs"})
+# Intents that name no conversation (they act on the caller's own tabs, presets, imports).
+NO_CONVERSATION = {"tabs", "preset-save", "preset-delete", "import"}
+SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - NO_CONVERSATION)
 
 
 @pytest.mark.parametrize("intent", SOMEONE_ELSES)

@@ -13,8 +13,9 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from chat import services
 from chat.api import api
-from chat.models import Conversation, QueuedMessage, group_name_for
+from chat.models import Conversation, QueuedMessage, SystemPromptPreset, group_name_for
 from chat.services import _log
 from tests.chat.providers.sse_server import Reply, openai_text_reply
 from tests.security.conftest import (
@@ -62,6 +63,24 @@ CALLS: dict[tuple[str, str], dict | None] = {
     ("PUT", "/tabs"): {"conversationIds": []},
     ("GET", "/metrics/throughput"): None,
     ("GET", "/health"): None,
+    ("DELETE", "/conversations/{conversation_id}"): None,
+    ("GET", "/conversations/{conversation_id}/system-prompt"): None,
+    ("PUT", "/conversations/{conversation_id}/system-prompt"): {"template": "bob's"},
+    ("POST", "/conversations/{conversation_id}/fork"): {},
+    ("GET", "/conversations/{conversation_id}/forks"): None,
+    ("POST", "/conversations/{conversation_id}/archive"): None,
+    ("POST", "/conversations/{conversation_id}/restore"): None,
+    ("GET", "/conversations/{conversation_id}/export"): None,
+    # Bob's own: an import makes a conversation of his; presets are per user.
+    ("POST", "/conversations"): {
+        "format": "dispatch.conversation",
+        "version": 1,
+        "conversation": {"title": "bob's import"},
+    },
+    ("GET", "/system-prompt-presets"): None,
+    ("PUT", "/system-prompt-presets/{name}"): {"template": "bob's preset"},
+    ("DELETE", "/system-prompt-presets/{name}"): None,
+    ("GET", "/search"): None,
 }
 # Calls that name no conversation: they answer 200 with the caller's own data only.
 OWN_DATA = {
@@ -71,9 +90,15 @@ OWN_DATA = {
     ("GET", "/conversations"),
     ("GET", "/metrics/throughput"),
     ("GET", "/health"),
+    ("POST", "/conversations"),
+    ("GET", "/system-prompt-presets"),
+    ("PUT", "/system-prompt-presets/{name}"),
+    ("DELETE", "/system-prompt-presets/{name}"),
+    ("GET", "/search"),
 }
 ALICE_CONVERSATION_CALLS = (set(CALLS) - OWN_DATA) | {("POST", "/chat")}
 PUBLIC = {("GET", "/health")}
+ALICE_PRESET = "alpha preset"
 QUEUE_SURFACE = {"surfaceId": "message-queue", "conversationId": ALICE_CONVERSATION}
 
 
@@ -91,7 +116,7 @@ def test_every_endpoint_is_covered():
 
 
 async def call(client, method: str, path: str, body: dict | None, *, message_id: str = "1"):
-    url = path.format(conversation_id=ALICE_CONVERSATION, message_id=message_id)
+    url = path.format(conversation_id=ALICE_CONVERSATION, message_id=message_id, name=ALICE_PRESET)
     send = getattr(client, method.lower())
     if body is None:
         return await send(url)
@@ -109,9 +134,11 @@ def assert_no_secret(response_or_frames) -> None:
 
 
 @pytest.fixture
-async def alice_conversation(scripted, token):
-    """Alice's conversation: one sealed turn (prompt + answer + metrics) and a queued text."""
+async def alice_conversation(scripted, token, user):
+    """Alice's conversation: one sealed turn (prompt + answer + metrics), a queued text and a
+    system prompt preset of hers."""
     await run_turn(scripted, token, ALICE_CONVERSATION, PROMPT, ANSWER)
+    await services.preset_save(user=user, name=ALICE_PRESET, template=f"Say {PROMPT}")
     queued = await database_sync_to_async(_log.queue_push)(
         conversation_id=ALICE_CONVERSATION, text=QUEUED
     )
@@ -135,6 +162,9 @@ async def alice_state() -> dict:
                     "text", flat=True
                 )
             ),
+            "presets": list(SystemPromptPreset.objects.values_list("owner__username", "template")),
+            "archived": conversation.archived_at,
+            "deleted": conversation.deleted_at,
         }
 
     return await read()
@@ -169,7 +199,15 @@ async def test_bob_gets_404_for_alice_conversation(operation, alice_conversation
 @pytest.mark.parametrize("operation", sorted(OWN_DATA), ids=operation_id)
 async def test_bob_sees_only_his_own_data(operation, alice_conversation, other_token):
     method, path = operation
+    before = await alice_state()
     response = await call(api_client(other_token), method, path, CALLS[operation])
+    assert await alice_state() == {
+        **before,
+        # Bob's own preset of the same name sits next to Alice's, which is unchanged.
+        "presets": before["presets"] + [("bob", "bob's preset")]
+        if operation == ("PUT", "/system-prompt-presets/{name}")
+        else before["presets"],
+    }
     assert response.status_code == 200, response.content
     assert_no_secret(response)
     assert ALICE_CONVERSATION not in response.content.decode()
@@ -303,3 +341,26 @@ async def test_subscribing_before_the_owner_creates_the_conversation_leaks_nothi
     assert [f for f in bob_frames if ALICE_CONVERSATION in json.dumps(f)] == []
     await alice.disconnect()
     await bob.disconnect()
+
+
+async def test_search_never_returns_another_users_text(alice_conversation, token, other_token):
+    for words in ("alpha", "alpha prompt", "9c1e", "answer"):
+        mine = await api_client(token).get(f"/search?q={words}")
+        assert mine.json()["results"], words  # the baseline: Alice finds her own text
+        theirs = await api_client(other_token).get(f"/search?q={words}")
+        assert theirs.status_code == 200
+        assert theirs.json()["results"] == []
+        assert_no_secret(theirs)
+
+
+async def test_bob_cannot_import_a_fork_of_alice_conversation(alice_conversation, other_token):
+    document = {
+        "format": "dispatch.conversation",
+        "version": 1,
+        "conversation": {"forkedFrom": {"conversationId": ALICE_CONVERSATION, "seq": 1}},
+    }
+    response = await call(api_client(other_token), "POST", "/conversations", document)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"conversation.forkedFrom: conversation {ALICE_CONVERSATION} is not yours"
+    }
