@@ -10,6 +10,8 @@ checked against the override instead of silently drifting from it:
   send whatever the number of sockets.
 - ``llama``: llama-cpp-python's ``Llama.generate`` (0.3) — a hook between sampled tokens, to
   count them and to stop a generation within one token.
+- ``access_log``: Daphne's CLI access log (daphne 4.2) — a ``token`` query parameter's value
+  never reaches the log.
 
 Nothing here imports Django at module level; ``llama`` imports llama_cpp (only the embedded
 model's provider imports it).

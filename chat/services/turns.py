@@ -263,8 +263,15 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
                 return
             except OperationalError as exc:
                 if delay is None:
+                    log.error(
+                        "conversation %s turn %s: sealing failed (%s); recovery will seal it",
+                        conversation_id, turn_id, exc,
+                    )  # fmt: skip
                     raise
-                log.warning("sealing turn %s failed (%s); retrying in %ss", turn_id, exc, delay)
+                log.warning(
+                    "conversation %s turn %s: sealing failed (%s); retrying in %ss",
+                    conversation_id, turn_id, exc, delay,
+                )  # fmt: skip
                 await asyncio.sleep(delay)
 
     return TurnPorts(
@@ -310,7 +317,7 @@ async def _drive(running: RunningTurn) -> None:
     try:
         await running.runner.run()
     except Exception:
-        log.exception("turn %s crashed", running.turn_id)
+        log.exception("conversation %s turn %s crashed", conversation_id, running.turn_id)
     finally:
         running_turns.turns.pop(conversation_id, None)
     if running.closing is None:  # never sealed: recovery will seal it
