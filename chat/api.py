@@ -24,6 +24,7 @@ from chat.auth import api_auth
 from chat.errors import DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import get_catalog
+from chat.routes.preferences import router as preferences_router
 from chat.schemas import (
     ChatIn,
     ConversationsOut,
@@ -399,3 +400,4 @@ def _ping_database() -> None:
 
 
 api.add_router("", metrics_router)
+api.add_router("", preferences_router)

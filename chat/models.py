@@ -158,3 +158,20 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class UserSettings(models.Model):
+    """A user's choices for the web app, the same on every device."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system"  # follow the browser's prefers-color-scheme
+        LIGHT = "light"
+        DARK = "dark"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dispatch_settings"
+    )
+    theme = models.CharField(max_length=10, choices=Theme.choices, default=Theme.SYSTEM)
+
+    class Meta:
+        verbose_name_plural = "user settings"

@@ -15,6 +15,7 @@ from chat.services.inputs import (
     MessageText,
     ModelName,
     ReasoningEffort,
+    Theme,
     Title,
 )
 
@@ -158,3 +159,11 @@ class HealthOut(Schema):
     ok: bool
     database: str
     channelLayer: str
+
+
+class PreferencesIn(_In):
+    theme: Theme
+
+
+class PreferencesOut(Schema):
+    theme: Theme

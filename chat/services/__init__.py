@@ -12,6 +12,7 @@ package. Functions are keyword-only and named ``<noun>_<verb>``.
 - ``conversations``: title, model, reasoning effort, cwd, open/close, tab order
 - ``workspace``: each user's workspace and a conversation's directory in it
 - ``recovery``: sealing turns whose worker died; heartbeats
+- ``preferences``: the user's web app settings (theme)
 """
 
 from chat.services.conversations import (
@@ -23,9 +24,10 @@ from chat.services.conversations import (
     conversation_set_reasoning_effort,
     tabs_reorder,
 )
+from chat.services.preferences import preferences_set_theme
 from chat.services.queue import queue_add, queue_cancel
 from chat.services.recovery import stale_before, turns_recover
-from chat.services.turns import resolve_model, turn_start, turn_stop, worker_start
+from chat.services.turns import resolve_model, turn_retry, turn_start, turn_stop, worker_start
 from chat.services.workspace import user_root, workspace_root
 
 __all__ = [
@@ -35,11 +37,13 @@ __all__ = [
     "conversation_set_cwd",
     "conversation_set_model",
     "conversation_set_reasoning_effort",
+    "preferences_set_theme",
     "queue_add",
     "queue_cancel",
     "resolve_model",
     "stale_before",
     "tabs_reorder",
+    "turn_retry",
     "turn_start",
     "turn_stop",
     "turns_recover",

@@ -66,6 +66,8 @@ ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
 assert set(ReasoningEffort.__args__) == set(REASONING_EFFORTS)  # type: ignore[attr-defined]
 Cwd = Annotated[StrictStr, Field(max_length=CWD_MAX), AfterValidator(_no_nul)]
 MessageId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,18}$")]
+Theme = Literal["system", "light", "dark"]
+TurnId = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 
 
 @cache

@@ -17,7 +17,7 @@ from django.db import OperationalError
 
 from chat import selectors
 from chat.config import get_config
-from chat.errors import Conflict, DomainError, InvalidInput
+from chat.errors import Conflict, DomainError, InvalidInput, NotFound
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import ResolvedModel, UnknownModel, get_catalog
 from chat.ratelimit import turn_rate_check
@@ -25,7 +25,15 @@ from chat.running import RunningTurn, notify, running_turns
 from chat.runtime import Message, TurnConfig, TurnMetrics, TurnPorts, TurnRunner, new_turn_id
 from chat.services import _log
 from chat.services.events import conversation_group, publish_on_commit, user_group, write
-from chat.services.inputs import ConversationId, Cwd, MessageText, ModelName, ReasoningEffort, check
+from chat.services.inputs import (
+    ConversationId,
+    Cwd,
+    MessageText,
+    ModelName,
+    ReasoningEffort,
+    TurnId,
+    check,
+)
 from chat.services.recovery import heartbeat_loop
 from chat.services.workspace import conversation_dir, conversation_dir_ready
 from chat.tools import get_tool_registry
@@ -85,6 +93,33 @@ async def turn_start(
     resolved = await resolve_model(model_name or get_catalog().default_model)
     await turn_rate_check(user=user)
     return await _launch(user=user, request=request, resolved=resolved)
+
+
+RETRYABLE_FINISHES = ("error", "interrupted")
+
+
+async def turn_retry(*, user, conversation_id: str, turn_id: str) -> RunningTurn:
+    """Send a failed turn's prompt again, as a new turn with the conversation's settings; the
+    failed turn stays in the log. NotFound for an unknown turn (or someone else's
+    conversation), InvalidInput for a turn that did not fail; then as ``turn_start``."""
+    check("conversationId", ConversationId, conversation_id)
+    turn_id = check("turnId", TurnId, turn_id)
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(
+        user=user, conversation_id=conversation_id
+    )
+    found = (
+        await database_sync_to_async(selectors.turn_retryable)(
+            conversation_id=conversation_id, turn_id=turn_id
+        )
+        if conversation is not None
+        else None
+    )
+    if found is None:
+        raise NotFound(f"turn not found: {turn_id}")
+    prompt, finish = found
+    if finish not in RETRYABLE_FINISHES or not prompt:
+        raise InvalidInput("only a failed turn can be retried", field="turnId")
+    return await turn_start(user=user, conversation_id=conversation_id, message=prompt)
 
 
 async def resolve_model(name: str) -> ResolvedModel:

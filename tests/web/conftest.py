@@ -107,6 +107,7 @@ kind = "openai"
 base_url = "{scripted.url}/v1"
 api_key_env = "DISPATCH_WEB_TEST_KEY"
 models = ["large"]
+reasoning_effort = true
 """
     )
     env = {
