@@ -52,8 +52,10 @@
     if (current) {
       var left = current.offsetLeft - tabs.offsetLeft;
       var right = left + current.offsetWidth;
-      if (left < tabs.scrollLeft) tabs.scrollLeft = left - 8;
-      else if (right > tabs.scrollLeft + tabs.clientWidth) tabs.scrollLeft = right - tabs.clientWidth + 8;
+      var target = null;
+      if (left < tabs.scrollLeft) target = left - 8;
+      else if (right > tabs.scrollLeft + tabs.clientWidth) target = right - tabs.clientWidth + 8;
+      if (target !== null) tabs.scrollTo({ left: target, behavior: "instant" });
     }
     var overflow = tabs.scrollWidth > tabs.clientWidth + 1;
     document.querySelectorAll(".tabs-scroll").forEach(function (button) {
