@@ -33,7 +33,9 @@ def assert_accessible(page, state: str) -> None:
     assert not blocking, f"{state}:\n{report}"
 
 
-@pytest.fixture(params=[(v, t) for v in VIEWPORTS for t in ("light", "dark")], ids=lambda p: "-".join(p))
+@pytest.fixture(
+    params=[(v, t) for v in VIEWPORTS for t in ("light", "dark")], ids=lambda p: "-".join(p)
+)
 def sized(request, browser, daphne, session_cookie):
     viewport, scheme = request.param
     context = browser.new_context(viewport=VIEWPORTS[viewport], color_scheme=scheme)

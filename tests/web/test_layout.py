@@ -49,7 +49,9 @@ def test_phone_layout_drawer_full_width_and_one_row_composer(sized_context, daph
     scripted.script(
         COMPLETIONS,
         openai_tool_reply([("c1", "read_file", {"path": "notes.txt"})]),
-        openai_text_reply("A **wide** block:\n\n" + WIDE_CODE + "\n\n| a | b |\n|---|---|\n| 1 | 2 |"),
+        openai_text_reply(
+            "A **wide** block:\n\n" + WIDE_CODE + "\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+        ),
     )
     open_new_chat(page, daphne)
     expect(page.locator("#sidebar")).to_be_hidden()
@@ -98,7 +100,9 @@ def test_tabs_never_hide_the_current_tab_or_new_chat(
     with httpx.Client(base_url=daphne.url, headers={"Authorization": f"Bearer {api_token}"}) as api:
         for n, conversation_id in enumerate(ids):
             title = f"A long conversation title number {n} that takes room"
-            assert api.put(f"/conversations/{conversation_id}/title", json={"title": title}).is_success
+            assert api.put(
+                f"/conversations/{conversation_id}/title", json={"title": title}
+            ).is_success
             assert api.post(f"/conversations/{conversation_id}/open").is_success
     page = sized_context(viewport).new_page()
     for conversation_id in (ids[0], ids[-1], ids[3]):
