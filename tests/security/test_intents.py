@@ -21,8 +21,9 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient, Client
 from django.urls import reverse
 
-from chat.models import Conversation, QueuedMessage, Tab
+from chat.models import Conversation, QueuedMessage, Tab, UserSettings
 from chat.ratelimit import turn_rate_check
+from chat.runtime import Message, TurnMetrics
 from chat.services import _log
 from chat.services.events import conversation_group, user_group
 from tests.security.conftest import MODEL, api_client, application, script_answers
@@ -69,6 +70,7 @@ class Api(Transport):
         "effort": "effort",
         "cwd": "cwd",
         "tabs": "tabs",
+        "theme": "theme",
     }
 
     async def _call(self, ctx, method, path, body=None):
@@ -126,6 +128,9 @@ class Api(Transport):
 
     async def tabs(self, ctx, conversation_id, value):
         return await self._call(ctx, "put", "/tabs", {"conversationIds": value})
+
+    async def theme(self, ctx, conversation_id, value):
+        return await self._call(ctx, "put", "/preferences", {"theme": value})
 
 
 class ApiSocket(Transport):
@@ -196,6 +201,8 @@ class WebApp(Transport):
         "model": "model",
         "effort": "effort",
         "tabs": "reorder",
+        "theme": "theme",
+        "retry": "retry",
     }
 
     async def _act(self, ctx, conversation_id, frame, *, until_sealed=False, page=None):
@@ -251,6 +258,13 @@ class WebApp(Transport):
 
     async def reorder(self, ctx, conversation_id, value):
         return await self._act(ctx, conversation_id, {"action": "reorder", "order": value})
+
+    async def theme(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "theme", "theme": value})
+
+    async def retry(self, ctx, conversation_id, value):
+        frame = {"action": "retry", "turn": value}
+        return await self._act(ctx, conversation_id, frame, until_sealed=True)
 
 
 class Admin(Transport):
@@ -431,15 +445,30 @@ def state(user, conversation_id: str) -> dict:
             )
         ),
         "tabs": list(Tab.objects.filter(user=user).values_list("conversation_id", flat=True)),
+        "theme": UserSettings.objects.filter(user=user).values_list("theme", flat=True).first(),
     }
 
 
+FAILED_TURN = "turn-1700000000000-failed"
+
+
 @database_sync_to_async
-def setup(user, other_user, *, status="idle", queued: str | None = None, tabs=()) -> str | None:
-    """A fresh conversation of the user, someone else's, and maybe a queued text (its id)."""
+def setup(
+    user, other_user, *, status="idle", queued: str | None = None, tabs=(), failed=False
+) -> str | None:
+    """A fresh conversation of the user, someone else's, and maybe a queued text (its id) or
+    a failed turn (FAILED_TURN, in both conversations)."""
     _log.conversation_ensure(user=user, conversation_id=CONVERSATION, title="Old")
     _log.conversation_ensure(user=other_user, conversation_id=THEIRS, title="Bob's")
     Conversation.objects.filter(pk=CONVERSATION).update(status=status)
+    if failed:
+        for n, conversation_id in enumerate((CONVERSATION, THEIRS)):
+            turn = _log.turn_begin(
+                conversation_id=conversation_id, turn_id=f"{FAILED_TURN}{n}", model=MODEL, worker=""
+            )
+            prompt = Message("user", [{"type": "text", "text": "try again"}])
+            _log.chunks_append(conversation_id=conversation_id, messages=[prompt], turn_id=turn.id)
+            _log.turn_seal(turn_id=turn.id, metrics=TurnMetrics(turn.id, "error", model=MODEL))
     for position, conversation_id in enumerate(tabs):
         _log.conversation_ensure(user=user, conversation_id=conversation_id)
         Tab.objects.create(user=user, conversation_id=conversation_id, position=position)
@@ -464,6 +493,7 @@ def clean_state(user, other_user):
         @database_sync_to_async
         def wipe():
             Conversation.objects.filter(owner__in=[user, other_user]).delete()
+            UserSettings.objects.filter(user__in=[user, other_user]).delete()
 
         await wipe()
 
@@ -494,7 +524,11 @@ CASES = [
     Case("queue-cancel", "QUEUED", {"queued": "later please"}),
     Case("stop", None, {}),
     Case("send", "hello there", {}, frozenset({"tabs", "user.conversations"})),
+    Case("theme", "dark", {}),
+    Case("retry", FAILED_TURN + "0", {"failed": True}),
 ]
+# Intents only one transport offers: the web app's Retry button.
+SINGLE_TRANSPORT = {"cwd", "retry"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.intent for c in CASES])
@@ -506,7 +540,7 @@ async def test_every_transport_stores_and_announces_the_same(
         await clean_state()
         queued_id = await setup(user, other_user, **case.setup)
         value = queued_id if case.value == "QUEUED" else case.value
-        if case.intent == "send":
+        if case.intent in ("send", "retry"):
             script_answers(scripted, "general kenobi")
         async with Capture(user.pk, CONVERSATION) as capture:
             refusal = await transport.run(ctx, case.intent, CONVERSATION, value)
@@ -515,7 +549,7 @@ async def test_every_transport_stores_and_announces_the_same(
         stored = {k: v for k, v in stored.items() if k not in case.ignore}
         announced = [m for m in announced if m[0] not in case.ignore]
         outcomes[transport.name] = (refusal, stored, announced)
-    assert len(outcomes) >= 2 or case.intent == "cwd", outcomes
+    assert len(outcomes) >= 2 or case.intent in SINGLE_TRANSPORT, outcomes
     first_name, first = next(iter(outcomes.items()))
     assert first[0] is None, first  # the request is a good one
     for name, outcome in outcomes.items():
@@ -545,6 +579,10 @@ BAD_INPUTS = [
     ("queue-cancel", "²", None),
     ("tabs", ["missing"], "conversationIds: must name every open tab exactly once"),
     ("tabs", "x", None),
+    ("theme", "purple", None),
+    ("theme", 5, None),
+    ("retry", 5, "turnId: Input should be a valid string"),
+    ("retry", "turn-unknown", "turn not found: turn-unknown"),
 ]
 
 
@@ -586,7 +624,7 @@ async def test_the_same_bad_input_gets_the_same_refusal(
         assert refusal == message
 
 
-SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - {"tabs"})
+SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - {"tabs", "theme"})
 
 
 @pytest.mark.parametrize("intent", SOMEONE_ELSES)
@@ -594,13 +632,13 @@ async def test_someone_elses_conversation_is_not_found_everywhere(
     intent, ctx, scripted, user, other_user, clean_state
 ):
     values = {"send": "hi", "queue": "hi", "rename": "Mine", "model": MODEL, "effort": "low"}
-    values |= {"cwd": "x", "queue-cancel": "1"}
+    values |= {"cwd": "x", "queue-cancel": "1", "retry": FAILED_TURN + "1"}
     refusals = {}
     for transport in offering(intent):
         if isinstance(transport, Admin):
             continue  # operators act on every conversation, as its owner
         await clean_state()
-        await setup(user, other_user)
+        await setup(user, other_user, failed=intent == "retry")
         refusals[transport.name] = await transport.run(ctx, intent, THEIRS, values.get(intent))
     assert set(refusals.values()) == {NOT_FOUND}, refusals
 
