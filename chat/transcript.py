@@ -121,6 +121,15 @@ class TurnView:
     # "queued" (it waits for capacity), since ``waiting_since`` (time.monotonic()).
     waiting: str = ""
     waiting_since: float = 0.0
+    prompt_progress: tuple[int, int] | None = None  # (done, total) prompt tokens read
+
+    @property
+    def progress_text(self) -> str:
+        """``45% of 2,270 tokens`` while the model reports how far it read the prompt."""
+        if self.waiting != "reading" or not self.prompt_progress:
+            return ""
+        done, total = self.prompt_progress
+        return f"{done * 100 // max(total, 1)}% of {total:,} tokens"
 
     @property
     def dom(self) -> str:
@@ -309,6 +318,7 @@ class LiveTurn:
             return
         if what and not view.waiting:
             view.waiting_since = time.monotonic()
+            view.prompt_progress = None
         view.waiting, self._foot = what, True
 
     def _touch(self, step: Step) -> None:
@@ -342,6 +352,10 @@ class LiveTurn:
         self._appended.append(block)
         self._step = None
         self._wait("reading")
+
+    def _on_prompt_progress(self, event: dict) -> None:
+        self.view.prompt_progress = (int(event["done"]), int(event["total"]))
+        self._foot = True
 
     def _on_status(self, event: dict) -> None:
         if self.view.running and (self._step is None or self.view.waiting):

@@ -34,4 +34,4 @@ class RedactingAccessLog(AccessLogGenerator):
 
 def install() -> None:
     """Make Daphne's command line write its access log through ``RedactingAccessLog``."""
-    daphne.cli.AccessLogGenerator = RedactingAccessLog  # type: ignore[misc]
+    daphne.cli.AccessLogGenerator = RedactingAccessLog

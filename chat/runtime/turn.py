@@ -21,6 +21,7 @@ from chat.runtime.reconcile import reconcile
 from chat.runtime.types import (
     Finish,
     Message,
+    PromptProgress,
     Provider,
     ProviderError,
     ProviderRequest,
@@ -410,6 +411,8 @@ class TurnRunner:
             step.finish_reason = event.reason
         elif isinstance(event, StatusChange):
             await self._emit("status", status=event.status)
+        elif isinstance(event, PromptProgress):
+            await self._emit("prompt-progress", stepId=step.id, done=event.done, total=event.total)
 
     # ------------------------------------------------------------------ tools
 

@@ -201,13 +201,30 @@ class Finish:
 
 
 @dataclass(frozen=True)
+class PromptProgress:
+    """The model has read ``done`` of the ``total`` prompt tokens it had to evaluate (the
+    embedded model reports it between its batches; a prompt read in one batch reports none)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class StatusChange:
     """The provider is waiting for capacity (``queued``) or generating again (``active``)."""
 
     status: Literal["queued", "active"]
 
 
-ProviderEvent = TextDelta | ReasoningDelta | ToolCallReady | UsageReport | Finish | StatusChange
+ProviderEvent = (
+    TextDelta
+    | ReasoningDelta
+    | ToolCallReady
+    | UsageReport
+    | Finish
+    | StatusChange
+    | PromptProgress
+)
 
 
 class ProviderError(Exception):

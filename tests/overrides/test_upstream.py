@@ -61,6 +61,11 @@ PINNED = [
         llama_cpp.Llama.generate,
         "6f16f3b97ede3b9f",
     ),
+    (
+        "chat/overrides/llama.py calls Llama.eval once per n_batch tokens",
+        llama_cpp.Llama.eval,
+        "01b45d258b6688c7",
+    ),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from chat.runtime import (
     Finish,
     Message,
+    PromptProgress,
     ReasoningDelta,
     TextDelta,
     ToolCallReady,
@@ -178,3 +179,16 @@ async def test_step_without_any_output_has_no_usage_on_done():
 
     assert "usage" not in turn.ports.of("done")[0]
     assert metrics["usage"] == {"inputTokens": 0, "outputTokens": 0}
+
+
+async def test_prompt_progress_is_relayed_with_the_step_id():
+    turn = Turn(
+        [[PromptProgress(0, 1500), PromptProgress(512, 1500), TextDelta("x"), Finish("stop")]]
+    )
+
+    await turn.run()
+
+    progress = [(e["stepId"], e["done"], e["total"]) for e in turn.ports.of("prompt-progress")]
+    step = turn.ports.of("step-complete")[0]["stepId"]
+    assert progress == [(step, 0, 1500), (step, 512, 1500)]
+    assert turn.ports.index("prompt-progress") < turn.ports.index("text-delta")
