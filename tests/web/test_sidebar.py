@@ -50,7 +50,9 @@ def test_search_matches_inside_titles_and_keeps_one_list(page, daphne, api_token
     marker = uuid.uuid4().hex[:6]
     ids = {"match": f"search-{marker}-a", "other": f"search-{marker}-b"}
     with httpx.Client(base_url=daphne.url, headers={"Authorization": f"Bearer {api_token}"}) as api:
-        api.put(f"/conversations/{ids['match']}/title", json={"title": f"Notes about {marker} pasta"})
+        api.put(
+            f"/conversations/{ids['match']}/title", json={"title": f"Notes about {marker} pasta"}
+        )
         api.put(f"/conversations/{ids['other']}/title", json={"title": f"Unrelated {marker}"})
     open_new_chat(page, daphne)
     search = page.get_by_label("Search conversations")
