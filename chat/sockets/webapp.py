@@ -276,17 +276,20 @@ class WebAppSocket(BaseSocket):
         )
         return render_to_string("chat/_status.html", {"status": status, "oob": True})
 
-    async def _gauge_html(self, context_size: int | None) -> str:
+    async def _gauge_html(self, context_size: int | None, model: str | None = None) -> str:
+        """The context gauge: ``context_size`` (else the last known) against the window of
+        ``model`` (else the conversation's)."""
         catalog = get_catalog()
         models = await catalog.models()
-        conversation = await database_sync_to_async(selectors.conversation_for_user)(
-            user=self.user, conversation_id=self.conversation_id
-        )
+        if model is None:
+            conversation = await database_sync_to_async(selectors.conversation_for_user)(
+                user=self.user, conversation_id=self.conversation_id
+            )
+            model = (conversation.model if conversation else "") or catalog.default_model
         if context_size is None:
             context_size = await database_sync_to_async(selectors.last_context_size)(
                 conversation_id=self.conversation_id
             )
-        model = (conversation.model if conversation else "") or catalog.default_model
         context = pages.gauge_context(models=models, model=model, context_size=context_size)
         return render_to_string("chat/_gauge.html", {**context, "oob": True})
 
@@ -298,20 +301,17 @@ class WebAppSocket(BaseSocket):
         )
 
     async def _controls_html(self, model: str) -> str:
-        """The gauge and the Effort control for ``model`` (its window, whether it reasons)."""
+        """The Effort control and the gauge for ``model`` (whether it reasons, its window)."""
         models = await get_catalog().models()
         conversation = await database_sync_to_async(selectors.conversation_for_user)(
             user=self.user, conversation_id=self.conversation_id
         )
-        context = pages.model_context(models=models, selected=model)
-        effort = pages.effort_context(conversation)
-        size = await database_sync_to_async(selectors.last_context_size)(
-            conversation_id=self.conversation_id
-        )
-        gauge = pages.gauge_context(models=models, model=model, context_size=size)
-        return render_to_string(
-            "chat/_effort.html", {**context, **effort, "oob": True}
-        ) + render_to_string("chat/_gauge.html", {**gauge, "oob": True})
+        context = {
+            **pages.model_context(models=models, selected=model),
+            **pages.effort_context(conversation),
+            "oob": True,
+        }
+        return render_to_string("chat/_effort.html", context) + await self._gauge_html(None, model)
 
     async def _notice(self, message: str = "") -> None:
         await self.send(text_data=render_to_string("chat/_notice.html", {"message": message}))

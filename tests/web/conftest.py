@@ -116,6 +116,7 @@ reasoning_effort = true
         "DISPATCH_WEB_TEST_KEY": "test",
         "DISPATCH_CORS_ORIGINS": origins.allowed.url,
         "DISPATCH_IMAGE_ORIGINS": origins.allowed.url,
+        "DISPATCH_TURN_RATE_LIMIT": "0",  # the suite starts many turns; the limit has its tests
     }
     manage(["migrate", "--noinput"], **env)
     return env
