@@ -92,40 +92,6 @@ def test_phone_layout_drawer_full_width_and_one_row_composer(sized_context, daph
     screenshot(page, "phone-metrics.png")
 
 
-@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_tabs_never_hide_the_current_tab_or_new_chat(
-    viewport, sized_context, daphne, api_token, scripted
-):
-    ids = [f"tabs-{uuid.uuid4().hex[:8]}" for _ in range(7)]
-    with httpx.Client(base_url=daphne.url, headers={"Authorization": f"Bearer {api_token}"}) as api:
-        for n, conversation_id in enumerate(ids):
-            title = f"A long conversation title number {n} that takes room"
-            assert api.put(
-                f"/conversations/{conversation_id}/title", json={"title": title}
-            ).is_success
-            assert api.post(f"/conversations/{conversation_id}/open").is_success
-    page = sized_context(viewport).new_page()
-    for conversation_id in (ids[0], ids[-1], ids[3]):
-        page.goto(f"{daphne.url}/c/{conversation_id}")
-        expect(page.locator("body[data-socket=open]")).to_have_count(1)
-        strip = box(page.locator("#tabs"))
-        current = box(page.locator(".tab.current"))
-        inside = strip["x"] - 1 <= current["x"]
-        assert inside and current["x"] + current["width"] <= strip["x"] + strip["width"] + 1
-        new_chat = page.locator(".tab-new")
-        expect(new_chat).to_be_visible()
-        assert box(new_chat)["x"] + box(new_chat)["width"] <= viewport["width"]
-        expect(page.locator(".tabs-scroll").first).to_be_visible()  # it overflows: buttons
-    later = page.locator(".tabs-scroll[data-scroll='1']")
-    before = page.locator("#tabs").evaluate("(el) => el.scrollLeft")
-    later.click()
-    scrolled = f"document.getElementById('tabs').scrollLeft !== {before}"
-    wait_for(lambda: page.evaluate(scrolled), "the strip to scroll")
-    with httpx.Client(base_url=daphne.url, headers={"Authorization": f"Bearer {api_token}"}) as api:
-        for conversation_id in ids:
-            api.post(f"/conversations/{conversation_id}/close")
-
-
 def test_dark_theme_is_the_users_choice_on_every_device(sized_context, daphne, scripted):
     scripted.script(
         COMPLETIONS,
@@ -162,3 +128,37 @@ def test_dark_theme_is_the_users_choice_on_every_device(sized_context, daphne, s
     system_dark = sized_context(DESKTOP, color_scheme="dark").new_page()
     system_dark.goto(desktop.url)
     assert system_dark.evaluate(background) == "rgb(13, 17, 23)"  # the browser's dark
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_tabs_never_hide_the_current_tab_or_new_chat(
+    viewport, sized_context, daphne, api_token, scripted
+):
+    ids = [f"tabs-{uuid.uuid4().hex[:8]}" for _ in range(7)]
+    with httpx.Client(base_url=daphne.url, headers={"Authorization": f"Bearer {api_token}"}) as api:
+        for n, conversation_id in enumerate(ids):
+            title = f"A long conversation title number {n} that takes room"
+            assert api.put(
+                f"/conversations/{conversation_id}/title", json={"title": title}
+            ).is_success
+            assert api.post(f"/conversations/{conversation_id}/open").is_success
+    page = sized_context(viewport).new_page()
+    for conversation_id in (ids[0], ids[-1], ids[3]):
+        page.goto(f"{daphne.url}/c/{conversation_id}")
+        expect(page.locator("body[data-socket=open]")).to_have_count(1)
+        strip = box(page.locator("#tabs"))
+        current = box(page.locator(".tab.current"))
+        inside = strip["x"] - 1 <= current["x"]
+        assert inside and current["x"] + current["width"] <= strip["x"] + strip["width"] + 1
+        new_chat = page.locator(".tab-new")
+        expect(new_chat).to_be_visible()
+        assert box(new_chat)["x"] + box(new_chat)["width"] <= viewport["width"]
+        expect(page.locator(".tabs-scroll").first).to_be_visible()  # it overflows: buttons
+    later = page.locator(".tabs-scroll[data-scroll='1']")
+    before = page.locator("#tabs").evaluate("(el) => el.scrollLeft")
+    later.click()
+    scrolled = f"document.getElementById('tabs').scrollLeft !== {before}"
+    wait_for(lambda: page.evaluate(scrolled), "the strip to scroll")
+    with httpx.Client(base_url=daphne.url, headers={"Authorization": f"Bearer {api_token}"}) as api:
+        for conversation_id in ids:
+            api.post(f"/conversations/{conversation_id}/close")
