@@ -70,7 +70,9 @@ async def conversation_page(request, conversation_id: str):
 @login_required
 @require_GET
 def conversation_search(request):
-    """The conversation list filtered by ``q`` (title or id prefix), as a fragment."""
+    """The sidebar's conversation list, filtered by ``q`` (inside a title, or an id's start),
+    as a fragment; ``current`` (the page's conversation) is marked as the current page."""
     q = request.GET.get("q", "").strip()
     context = pages.conversation_list_context(user=request.user, q=q)
+    context["conversation_id"] = request.GET.get("current", "")
     return render(request, "chat/_conversation_list.html", context)

@@ -30,6 +30,8 @@ def test_the_list_follows_new_renamed_closed_and_reopened_conversations(
     send(actor, f"Live sidebar {marker}")
     conversation_id = actor.url.rsplit("/", 1)[1]
     expect(entry(watcher, conversation_id)).to_contain_text(f"Live sidebar {marker}")
+    current = actor.locator("#conversation-list a[aria-current=page]")
+    expect(current).to_contain_text(f"Live sidebar {marker}")  # still marked after a refresh
 
     actor.locator(f'.tab[data-conversation="{conversation_id}"] .tab-rename-button').click()
     rename = actor.locator(".tab-rename")
