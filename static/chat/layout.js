@@ -45,9 +45,22 @@
 
   function strip() { return document.getElementById("tabs"); }
 
+  function updateButtons(tabs) {
+    document.querySelectorAll(".tabs-scroll").forEach(function (button) {
+      var back = button.dataset.scroll === "-1";
+      button.disabled = back ? tabs.scrollLeft <= 0
+        : tabs.scrollLeft + tabs.clientWidth >= tabs.scrollWidth - 1;
+    });
+  }
+
   function updateTabs() {
     var tabs = strip();
     if (!tabs) return;
+    // The buttons first: showing them narrows the strip the current tab must fit in.
+    var overflow = tabs.scrollWidth > tabs.clientWidth + 1;
+    document.querySelectorAll(".tabs-scroll").forEach(function (button) {
+      button.hidden = !overflow;
+    });
     var current = tabs.querySelector(".tab.current");
     if (current) {
       var left = current.offsetLeft - tabs.offsetLeft;
@@ -57,13 +70,7 @@
       else if (right > tabs.scrollLeft + tabs.clientWidth) target = right - tabs.clientWidth + 8;
       if (target !== null) tabs.scrollTo({ left: target, behavior: "instant" });
     }
-    var overflow = tabs.scrollWidth > tabs.clientWidth + 1;
-    document.querySelectorAll(".tabs-scroll").forEach(function (button) {
-      button.hidden = !overflow;
-      var back = button.dataset.scroll === "-1";
-      button.disabled = back ? tabs.scrollLeft <= 0
-        : tabs.scrollLeft + tabs.clientWidth >= tabs.scrollWidth - 1;
-    });
+    updateButtons(tabs);
   }
 
   document.addEventListener("click", function (event) {
@@ -73,14 +80,7 @@
     tabs.scrollBy({ left: Number(button.dataset.scroll) * tabs.clientWidth * 0.8 });
   });
   document.addEventListener("scroll", function (event) {
-    if (event.target === strip()) {
-      document.querySelectorAll(".tabs-scroll").forEach(function (button) {
-        var tabs = strip();
-        var back = button.dataset.scroll === "-1";
-        button.disabled = back ? tabs.scrollLeft <= 0
-          : tabs.scrollLeft + tabs.clientWidth >= tabs.scrollWidth - 1;
-      });
-    }
+    if (event.target === strip()) updateButtons(event.target);
   }, true);
   window.addEventListener("resize", updateTabs);
 
