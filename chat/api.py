@@ -24,6 +24,7 @@ from chat.errors import DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import get_catalog
 from chat.routes.conversations import router as conversations_router
+from chat.routes.preferences import router as preferences_router
 from chat.routes.prompts import router as prompts_router
 from chat.routes.search import router as search_router
 from chat.schemas import (
@@ -432,3 +433,4 @@ api.add_router("", metrics_router)
 api.add_router("", prompts_router)
 api.add_router("", conversations_router)
 api.add_router("", search_router)
+api.add_router("", preferences_router)

@@ -218,3 +218,20 @@ class HealthProbe(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     checked_at = models.DateTimeField()
+
+
+class UserSettings(models.Model):
+    """A user's choices for the web app, the same on every device."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system"  # follow the browser's prefers-color-scheme
+        LIGHT = "light"
+        DARK = "dark"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dispatch_settings"
+    )
+    theme = models.CharField(max_length=10, choices=Theme.choices, default=Theme.SYSTEM)
+
+    class Meta:
+        verbose_name_plural = "user settings"

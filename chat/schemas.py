@@ -17,6 +17,7 @@ from chat.services.inputs import (
     PromptTemplate,
     ReasoningEffort,
     Seq,
+    Theme,
     Title,
 )
 
@@ -251,3 +252,11 @@ class SearchHitOut(Schema):
 class SearchOut(Schema):
     q: str
     results: list[SearchHitOut]
+
+
+class PreferencesIn(_In):
+    theme: Theme
+
+
+class PreferencesOut(Schema):
+    theme: Theme

@@ -13,7 +13,15 @@ from django.db.models import Q, QuerySet
 
 from chat import search
 from chat.errors import NotFound
-from chat.models import Chunk, Conversation, QueuedMessage, SystemPromptPreset, Tab, Turn
+from chat.models import (
+    Chunk,
+    Conversation,
+    QueuedMessage,
+    SystemPromptPreset,
+    Tab,
+    Turn,
+    UserSettings,
+)
 from chat.runtime import Message, TurnMetrics
 from metrics.selectors import conversation_turn_metrics
 
@@ -51,14 +59,15 @@ def conversation_list(
     *, user, statuses: list[str] | None = None, q: str = "", archived: bool | None = False
 ) -> QuerySet:
     """The user's conversations, newest activity first: not archived (``archived`` False),
-    only archived (True) or both (None); never deleted ones."""
+    only archived (True) or both (None); never deleted ones. ``q`` matches anywhere in the
+    title (any case) or the start of the id."""
     rows = Conversation.objects.filter(owner=user, deleted_at__isnull=True)
     if archived is not None:
         rows = rows.filter(archived_at__isnull=not archived)
     if statuses:
         rows = rows.filter(status__in=statuses)
     if q:
-        rows = rows.filter(Q(id__startswith=q) | Q(title__istartswith=q))
+        rows = rows.filter(Q(id__startswith=q) | Q(title__icontains=q))
     return rows.order_by("-last_activity_at", "id")
 
 
@@ -170,6 +179,30 @@ def last_context_size(*, conversation_id: str) -> int | None:
 
 
 # ---------------------------------------------------------------------- turns, tabs, queue
+
+
+def turn_retryable(*, conversation_id: str, turn_id: str) -> tuple[str, str] | None:
+    """(the prompt, the finish reason) of a sealed turn of the conversation; None if none."""
+    turn = (
+        Turn.objects.filter(pk=turn_id, conversation_id=conversation_id, status=Turn.Status.SEALED)
+        .values_list("finish_reason", flat=True)
+        .first()
+    )
+    if turn is None:
+        return None
+    first = (
+        Chunk.objects.filter(conversation_id=conversation_id, turn_id=turn_id, role="user")
+        .order_by("seq")
+        .values_list("payload", flat=True)
+        .first()
+    )
+    return (first or {}).get("text", ""), turn
+
+
+def user_theme(*, user) -> str:
+    """The user's theme: ``system`` (the browser's), ``light`` or ``dark``."""
+    theme = UserSettings.objects.filter(user=user).values_list("theme", flat=True).first()
+    return theme or UserSettings.Theme.SYSTEM
 
 
 def running_turn(*, conversation_id: str) -> Turn | None:

@@ -76,11 +76,13 @@ async def conversation_page(request, conversation_id: str):
 @login_required
 @require_GET
 def conversation_search(request):
-    """The conversation list filtered by ``q`` (title or id prefix; ``archived=1``: the
-    archived ones), as a fragment, with the full-text hits of ``q`` in messages (oob)."""
+    """The sidebar's conversation list, filtered by ``q`` (inside a title, or an id's start;
+    ``archived=1``: the archived ones), as a fragment, with the full-text hits of ``q`` in
+    messages (oob); ``current`` (the page's conversation) is marked as the current page."""
     q = request.GET.get("q", "").strip()[:500]
     archived = request.GET.get("archived") == "1"
     context = pages.conversation_list_context(user=request.user, q=q, archived=archived)
+    context["conversation_id"] = request.GET.get("current", "")
     html = render_to_string("chat/_conversation_list.html", context, request=request)
     hits = pages.search_context(user=request.user, q=q)
     html += render_to_string("chat/_search_results.html", {**hits, "oob": True}, request=request)

@@ -37,6 +37,7 @@ _TURN_FIELDS = (
     "finish_reason",
     "input_tokens",
     "output_tokens",
+    "output_tokens_estimated",
     "cache_read_tokens",
     "cache_write_tokens",
     "duration_ms",
@@ -47,6 +48,7 @@ _STEP_FIELDS = (
     "step_id",
     "input_tokens",
     "output_tokens",
+    "output_tokens_estimated",
     "cache_read_tokens",
     "cache_write_tokens",
     "ttft_ms",
@@ -61,6 +63,7 @@ def _usage(row: dict) -> Usage:
         row["output_tokens"],
         row["cache_read_tokens"],
         row["cache_write_tokens"],
+        row["output_tokens_estimated"],
     )
 
 
@@ -356,6 +359,7 @@ def turns_in_window(*, owner, window: Window) -> QuerySet:
             "finish_reason",
             "input_tokens",
             "output_tokens",
+            "output_tokens_estimated",
             "generation_ms",
             "ttft_ms",
             "duration_ms",

@@ -30,6 +30,9 @@ class UnknownModel(Exception):
 @dataclass(frozen=True)
 class ModelInfo:
     context_window: int | None
+    # The credential passes a reasoning effort (``reasoning_effort = true``): the web app
+    # offers its Effort control only then.
+    reasoning: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class Catalog:
                 continue
             window = self._context_window(credential) if models else None
             for model in models:
-                out[f"{credential.name}/{model}"] = ModelInfo(window)
+                out[f"{credential.name}/{model}"] = ModelInfo(window, credential.reasoning_effort)
         return out
 
     async def resolve(self, name: str) -> ResolvedModel:

@@ -16,6 +16,7 @@ package. Functions are keyword-only and named ``<noun>_<verb>``.
 - ``prompts``: a conversation's system prompt, the user's presets
 - ``forks``: forking a conversation (edit, regenerate), importing one
 - ``lifecycle``: archive, restore, delete
+- ``preferences``: the user's web app settings (theme)
 """
 
 from chat.services.conversations import (
@@ -35,10 +36,11 @@ from chat.services.lifecycle import (
     conversation_restore,
     deletions_finish,
 )
+from chat.services.preferences import preferences_set_theme
 from chat.services.prompts import conversation_set_system_prompt, preset_delete, preset_save
 from chat.services.queue import queue_add, queue_cancel
 from chat.services.recovery import stale_before, turns_recover
-from chat.services.turns import resolve_model, turn_start, turn_stop, worker_start
+from chat.services.turns import resolve_model, turn_retry, turn_start, turn_stop, worker_start
 from chat.services.workspace import user_root, workspace_root
 
 __all__ = [
@@ -59,11 +61,13 @@ __all__ = [
     "conversation_set_model",
     "conversation_set_reasoning_effort",
     "health_check",
+    "preferences_set_theme",
     "queue_add",
     "queue_cancel",
     "resolve_model",
     "stale_before",
     "tabs_reorder",
+    "turn_retry",
     "turn_start",
     "turn_stop",
     "turns_recover",

@@ -92,6 +92,8 @@ PromptTemplate = Annotated[StrictStr, Field(max_length=TEMPLATE_MAX_CHARS), Afte
 PresetName = Annotated[StrictStr, AfterValidator(_preset_name)]
 # A history position: a seq (≥ 1).
 Seq = Annotated[int, Field(ge=1, le=2**62)]
+Theme = Literal["system", "light", "dark"]
+TurnId = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 
 
 @cache

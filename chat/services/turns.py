@@ -18,7 +18,7 @@ from django.db import DatabaseError
 
 from chat import observe, selectors
 from chat.config import get_config
-from chat.errors import Conflict, DomainError, InvalidInput, Unavailable
+from chat.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import ResolvedModel, UnknownModel, get_catalog
 from chat.ratelimit import turn_rate_check
@@ -32,7 +32,15 @@ from chat.services.events import (
     user_group,
     write,
 )
-from chat.services.inputs import ConversationId, Cwd, MessageText, ModelName, ReasoningEffort, check
+from chat.services.inputs import (
+    ConversationId,
+    Cwd,
+    MessageText,
+    ModelName,
+    ReasoningEffort,
+    TurnId,
+    check,
+)
 from chat.services.prompts import check_template, system_prompt_for_turn
 from chat.services.recovery import heartbeat_loop
 from chat.services.workspace import conversation_dir, conversation_dir_ready
@@ -109,6 +117,33 @@ def turns_accepted() -> None:
     """Unavailable when this worker takes no new turns (it drains before exiting)."""
     if running_turns.draining:
         raise Unavailable(SHUTTING_DOWN)
+
+
+RETRYABLE_FINISHES = ("error", "interrupted")
+
+
+async def turn_retry(*, user, conversation_id: str, turn_id: str) -> RunningTurn:
+    """Send a failed turn's prompt again, as a new turn with the conversation's settings; the
+    failed turn stays in the log. NotFound for an unknown turn (or someone else's
+    conversation), InvalidInput for a turn that did not fail; then as ``turn_start``."""
+    check("conversationId", ConversationId, conversation_id)
+    turn_id = check("turnId", TurnId, turn_id)
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(
+        user=user, conversation_id=conversation_id
+    )
+    found = (
+        await database_sync_to_async(selectors.turn_retryable)(
+            conversation_id=conversation_id, turn_id=turn_id
+        )
+        if conversation is not None
+        else None
+    )
+    if found is None:
+        raise NotFound(f"turn not found: {turn_id}")
+    prompt, finish = found
+    if finish not in RETRYABLE_FINISHES or not prompt:
+        raise InvalidInput("only a failed turn can be retried", field="turnId")
+    return await turn_start(user=user, conversation_id=conversation_id, message=prompt)
 
 
 async def resolve_model(name: str) -> ResolvedModel:
@@ -307,7 +342,10 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
                 if running.stop_requested:
                     running.end_streams()
                 delay = SEAL_RETRY_DELAYS[min(attempt, len(SEAL_RETRY_DELAYS) - 1)]
-                log.warning("sealing turn %s failed (%s); retrying in %ss", turn_id, exc, delay)
+                log.warning(
+                    "conversation %s turn %s: sealing failed (%s); retrying in %ss",
+                    conversation_id, turn_id, exc, delay,
+                )  # fmt: skip
                 await running.pause(delay)
 
     return TurnPorts(
@@ -353,7 +391,7 @@ async def _drive(running: RunningTurn) -> None:
     try:
         await running.runner.run()
     except Exception:
-        log.exception("turn %s crashed", running.turn_id)
+        log.exception("conversation %s turn %s crashed", conversation_id, running.turn_id)
     finally:
         running_turns.turns.pop(conversation_id, None)
     if running.closing is None:  # never sealed: recovery will seal it

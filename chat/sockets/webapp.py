@@ -10,12 +10,15 @@ at most every FLUSH_INTERVAL seconds re-renders it; every other event flushes at
 ``turn-sealed`` the turn is replaced by its rendering from the database, the same a reload
 shows.
 
-The socket also joins the groups of the user's other tabs, for their spinners (status).
+The socket also joins the groups of the user's other tabs, for their spinners (status), and
+hears the user's group: tabs, the sidebar's conversation list (re-fetched by the page with its
+search, when ``#conversations-stamp`` changes) and the theme follow every change live.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from urllib.parse import parse_qs
@@ -34,6 +37,7 @@ from chat.transcript import DELTAS, LiveTurn
 
 FLUSH_INTERVAL = 0.1  # seconds: the most often a streaming step is re-rendered
 NOT_FOUND = 4404
+_stamps = itertools.count(1)
 
 
 def _oob_append(target: str, inner: str) -> str:
@@ -116,6 +120,7 @@ class WebAppSocket(BaseSocket):
         parts.append('<div id="live" hx-swap-oob="innerHTML"></div>')
         if full:  # a reconnect: anything may have changed while the socket was down
             parts += [await self._tabs_html(), await self._queue_html(), await self._status_html()]
+            parts.append(self._stamp_html())
         await self.send(text_data="".join(parts))
         self.live = None
         self.feed.forget()
@@ -139,7 +144,7 @@ class WebAppSocket(BaseSocket):
         # else: another tab's conversation; only its status matters here
 
     async def chat_status(self, message: dict) -> None:
-        parts = [await self._tabs_html()]
+        parts = [await self._tabs_html(), self._stamp_html()]
         if message["conversation"] == self.conversation_id and await self._mine():
             # A turn starting or ending may have drained the queue; nothing else says so.
             parts += [await self._status_html(), await self._queue_html()]
@@ -153,7 +158,7 @@ class WebAppSocket(BaseSocket):
     async def user_conversations(self, message: dict) -> None:
         """The user's tabs or conversations changed (another page, device or client)."""
         await self._watch(await self._tab_ids())
-        parts = [await self._tabs_html(), await self._list_html(), await self._manage_html()]
+        parts = [await self._tabs_html(), self._stamp_html(), await self._manage_html()]
         await self.send(text_data="".join(parts))
 
     async def user_presets(self, message: dict) -> None:
@@ -170,7 +175,15 @@ class WebAppSocket(BaseSocket):
             await self._navigate("/")
 
     async def conversation_open(self, message: dict) -> None:
-        """A conversation of the user was created."""
+        """A conversation of the user was created: the sidebar lists it."""
+        await self.send(text_data=self._stamp_html())
+
+    async def user_preferences(self, message: dict) -> None:
+        """The user chose another theme (on any page or device)."""
+        theme = str(message.get("theme", ""))
+        await self.send(
+            text_data=render_to_string("chat/_theme_state.html", {"theme": theme, "oob": True})
+        )
 
     # ------------------------------------------------------------------ the running turn
 
@@ -197,6 +210,10 @@ class WebAppSocket(BaseSocket):
             await self._flush()
             if event["type"] == "steering":  # the queue was drained into the turn
                 await self.send(text_data=await self._queue_html())
+            if event["type"] == "usage":  # the context as the model just read it
+                usage = event["usage"]
+                size = usage.get("inputTokens", 0) + usage.get("outputTokens", 0)
+                await self.send(text_data=await self._gauge_html(size))
             if event["type"] == "done":
                 await self.send(text_data=await self._gauge_html(live.context_size))
 
@@ -254,6 +271,10 @@ class WebAppSocket(BaseSocket):
             self.history_seq = seq
             parts.append(render_to_string("chat/_history_seq.html", {"seq": seq, "oob": True}))
         parts.append(await self._gauge_html(None))
+        if turn is not None:  # said once per answer, not per delta (aria-live)
+            parts.append(
+                render_to_string("chat/_announcer.html", {"text": turn.announcement(), "oob": True})
+            )
         await self.send(text_data="".join(parts))
 
     # ------------------------------------------------------------------ page parts
@@ -276,23 +297,22 @@ class WebAppSocket(BaseSocket):
         )
         return render_to_string("chat/_status.html", {"status": status, "oob": True})
 
-    async def _gauge_html(self, context_size: int | None) -> str:
+    async def _gauge_html(self, context_size: int | None, model: str | None = None) -> str:
+        """The context gauge: ``context_size`` (else the last known) against the window of
+        ``model`` (else the conversation's)."""
         catalog = get_catalog()
         models = await catalog.models()
-        conversation = await database_sync_to_async(selectors.conversation_for_user)(
-            user=self.user, conversation_id=self.conversation_id
-        )
+        if model is None:
+            conversation = await database_sync_to_async(selectors.conversation_for_user)(
+                user=self.user, conversation_id=self.conversation_id
+            )
+            model = (conversation.model if conversation else "") or catalog.default_model
         if context_size is None:
             context_size = await database_sync_to_async(selectors.last_context_size)(
                 conversation_id=self.conversation_id
             )
-        model = (conversation.model if conversation else "") or catalog.default_model
         context = pages.gauge_context(models=models, model=model, context_size=context_size)
         return render_to_string("chat/_gauge.html", {**context, "oob": True})
-
-    async def _list_html(self) -> str:
-        context = await database_sync_to_async(pages.conversation_list_context)(user=self.user)
-        return render_to_string("chat/_conversation_list.html", {**context, "oob": True})
 
     async def _manage_parts(self) -> dict:
         try:
@@ -316,6 +336,26 @@ class WebAppSocket(BaseSocket):
         await self.send(
             text_data=f'<div id="nav" data-href="{escape(href)}"{data} hidden hx-swap-oob="true"></div>'
         )
+
+    def _stamp_html(self) -> str:
+        """A new stamp: the page re-fetches its conversation list (keeping its search)."""
+        return (
+            f'<span id="conversations-stamp" data-stamp="{next(_stamps)}" hidden '
+            'hx-swap-oob="true"></span>'
+        )
+
+    async def _controls_html(self, model: str) -> str:
+        """The Effort control and the gauge for ``model`` (whether it reasons, its window)."""
+        models = await get_catalog().models()
+        conversation = await database_sync_to_async(selectors.conversation_for_user)(
+            user=self.user, conversation_id=self.conversation_id
+        )
+        context = {
+            **pages.model_context(models=models, selected=model),
+            **pages.effort_context(conversation),
+            "oob": True,
+        }
+        return render_to_string("chat/_effort.html", context) + await self._gauge_html(None, model)
 
     async def _notice(self, message: str = "") -> None:
         await self.send(text_data=render_to_string("chat/_notice.html", {"message": message}))
@@ -366,10 +406,13 @@ class WebAppSocket(BaseSocket):
             await self._set_model(context["model"])
         await self.send(
             text_data=render_to_string("chat/_model_select.html", {**context, "oob": True})
+            + await self._controls_html(context["model"])
         )
 
     async def act_model(self, frame: dict) -> None:
-        await self._set_model(frame.get("model"))
+        model = frame.get("model")
+        await self._set_model(model)
+        await self.send(text_data=await self._controls_html(str(model)))
 
     async def _set_model(self, model) -> None:
         # A draft keeps the choice in its form until its first message; it is checked now.
@@ -386,6 +429,18 @@ class WebAppSocket(BaseSocket):
             await services.conversation_set_reasoning_effort(
                 user=self.user, conversation_id=self.conversation_id, reasoning_effort=effort
             )
+
+    async def act_retry(self, frame: dict) -> None:
+        """Send a failed turn's prompt again (a new turn)."""
+        await self._notice()
+        await services.turn_retry(
+            user=self.user, conversation_id=self.conversation_id, turn_id=frame.get("turn")
+        )
+        await self.feed.replay(reply_to=self.channel_name)
+        await self._flush()
+
+    async def act_theme(self, frame: dict) -> None:
+        await services.preferences_set_theme(user=self.user, theme=frame.get("theme"))
 
     async def act_rename(self, frame: dict) -> None:
         await services.conversation_rename(
@@ -474,6 +529,8 @@ class WebAppSocket(BaseSocket):
         "credential": act_credential,
         "model": act_model,
         "effort": act_effort,
+        "retry": act_retry,
+        "theme": act_theme,
         "rename": act_rename,
         "close": act_close,
         "reorder": act_reorder,

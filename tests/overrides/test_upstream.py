@@ -13,11 +13,13 @@ import inspect
 
 import channels.consumer
 import channels.layers
+import daphne.access
+import daphne.cli
 import llama_cpp
 import pytest
 
 # (what, the upstream function, sha256 of its source, first 16 hex digits) — channels 4.3.2,
-# llama-cpp-python 0.3.36.
+# llama-cpp-python 0.3.36, daphne 4.2.3.
 PINNED = [
     (
         "chat/overrides/consumer.py replaces AsyncConsumer.__call__",
@@ -45,9 +47,24 @@ PINNED = [
         "604032dae1cc01d2",
     ),
     (
+        "chat/overrides/access_log.py: Daphne's CLI builds daphne.cli.AccessLogGenerator",
+        daphne.cli.CommandLineInterface.run,
+        "039cb21244f402ac",
+    ),
+    (
+        "chat/overrides/access_log.py subclasses AccessLogGenerator.__call__",
+        daphne.access.AccessLogGenerator.__call__,
+        "6336ae23d2ba83f5",
+    ),
+    (
         "chat/overrides/llama.py wraps Llama.generate",
         llama_cpp.Llama.generate,
         "6f16f3b97ede3b9f",
+    ),
+    (
+        "chat/overrides/llama.py calls Llama.eval once per n_batch tokens",
+        llama_cpp.Llama.eval,
+        "01b45d258b6688c7",
     ),
 ]
 

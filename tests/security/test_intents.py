@@ -23,8 +23,9 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.models import Conversation, QueuedMessage, SystemPromptPreset, Tab
+from chat.models import Conversation, QueuedMessage, SystemPromptPreset, Tab, UserSettings
 from chat.ratelimit import turn_rate_check
+from chat.runtime import Message, TurnMetrics
 from chat.services import _log
 from chat.services.events import conversation_group, user_group
 from tests.security.conftest import MODEL, api_client, application, script_answers
@@ -80,6 +81,7 @@ class Api(Transport):
         "restore": "restore",
         "delete": "delete",
         "import": "import_",
+        "theme": "theme",
     }
 
     async def system_prompt(self, ctx, conversation_id, value):
@@ -167,6 +169,9 @@ class Api(Transport):
     async def tabs(self, ctx, conversation_id, value):
         return await self._call(ctx, "put", "/tabs", {"conversationIds": value})
 
+    async def theme(self, ctx, conversation_id, value):
+        return await self._call(ctx, "put", "/preferences", {"theme": value})
+
 
 class ApiSocket(Transport):
     """The JSON protocol. A probe frame after each op: its answer marks the op's end."""
@@ -243,6 +248,8 @@ class WebApp(Transport):
         "archive": "archive",
         "restore": "restore",
         "delete": "delete",
+        "theme": "theme",
+        "retry": "retry",
     }
 
     async def system_prompt(self, ctx, conversation_id, value):
@@ -325,6 +332,13 @@ class WebApp(Transport):
 
     async def reorder(self, ctx, conversation_id, value):
         return await self._act(ctx, conversation_id, {"action": "reorder", "order": value})
+
+    async def theme(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "theme", "theme": value})
+
+    async def retry(self, ctx, conversation_id, value):
+        frame = {"action": "retry", "turn": value}
+        return await self._act(ctx, conversation_id, frame, until_sealed=True)
 
 
 class Admin(Transport):
@@ -534,7 +548,11 @@ def state(user, conversation_id: str) -> dict:
             SystemPromptPreset.objects.filter(owner=user).values_list("name", "template")
         ),
         "conversations": Conversation.objects.filter(owner=user).count(),
+        "theme": UserSettings.objects.filter(user=user).values_list("theme", flat=True).first(),
     }
+
+
+FAILED_TURN = "turn-1700000000000-failed"
 
 
 @database_sync_to_async
@@ -547,8 +565,10 @@ def setup(
     tabs=(),
     archived=False,
     preset: str | None = None,
+    failed=False,
 ) -> str | None:
-    """A fresh conversation of the user, someone else's, and maybe a queued text (its id)."""
+    """A fresh conversation of the user, someone else's, and maybe a queued text (its id) or
+    a failed turn (FAILED_TURN, in both conversations)."""
     _log.conversation_ensure(user=user, conversation_id=CONVERSATION, title="Old")
     _log.conversation_ensure(user=other_user, conversation_id=THEIRS, title="Bob's")
     Conversation.objects.filter(pk=CONVERSATION).update(
@@ -557,6 +577,14 @@ def setup(
     SystemPromptPreset.objects.filter(owner=user).delete()
     if preset is not None:
         SystemPromptPreset.objects.create(owner=user, name=PRESET, template=preset)
+    if failed:
+        for n, conversation_id in enumerate((CONVERSATION, THEIRS)):
+            turn = _log.turn_begin(
+                conversation_id=conversation_id, turn_id=f"{FAILED_TURN}{n}", model=MODEL, worker=""
+            )
+            prompt = Message("user", [{"type": "text", "text": "try again"}])
+            _log.chunks_append(conversation_id=conversation_id, messages=[prompt], turn_id=turn.id)
+            _log.turn_seal(turn_id=turn.id, metrics=TurnMetrics(turn.id, "error", model=MODEL))
     for position, conversation_id in enumerate(tabs):
         _log.conversation_ensure(user=user, conversation_id=conversation_id)
         Tab.objects.create(user=user, conversation_id=conversation_id, position=position)
@@ -581,6 +609,7 @@ def clean_state(user, other_user):
         @database_sync_to_async
         def wipe():
             Conversation.objects.filter(owner__in=[user, other_user]).delete()
+            UserSettings.objects.filter(user__in=[user, other_user]).delete()
 
         await wipe()
 
@@ -623,9 +652,12 @@ CASES = [
         {"format": "dispatch.conversation", "version": 1, "conversation": {"title": "Imp"}},
         {},
     ),
+    Case("theme", "dark", {}),
+    Case("retry", FAILED_TURN + "0", {"failed": True}),
 ]
-# Intents only the JSON API offers (the web app's import posts to that same route).
-ONE_TRANSPORT = {"cwd", "import"}
+# Intents only one transport offers: cwd and import (the JSON API; the web app's import
+# posts to that same route), and the web app's Retry button.
+ONE_TRANSPORT = {"cwd", "import", "retry"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.intent for c in CASES])
@@ -637,7 +669,7 @@ async def test_every_transport_stores_and_announces_the_same(
         await clean_state()
         queued_id = await setup(user, other_user, **case.setup)
         value = queued_id if case.value == "QUEUED" else case.value
-        if case.intent == "send":
+        if case.intent in ("send", "retry"):
             script_answers(scripted, "general kenobi")
         async with Capture(user.pk, CONVERSATION) as capture:
             refusal = await transport.run(ctx, case.intent, CONVERSATION, value)
@@ -683,6 +715,10 @@ BAD_INPUTS = [
     ("fork", 0, "beforeSeq: Input should be greater than or equal to 1"),
     ("fork", 7, "beforeSeq: must be at most 1 (the latest seq + 1)"),
     ("fork", "x", "beforeSeq: Input should be a valid integer"),
+    ("theme", "purple", None),
+    ("theme", 5, None),
+    ("retry", 5, "turnId: Input should be a valid string"),
+    ("retry", "turn-unknown", "turn not found: turn-unknown"),
 ]
 
 
@@ -724,8 +760,8 @@ async def test_the_same_bad_input_gets_the_same_refusal(
         assert refusal == message
 
 
-# Intents that name no conversation (they act on the caller's own tabs, presets, imports).
-NO_CONVERSATION = {"tabs", "preset-save", "preset-delete", "import"}
+# Intents that name no conversation (the caller's own tabs, presets, imports, theme).
+NO_CONVERSATION = {"tabs", "preset-save", "preset-delete", "import", "theme"}
 SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - NO_CONVERSATION)
 
 
@@ -734,13 +770,13 @@ async def test_someone_elses_conversation_is_not_found_everywhere(
     intent, ctx, scripted, user, other_user, clean_state
 ):
     values = {"send": "hi", "queue": "hi", "rename": "Mine", "model": MODEL, "effort": "low"}
-    values |= {"cwd": "x", "queue-cancel": "1"}
+    values |= {"cwd": "x", "queue-cancel": "1", "retry": FAILED_TURN + "1"}
     refusals = {}
     for transport in offering(intent):
         if isinstance(transport, Admin):
             continue  # operators act on every conversation, as its owner
         await clean_state()
-        await setup(user, other_user)
+        await setup(user, other_user, failed=intent == "retry")
         refusals[transport.name] = await transport.run(ctx, intent, THEIRS, values.get(intent))
     assert set(refusals.values()) == {NOT_FOUND}, refusals
 

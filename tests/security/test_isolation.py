@@ -62,6 +62,8 @@ CALLS: dict[tuple[str, str], dict | None] = {
     ("GET", "/tabs"): None,
     ("PUT", "/tabs"): {"conversationIds": []},
     ("GET", "/metrics/throughput"): None,
+    ("GET", "/preferences"): None,
+    ("PUT", "/preferences"): {"theme": "light"},
     ("GET", "/health"): None,
     ("DELETE", "/conversations/{conversation_id}"): None,
     ("GET", "/conversations/{conversation_id}/system-prompt"): None,
@@ -89,6 +91,8 @@ OWN_DATA = {
     ("GET", "/models"),
     ("GET", "/conversations"),
     ("GET", "/metrics/throughput"),
+    ("GET", "/preferences"),
+    ("PUT", "/preferences"),
     ("GET", "/health"),
     ("POST", "/conversations"),
     ("GET", "/system-prompt-presets"),
@@ -237,6 +241,31 @@ async def test_bob_cannot_put_alice_conversation_in_his_tabs(
     assert alice_tabs.json() == {"conversationIds": [ALICE_CONVERSATION]}
     bob_tabs = await call(api_client(other_token), "GET", "/tabs", None)
     assert bob_tabs.json() == {"conversationIds": []}
+
+
+async def test_preferences_are_each_users_own(token, other_token):
+    alice, bob = api_client(token), api_client(other_token)
+    assert (await call(alice, "PUT", "/preferences", {"theme": "dark"})).json() == {"theme": "dark"}
+    assert (await call(bob, "GET", "/preferences", None)).json() == {"theme": "system"}
+    assert (await call(bob, "PUT", "/preferences", {"theme": "light"})).json() == {"theme": "light"}
+    assert (await call(alice, "GET", "/preferences", None)).json() == {"theme": "dark"}
+
+
+async def test_a_retry_of_alice_turn_from_bobs_page_is_refused(alice_conversation, other_token):
+    """The web app's Retry names a turn: Bob's page may not retry a turn of Alice's."""
+    before = await alice_state()
+    turn_id = await database_sync_to_async(
+        lambda: Conversation.objects.get(pk=ALICE_CONVERSATION).turns.get().id
+    )()
+    bob, connected, _ = await socket(f"/ws/ui?conversation=bob-page&token={other_token}")
+    assert connected
+    await bob.send_to(text_data=json.dumps({"action": "retry", "turn": turn_id}))
+    html = ""
+    while "turn not found" not in html:
+        html = await bob.receive_from(timeout=10)
+    assert f"turn not found: {turn_id}" in html
+    await bob.disconnect()
+    assert await alice_state() == before
 
 
 # ---------------------------------------------------------------- WebSocket

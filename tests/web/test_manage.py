@@ -71,9 +71,9 @@ def test_edit_and_regenerate_fork_the_conversation(page, daphne, scripted):
     answered(page, scripted, "Another one", "Green.")
     source = conversation_id(page)
 
-    bubble = page.locator("#history .bubble.user", has_text="Another one")
-    bubble.hover()
-    bubble.locator(".bubble-edit").click()
+    message = page.locator("#history .user-message", has_text="Another one")
+    message.hover()
+    message.locator(".bubble-edit").click()
     expect(page).not_to_have_url(re.compile(source))
     expect(page.locator("#message")).to_have_value("Another one")
     expect(page.locator(".forked-from")).to_contain_text("Forked from Name a colour")
