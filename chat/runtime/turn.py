@@ -340,9 +340,8 @@ class TurnRunner:
         try:
             await self._stream_attempts(step, request)
         finally:
-            # Cancelled mid-stream (an abort): the stream ended now.
-            if step.stream_end is None:
-                step.stream_end = ports.clock()
+            # Cancelled mid-stream (an abort): it ended at its last token (cut_short).
+            step.cut_short(ports.clock())
             reason = "error" if step.error else "aborted" if self.aborted else step.finish_reason
             ports.observer.step_ended(step.metrics(), reason, step.error)
 
