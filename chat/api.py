@@ -24,6 +24,7 @@ from chat.auth import api_auth
 from chat.errors import DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import get_catalog
+from chat.routes.attachments import router as attachments_router
 from chat.schemas import (
     ChatIn,
     ConversationsOut,
@@ -150,6 +151,7 @@ async def chat(request, payload: ChatIn):
         model=payload.model,
         reasoning_effort=payload.reasoningEffort,
         cwd=payload.cwd,
+        attachments=payload.attachments,
     )
     queue = running.listen()
 
@@ -177,7 +179,7 @@ async def models(request):
     return {
         "models": list(info),
         "modelInfo": {
-            name: ({"contextWindow": i.context_window} if i.context_window else {})
+            name: {"contextWindow": i.context_window, "vision": i.vision}
             for name, i in info.items()
         },
     }
@@ -399,3 +401,4 @@ def _ping_database() -> None:
 
 
 api.add_router("", metrics_router)
+api.add_router("", attachments_router)

@@ -10,10 +10,12 @@ from ninja import Schema
 from pydantic import ConfigDict
 
 from chat.services.inputs import (
+    AttachmentIds,
     ConversationId,
     Cwd,
     MessageText,
     ModelName,
+    PromptText,
     ReasoningEffort,
     Title,
 )
@@ -29,11 +31,13 @@ class _In(Schema):
 
 
 class ChatIn(_In):
-    message: MessageText
+    # Empty only with attachments: the service checks it (MessageText without them).
+    message: PromptText
     conversationId: ConversationId | None = None
     model: ModelName | None = None
     reasoningEffort: ReasoningEffort | None = None
     cwd: Cwd | None = None
+    attachments: AttachmentIds | None = None
 
 
 class QueueIn(_In):
@@ -95,6 +99,7 @@ class HistoryQuery(Schema):
 
 class ModelInfoOut(Schema):
     contextWindow: int | None = None
+    vision: bool = False  # whether the model takes images
 
 
 class ModelsOut(Schema):
@@ -158,3 +163,22 @@ class HealthOut(Schema):
     ok: bool
     database: str
     channelLayer: str
+
+
+class AttachmentOut(Schema):
+    id: str
+    kind: str  # "image" | "file"
+    name: str
+    mediaType: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    sha256: str
+    createdAt: str
+    conversationId: str | None
+    sentAt: str | None
+
+
+class AttachmentDeletedOut(Schema):
+    id: str
+    deleted: bool

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 
 from chat.errors import NotFound
-from chat.models import Chunk, Conversation, QueuedMessage, Tab, Turn
+from chat.models import Attachment, Chunk, Conversation, QueuedMessage, Tab, Turn
 from chat.runtime import Message, TurnMetrics
 from metrics.selectors import conversation_turn_metrics
 
@@ -172,3 +172,26 @@ def tab_last_seen(*, user) -> Tab | None:
 
 def queue_list(*, conversation_id: str) -> list[dict]:
     return [m.to_wire() for m in QueuedMessage.objects.filter(conversation_id=conversation_id)]
+
+
+# ---------------------------------------------------------------------- attachments
+
+
+def attachment_for_user(*, user, attachment_id: str) -> Attachment:
+    """The caller's attachment; NotFound for someone else's exactly as for a missing one."""
+    attachment = Attachment.objects.filter(pk=attachment_id, owner_id=user.pk).first()
+    if attachment is None:
+        raise NotFound.attachment(attachment_id)
+    return attachment
+
+
+def conversation_attachments(*, conversation_id: str, ids=None) -> dict[str, Attachment]:
+    """The attachments a message of the conversation carried (all, or those of ``ids``).
+
+    An attachment chunk names its file only through this: an id another conversation owns —
+    an imported log, someone else's id — finds nothing.
+    """
+    rows = Attachment.objects.filter(conversation_id=conversation_id)
+    if ids is not None:
+        rows = rows.filter(pk__in=list(ids))
+    return {row.pk: row for row in rows}

@@ -12,8 +12,11 @@ package. Functions are keyword-only and named ``<noun>_<verb>``.
 - ``conversations``: title, model, reasoning effort, cwd, open/close, tab order
 - ``workspace``: each user's workspace and a conversation's directory in it
 - ``recovery``: sealing turns whose worker died; heartbeats
+- ``attachments``: uploading, removing and sending attachments; purging a conversation's
+- ``vision``: the images of a conversation as the turn's model can take them
 """
 
+from chat.services.attachments import attachment_delete, attachment_upload, attachments_purge
 from chat.services.conversations import (
     conversation_close,
     conversation_open,
@@ -29,6 +32,9 @@ from chat.services.turns import resolve_model, turn_start, turn_stop, worker_sta
 from chat.services.workspace import user_root, workspace_root
 
 __all__ = [
+    "attachment_delete",
+    "attachment_upload",
+    "attachments_purge",
     "conversation_close",
     "conversation_open",
     "conversation_rename",

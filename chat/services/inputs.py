@@ -60,12 +60,22 @@ MessageText = Annotated[
     AfterValidator(_no_nul),
     AfterValidator(_not_blank),
 ]
+# The message of a turn that carries attachments: it may be empty (an image alone).
+PromptText = Annotated[
+    StrictStr, Field(max_length=settings.DISPATCH_MAX_MESSAGE_CHARS), AfterValidator(_no_nul)
+]
 Title = Annotated[StrictStr, AfterValidator(_title)]
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=MODEL_NAME_MAX)]
 ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
 assert set(ReasoningEffort.__args__) == set(REASONING_EFFORTS)  # type: ignore[attr-defined]
 Cwd = Annotated[StrictStr, Field(max_length=CWD_MAX), AfterValidator(_no_nul)]
 MessageId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,18}$")]
+AttachmentId = Annotated[
+    StrictStr,
+    Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="an id from POST /attachments"),
+]
+# The count limit (DISPATCH_ATTACHMENTS_PER_MESSAGE) is checked by the service, which says it.
+AttachmentIds = Annotated[list[AttachmentId], Field(max_length=1000)]
 
 
 @cache
@@ -89,7 +99,10 @@ def check(field: str, annotation: Any, value: Any) -> Any:
 def invalid_input(errors: list, field: str | None = None) -> InvalidInput:
     """The first of pydantic's errors as InvalidInput (``<field>: <problem>``)."""
     error = errors[0] if errors else {}
-    where = [str(part) for part in error.get("loc", ()) if part not in _TRANSPORT_LOCS]
+    loc = tuple(error.get("loc", ()))
+    if loc[:1] == ("file",):  # django-ninja's place for uploaded files, then the field's name
+        loc = loc[1:]
+    where = [str(part) for part in loc if part not in _TRANSPORT_LOCS]
     name = ".".join([field, *where] if field else where) or None
     if error.get("type") == "string_pattern_mismatch" and str(name).startswith("conversationId"):
         return InvalidInput(CONVERSATION_ID_RULE, field=name)

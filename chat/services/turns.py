@@ -24,9 +24,19 @@ from chat.ratelimit import turn_rate_check
 from chat.running import RunningTurn, notify, running_turns
 from chat.runtime import Message, TurnConfig, TurnMetrics, TurnPorts, TurnRunner, new_turn_id
 from chat.services import _log
+from chat.services.attachments import attachments_check, attachments_names, attachments_send
 from chat.services.events import conversation_group, publish_on_commit, user_group, write
-from chat.services.inputs import ConversationId, Cwd, MessageText, ModelName, ReasoningEffort, check
+from chat.services.inputs import (
+    ConversationId,
+    Cwd,
+    MessageText,
+    ModelName,
+    PromptText,
+    ReasoningEffort,
+    check,
+)
 from chat.services.recovery import heartbeat_loop
+from chat.services.vision import ImagesForModel
 from chat.services.workspace import conversation_dir, conversation_dir_ready
 from chat.tools import get_tool_registry
 
@@ -45,6 +55,7 @@ class _TurnRequest:
     model: str | None = None
     reasoning_effort: str | None = None
     cwd: str | None = None
+    attachments: tuple[str, ...] = ()
 
 
 async def turn_start(
@@ -55,24 +66,31 @@ async def turn_start(
     model: str | None = None,
     reasoning_effort: str | None = None,
     cwd: str | None = None,
+    attachments: list[str] | None = None,
 ) -> RunningTurn:
     """Start a turn and return it; ``listen()`` on it yields every event from the first.
 
-    ``conversation_id`` None mints a new conversation. Raises InvalidInput (bad fields, an
-    unknown model, a cwd outside the user's workspace) before anything is stored, NotFound for
-    someone else's conversation, Conflict when a turn already runs in the conversation,
+    ``conversation_id`` None mints a new conversation. ``attachments`` are ids of the user's
+    unsent attachments (chat.services.attachments); with some, ``message`` may be empty.
+    Raises InvalidInput (bad fields, an unknown model, a cwd outside the user's workspace, too
+    many or already sent attachments) before anything is stored, NotFound for someone else's
+    conversation or attachment, Conflict when a turn already runs in the conversation,
     RateLimited when the user started too many turns lately.
     """
+    attachment_ids = (
+        await attachments_check(user=user, attachment_ids=attachments) if attachments else ()
+    )
     request = _TurnRequest(
         conversation_id=str(uuid.uuid4())
         if conversation_id is None
         else check("conversationId", ConversationId, conversation_id),
-        message=check("message", MessageText, message),
+        message=check("message", PromptText if attachment_ids else MessageText, message),
         model=None if model is None else check("model", ModelName, model),
         reasoning_effort=None
         if reasoning_effort is None
         else check("reasoningEffort", ReasoningEffort, reasoning_effort),
         cwd=None if cwd is None else check("cwd", Cwd, cwd),
+        attachments=attachment_ids,
     )
     if request.cwd:
         conversation_dir(owner_id=user.pk, cwd=request.cwd)
@@ -158,9 +176,13 @@ def _status_message(conversation_id: str, status: str) -> dict:
 
 
 def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id: str, worker: str):
-    """One transaction: the conversation (created or updated), the running Turn row and the
-    ``active`` status; then the history the turn starts from and its working directory."""
-    defaults = {"title": _log.default_title(request.message), "model": resolved.name}
+    """One transaction: the conversation (created or updated), the running Turn row, the
+    ``active`` status and the attachments given to the new message (their chunks); then the
+    history the turn starts from and its working directory."""
+    title = request.message.strip() or ", ".join(
+        attachments_names(user=user, ids=request.attachments)
+    )
+    defaults = {"title": _log.default_title(title), "model": resolved.name}
     if request.reasoning_effort:
         defaults["reasoning_effort"] = request.reasoning_effort
     if request.cwd:
@@ -191,7 +213,14 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         )
     history = selectors.history_messages(conversation_id=conversation.id)
     cwd = conversation_dir_ready(owner_id=conversation.owner_id, cwd=conversation.cwd)
-    return conversation, history, cwd
+    chunks = (
+        attachments_send(
+            user=user, conversation=conversation, attachment_ids=request.attachments, cwd=cwd
+        )
+        if request.attachments
+        else []
+    )
+    return conversation, history, cwd, chunks
 
 
 async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> RunningTurn:
@@ -203,7 +232,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     running = RunningTurn(conversation_id=conversation_id, turn_id=turn_id)
     running_turns.turns[conversation_id] = running  # claim before awaiting: no double start
     try:
-        conversation, history, cwd = await write(
+        conversation, history, cwd, attachments = await write(
             _turn_open, user=user, request=request, resolved=resolved, turn_id=turn_id,
             worker=worker,
         )  # fmt: skip
@@ -218,6 +247,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         turn_id=turn_id,
         prompt=request.message,
         history=history,
+        attachments=attachments,
         model=resolved.name,
         provider_model=resolved.provider_model,
         reasoning_effort=conversation.reasoning_effort or DEFAULT_REASONING_EFFORT,
@@ -226,7 +256,10 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         max_tokens=runtime.max_tokens,
         retry_delays=runtime.retry_delays,
     )
-    running.runner = TurnRunner(config, _ports(running, resolved.provider, tools.tools()))
+    provider = ImagesForModel(
+        resolved.provider, conversation_id=conversation_id, vision=resolved.vision
+    )
+    running.runner = TurnRunner(config, _ports(running, provider, tools.tools()))
     # A fresh context: the turn outlives the request that starts it, so it must not inherit
     # the request's thread-sensitive executor (asgiref), which dies with the request.
     running.task = asyncio.get_running_loop().create_task(

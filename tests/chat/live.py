@@ -26,12 +26,13 @@ MODEL = "scripted/test-model"
 DEADLINE = 30.0
 
 
-def write_config(directory: Path, scripted_url: str, extra: str = "") -> Path:
+def write_config(directory: Path, scripted_url: str, extra: str = "", runtime: str = "") -> Path:
     config = directory / "dispatch.toml"
     config.write_text(
         f"""
 [runtime]
 retry_delays = [0.05, 0.05]
+{runtime}
 
 [[credentials]]
 name = "scripted"
@@ -100,18 +101,21 @@ def start_stack(
     workers: int = 1,
     *,
     config_extra: str = "",
+    runtime_extra: str = "",
     model_url: str | None = None,
 ) -> Iterator[Stack]:
     """Live workers with users alice and bob and a scripted OpenAI-format model.
 
     ``config_extra`` is TOML after the ``scripted`` credential (``MODEL_URL`` in it becomes
-    the model server's URL); ``model_url`` puts another model server in the scripted one's
-    place.
+    the model server's URL), ``runtime_extra`` keys of its ``[runtime]`` table; ``model_url``
+    puts another model server in the scripted one's place.
     """
     scripted = ScriptedServer().start()
     var_dir = Path(tempfile.mkdtemp(prefix="dispatch-stack-"))
     model_url = model_url or scripted.url
-    config = write_config(var_dir, model_url, config_extra.replace("MODEL_URL", model_url))
+    config = write_config(
+        var_dir, model_url, config_extra.replace("MODEL_URL", model_url), runtime_extra
+    )
     env = {
         "DISPATCH_VAR_DIR": str(var_dir),
         "DISPATCH_CONFIG": str(config),
