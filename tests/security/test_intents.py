@@ -18,13 +18,15 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient, Client
 from django.urls import reverse
 
-from chat.models import Conversation, QueuedMessage, Tab
+from chat.models import Attachment, Conversation, QueuedMessage, Tab
 from chat.ratelimit import turn_rate_check
-from chat.services import _log
+from chat.services import _log, attachment_upload
 from chat.services.events import conversation_group, user_group
+from tests.chat.images import png_bytes
 from tests.security.conftest import MODEL, api_client, application, script_answers
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,14 +71,20 @@ class Api(Transport):
         "effort": "effort",
         "cwd": "cwd",
         "tabs": "tabs",
+        "send-attachments": "send_attachments",
+        "attach": "attach",
+        "detach": "detach",
     }
 
     async def _call(self, ctx, method, path, body=None):
         client = api_client(ctx.token)
         send = getattr(client, method)
-        response = await (
-            send(path) if body is None else send(path, body, content_type="application/json")
-        )
+        if isinstance(body, bytes):  # an upload
+            response = await send(path, {"file": SimpleUploadedFile("notes.txt", body)})
+        else:
+            response = await (
+                send(path) if body is None else send(path, body, content_type="application/json")
+            )
         if response.status_code >= 400:
             return response.json()["error"]
         if response.get("Content-Type", "").startswith("application/x-ndjson"):
@@ -127,12 +135,27 @@ class Api(Transport):
     async def tabs(self, ctx, conversation_id, value):
         return await self._call(ctx, "put", "/tabs", {"conversationIds": value})
 
+    async def send_attachments(self, ctx, conversation_id, value):
+        body = {"conversationId": conversation_id, "message": "look", "attachments": value}
+        return await self._call(ctx, "post", "/chat", body)
+
+    async def attach(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", "/attachments", value)
+
+    async def detach(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/attachments/{value}")
+
 
 class ApiSocket(Transport):
     """The JSON protocol. A probe frame after each op: its answer marks the op's end."""
 
     name = "json-socket"
-    intents = {"send": "send", "queue": "queue", "queue-cancel": "queue_cancel"}
+    intents = {
+        "send": "send",
+        "queue": "queue",
+        "queue-cancel": "queue_cancel",
+        "send-attachments": "send_attachments",
+    }
 
     async def _op(self, ctx, frame, *, until_sealed=False):
         socket = WebsocketCommunicator(await application(), f"/ws?token={ctx.token}")
@@ -163,6 +186,15 @@ class ApiSocket(Transport):
         return await self._op(
             ctx, {"type": "chat.queue", "conversationId": conversation_id, "text": value}
         )
+
+    async def send_attachments(self, ctx, conversation_id, value):
+        frame = {
+            "type": "chat.send",
+            "conversationId": conversation_id,
+            "message": "look",
+            "attachments": value,
+        }
+        return await self._op(ctx, frame, until_sealed=True)
 
     async def queue_cancel(self, ctx, conversation_id, value):
         frame = {"type": "chat.queue.cancel", "conversationId": conversation_id, "messageId": value}
@@ -196,6 +228,7 @@ class WebApp(Transport):
         "model": "model",
         "effort": "effort",
         "tabs": "reorder",
+        "send-attachments": "send_attachments",
     }
 
     async def _act(self, ctx, conversation_id, frame, *, until_sealed=False, page=None):
@@ -228,6 +261,10 @@ class WebApp(Transport):
         return await self._act(
             ctx, conversation_id, {"action": "send", "message": value}, until_sealed=True
         )
+
+    async def send_attachments(self, ctx, conversation_id, value):
+        frame = {"action": "send", "message": "look", "attachments": value}
+        return await self._act(ctx, conversation_id, frame, until_sealed=True)
 
     async def cancel(self, ctx, conversation_id, value):
         return await self._act(ctx, conversation_id, {"action": "cancel", "id": value})
@@ -420,10 +457,19 @@ def state(user, conversation_id: str) -> dict:
             "effort": conversation.reasoning_effort,
             "cwd": conversation.cwd,
         },
-        "log": list(
-            conversation.chunks.order_by("seq").values_list("role", "payload")
-            if conversation
-            else []
+        "log": [
+            # Each transport's run sends an attachment of its own: its id differs.
+            (role, {**payload, "attachmentId": "ATT"} if "attachmentId" in payload else payload)
+            for role, payload in (
+                conversation.chunks.order_by("seq").values_list("role", "payload")
+                if conversation
+                else []
+            )
+        ],
+        "attachments": list(
+            Attachment.objects.filter(owner=user)
+            .order_by("created_at")
+            .values_list("name", "kind", "conversation_id")
         ),
         "queue": list(
             QueuedMessage.objects.filter(conversation_id=conversation_id).values_list(
@@ -463,6 +509,7 @@ def clean_state(user, other_user):
     async def reset():
         @database_sync_to_async
         def wipe():
+            Attachment.objects.filter(owner__in=[user, other_user]).delete()
             Conversation.objects.filter(owner__in=[user, other_user]).delete()
 
         await wipe()
@@ -483,6 +530,7 @@ class Case:
     ignore: frozenset = frozenset()
 
 
+ATTACHMENT = "ATTACHMENT"  # stands for a fresh attachment of the user
 CASES = [
     Case("rename", "  Lisbon   trip ", {}),
     Case("model", MODEL, {}),
@@ -494,7 +542,24 @@ CASES = [
     Case("queue-cancel", "QUEUED", {"queued": "later please"}),
     Case("stop", None, {}),
     Case("send", "hello there", {}, frozenset({"tabs", "user.conversations"})),
+    Case("send-attachments", [ATTACHMENT], {}, frozenset({"tabs", "user.conversations"})),
+    Case("attach", b"some notes", {}),
+    Case("detach", ATTACHMENT, {}),
 ]
+# Intents only the JSON API offers (the web app's page calls the same routes), and those
+# that tell no socket about themselves.
+ONE_TRANSPORT = {"cwd", "attach", "detach"}
+SILENT = {"stop", "attach", "detach"}
+
+
+async def fresh_attachment(user, value):
+    """``value`` with ATTACHMENT standing for a new attachment of the user (its id)."""
+    if value != ATTACHMENT and value != [ATTACHMENT]:
+        return value
+    # An image: a file would be saved into the working directory, which outlives a run.
+    file = SimpleUploadedFile("dot.png", png_bytes(2, 2))
+    attachment = await attachment_upload(user=user, name="dot.png", content_type="", file=file)
+    return attachment.pk if value == ATTACHMENT else [attachment.pk]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.intent for c in CASES])
@@ -506,7 +571,8 @@ async def test_every_transport_stores_and_announces_the_same(
         await clean_state()
         queued_id = await setup(user, other_user, **case.setup)
         value = queued_id if case.value == "QUEUED" else case.value
-        if case.intent == "send":
+        value = await fresh_attachment(user, value)
+        if case.intent.startswith("send"):
             script_answers(scripted, "general kenobi")
         async with Capture(user.pk, CONVERSATION) as capture:
             refusal = await transport.run(ctx, case.intent, CONVERSATION, value)
@@ -515,12 +581,12 @@ async def test_every_transport_stores_and_announces_the_same(
         stored = {k: v for k, v in stored.items() if k not in case.ignore}
         announced = [m for m in announced if m[0] not in case.ignore]
         outcomes[transport.name] = (refusal, stored, announced)
-    assert len(outcomes) >= 2 or case.intent == "cwd", outcomes
+    assert len(outcomes) >= 2 or case.intent in ONE_TRANSPORT, outcomes
     first_name, first = next(iter(outcomes.items()))
     assert first[0] is None, first  # the request is a good one
     for name, outcome in outcomes.items():
         assert outcome == first, f"{name} differs from {first_name}"
-    assert first[2] or case.intent == "stop", "the intent announced nothing"
+    assert first[2] or case.intent in SILENT, "the intent announced nothing"
 
 
 # ---------------------------------------------------------------- the same refusal
@@ -545,6 +611,16 @@ BAD_INPUTS = [
     ("queue-cancel", "²", None),
     ("tabs", ["missing"], "conversationIds: must name every open tab exactly once"),
     ("tabs", "x", None),
+    ("send-attachments", ["att_missing"], "attachment not found: att_missing"),
+    ("send-attachments", "att_x", "attachments: Input should be a valid list"),
+    ("send-attachments", [5], "attachments.0: Input should be a valid string"),
+    (
+        "send-attachments",
+        [f"att_{n}" for n in range(11)],
+        "attachments: at most 10 per message (11 given)",
+    ),
+    ("attach", b"", "file: notes.txt is empty (0 bytes)"),
+    ("detach", "att_missing", "attachment not found: att_missing"),
 ]
 
 
@@ -586,7 +662,8 @@ async def test_the_same_bad_input_gets_the_same_refusal(
         assert refusal == message
 
 
-SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - {"tabs"})
+# Intents that name a conversation (attachments name only themselves).
+SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - {"tabs", "attach", "detach"})
 
 
 @pytest.mark.parametrize("intent", SOMEONE_ELSES)
@@ -594,14 +671,15 @@ async def test_someone_elses_conversation_is_not_found_everywhere(
     intent, ctx, scripted, user, other_user, clean_state
 ):
     values = {"send": "hi", "queue": "hi", "rename": "Mine", "model": MODEL, "effort": "low"}
-    values |= {"cwd": "x", "queue-cancel": "1"}
+    values |= {"cwd": "x", "queue-cancel": "1", "send-attachments": [ATTACHMENT]}
     refusals = {}
     for transport in offering(intent):
         if isinstance(transport, Admin):
             continue  # operators act on every conversation, as its owner
         await clean_state()
         await setup(user, other_user)
-        refusals[transport.name] = await transport.run(ctx, intent, THEIRS, values.get(intent))
+        value = await fresh_attachment(user, values.get(intent))
+        refusals[transport.name] = await transport.run(ctx, intent, THEIRS, value)
     assert set(refusals.values()) == {NOT_FOUND}, refusals
 
 
