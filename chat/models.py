@@ -198,7 +198,7 @@ class Attachment(models.Model):
         return f"{self.id} · {self.name}"
 
     def to_wire(self) -> dict:
-        """The API's view of an attachment (docs/protocol.md#57-attachments)."""
+        """The API's view of an attachment (docs/protocol.md#59-attachments)."""
         wire = {
             "id": self.id,
             "kind": self.kind,

@@ -1,4 +1,4 @@
-"""Attachments over HTTP (docs/protocol.md#57-attachments): upload, read, download, remove.
+"""Attachments over HTTP (docs/protocol.md#59-attachments): upload, read, download, remove.
 
 Upload first (``POST /attachments``, multipart, one file in the field ``file``), then send the
 ids with a message (``POST /chat {message, attachments: [id, …]}``, or the socket's
