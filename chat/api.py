@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -106,6 +107,11 @@ def _http_error(request, exc: HttpError):
 @api.exception_handler(RequestDataTooBig)
 def _too_big(request, exc):
     return _error(request, "request body too large", 413)
+
+
+@api.exception_handler(MultiPartParserError)
+def _malformed_upload(request, exc):
+    return _error(request, "malformed multipart body", 400)
 
 
 @api.exception_handler(Exception)

@@ -106,10 +106,10 @@ def check_upload(
 
 
 def too_large(name: str, size: int, max_bytes: int) -> TooLarge:
-    return TooLarge(
-        f"file too large: {name} is {size:,} bytes; at most {format_bytes(max_bytes)} "
-        f"({max_bytes:,} bytes) per file"
-    )
+    limit = format_bytes(max_bytes)
+    if max_bytes >= 1024:
+        limit += f" ({max_bytes:,} bytes)"
+    return TooLarge(f"file too large: {name} is {size:,} bytes; at most {limit} per file")
 
 
 def safe_name(raw: str) -> str:

@@ -10,7 +10,9 @@ checked against the override instead of silently drifting from it:
   send whatever the number of sockets.
 - ``llama``: llama-cpp-python's ``Llama.generate`` (0.3) — a hook between sampled tokens, to
   count them and to stop a generation within one token.
+- ``daphne``: Daphne's ``WebRequest`` (daphne 4.2, Twisted 26) — without Twisted's parsing of
+  multipart bodies, which Daphne never uses (uploads were parsed twice, once on the reactor).
 
 Nothing here imports Django at module level; ``llama`` imports llama_cpp (only the embedded
-model's provider imports it).
+model's provider imports it); ``daphne`` is installed by dispatch_site/asgi.py.
 """

@@ -17,6 +17,7 @@ was there and a file's path in the working directory.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +115,8 @@ def attachment_label(chunk: Mapping[str, Any]) -> str:
 
 
 def format_bytes(size: object) -> str:
-    """``512 bytes``, ``1.5 KiB``, ``10 MiB``: binary units, one decimal below 10."""
+    """``512 bytes``, ``1.5 KiB``, ``10 MiB``: binary units, one decimal below 10, rounded
+    half up."""
     if not isinstance(size, int) or size < 0:
         return "unknown size"
     if size < 1024:
@@ -124,8 +126,8 @@ def format_bytes(size: object) -> str:
         value /= 1024
         if value < 1024 or unit == "TiB":
             break
-    text = f"{value:.1f}" if value < 10 else f"{value:.0f}"
-    return f"{text.removesuffix('.0')} {unit}"
+    text = f"{value:.1f}".removesuffix(".0") if value < 9.95 else str(math.floor(value + 0.5))
+    return f"{text} {unit}"
 
 
 def _dimensions(chunk: Mapping[str, Any]) -> str:

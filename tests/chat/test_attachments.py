@@ -211,6 +211,21 @@ def test_a_request_without_a_file_is_a_400(stack):
     assert response.json() == {"error": "file: Field required"}
 
 
+def test_a_malformed_upload_gets_the_apis_json_400(stack):
+    """Daphne hands the body over unparsed (chat/overrides/daphne.py): the API answers."""
+    cases = [
+        (b"--b--\r\n", "multipart/form-data; boundary=b", "file: Field required"),
+        (b"garbage", "multipart/form-data", "malformed multipart body"),
+    ]
+    for body, content_type, message in cases:
+        response = httpx.post(
+            stack.url + "/attachments",
+            content=body,
+            headers={**stack.headers(), "Content-Type": content_type},
+        )
+        assert (response.status_code, response.json()) == (400, {"error": message})
+
+
 def test_an_unsent_attachment_can_be_removed_a_sent_one_cannot(stack):
     stack.scripted.script(COMPLETIONS, openai_text_reply("ok"))
     with stack.client() as alice:
