@@ -191,7 +191,8 @@
     });
   });
   document.addEventListener("dragleave", function (event) {
-    if (!event.relatedTarget || !dropZone().contains(event.relatedTarget)) {
+    var zone = dropZone();
+    if (zone && (!event.relatedTarget || !zone.contains(event.relatedTarget))) {
       composer().classList.remove("dropping");
     }
   });

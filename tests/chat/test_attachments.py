@@ -185,6 +185,13 @@ HOSTILE = [
         "file too large: big.bin is 200,001 bytes; at most 195 KiB (200,000 bytes) per file",
     ),
     (
+        "huge.bin",
+        bytes(8_000_000),  # forty times the limit
+        "application/octet-stream",
+        413,
+        "file too large: huge.bin is 8,000,000 bytes; at most 195 KiB (200,000 bytes) per file",
+    ),
+    (
         "cut.png",
         png_bytes(300, 300)[:120],
         "image/png",
