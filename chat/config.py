@@ -3,6 +3,7 @@
 Example::
 
     default_model = "openai/gpt-4o-mini"        # optional; else the first model
+    plugins = ["dispatch-weather"]              # installed plugin packages to load (docs/plugins.md)
 
     [runtime]
     max_steps = 25
@@ -33,6 +34,11 @@ Example::
     path = "/models/qwen.gguf"                  # optional; default: the bundled SmolLM2
     models = ["qwen"]                           # optional; default: the file's stem
 
+    [[credentials]]
+    name = "acme"
+    kind = "acme"                               # a kind a plugin provides
+    options = { region = "eu" }                 # for the plugin; only for plugin kinds
+
     [[mcp_servers]]
     name = "files"
     command = ["python", "server.py"]           # stdio, or:
@@ -46,8 +52,11 @@ the reference for what each key takes. Beyond each key's own type:
 - ``default_model`` names a configured ``<credential>/<model>`` (with no credentials at all:
   ``local/smollm2-135m-instruct``, the embedded model);
 - ``default_model`` and ``runtime.vision_model`` name a configured ``<credential>/<model>``;
-- ``base_url``, ``api_key_env``, ``reasoning_effort``, ``read_timeout`` and ``vision`` are only
-  for kinds ``openai`` and ``anthropic``, ``path`` only for kind ``local``;
+- a credential's ``kind`` is ``openai``, ``anthropic``, ``local`` or a kind an installed plugin
+  provides; that plugin's distribution must be listed in ``plugins``;
+- ``base_url`` and ``api_key_env`` are only for kinds ``openai``, ``anthropic`` and plugin kinds,
+  ``reasoning_effort``, ``read_timeout`` and ``vision`` only for ``openai`` and ``anthropic``,
+  ``path`` only for kind ``local``, ``options`` only for plugin kinds;
 - an MCP server has exactly one of ``command`` and ``url``.
 
 Filled in when absent: an ``openai`` credential's ``base_url`` (OpenAI's API); a ``local``
@@ -68,9 +77,10 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Self, TypeVar, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -80,6 +90,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
+
+from chat.plugins import BUILTIN_KINDS, installed_provider_kinds, normalize
 
 
 class ConfigError(Exception):
@@ -147,9 +159,40 @@ Tables = Annotated[
     BeforeValidator(_tuple),
     Problem("{key} must be an array of tables ([[{key}]])"),
 ]
-Kind = Literal["openai", "anthropic", "local"]
-KINDS: tuple[str, ...] = get_args(Kind)
+Names = Annotated[
+    tuple[Annotated[str, _NonBlank], ...],
+    BeforeValidator(_tuple),
+    Problem("{key} must be an array of strings"),
+]
+Table = Annotated[dict[str, Any], Problem("{key} must be a table")]
+KINDS: tuple[str, ...] = BUILTIN_KINDS
+PLUGIN = "plugin"  # in OnlyFor: every kind a plugin provides
 _REMOTE = OnlyFor("openai", "anthropic")
+_SERVED = OnlyFor("openai", "anthropic", PLUGIN)
+
+
+def _known_kind(kind: str) -> str:
+    """A built-in kind, or one an installed plugin provides (checked against ``plugins``
+    by the top level)."""
+    if kind in KINDS:
+        return kind
+    plugin_kinds = installed_provider_kinds()
+    if kind not in plugin_kinds:
+        expected = ", ".join((*KINDS, *sorted(plugin_kinds)))
+        raise _invalid(f"unknown kind {kind!r} (expected one of: {expected})")
+    return kind
+
+
+def _kind_class(kind: str) -> str:
+    """The kind as OnlyFor names it: a built-in kind, or PLUGIN."""
+    return kind if kind in KINDS else PLUGIN
+
+
+Kind = Annotated[
+    str,
+    AfterValidator(_known_kind),
+    Problem(f"unknown kind {{input!r}} (expected one of: {', '.join(KINDS)})"),
+]
 
 
 # ---------------------------------------------------------------- checks
@@ -205,11 +248,9 @@ class CredentialConfig(_Table):
     """``[[credentials]]``: one provider account and the models it serves."""
 
     name: Text
-    kind: Annotated[
-        Kind, Problem(f"unknown kind {{input!r}} (expected one of: {', '.join(KINDS)})")
-    ]
-    base_url: Annotated[Text | None, _REMOTE] = None
-    api_key_env: Annotated[Text | None, _REMOTE] = None
+    kind: Kind
+    base_url: Annotated[Text | None, _SERVED] = None
+    api_key_env: Annotated[Text | None, _SERVED] = None
     models: Strings | None = None  # None: list them from the server
     context_window: Count | None = None
     reasoning_effort: Annotated[Flag, _REMOTE] = False
@@ -219,6 +260,8 @@ class CredentialConfig(_Table):
     # Whether its models see images; None: what the server's listing says, else the known
     # models (chat.providers.catalog.known_vision).
     vision: Annotated[Vision | None, _REMOTE] = None
+    # Settings of a plugin's provider, as its documentation says.
+    options: Annotated[Table, OnlyFor(PLUGIN)] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -240,7 +283,8 @@ class CredentialConfig(_Table):
             raise _invalid(f"credential name {self.name!r} must not contain '/'", "name")
         for key, field in type(self).model_fields.items():
             allowed = _marker(field, OnlyFor)
-            if allowed and key in self.model_fields_set and self.kind not in allowed.kinds:
+            kind = _kind_class(self.kind)
+            if allowed and key in self.model_fields_set and kind not in allowed.kinds:
                 raise _invalid(f"{key} is not allowed for a credential of kind {self.kind!r}", key)
         if self.models is not None and len(set(self.models)) != len(self.models):
             raise _invalid(f"credential {self.name!r} lists a model twice", "models")
@@ -292,6 +336,8 @@ class _ConfigFile(_Table):
     """The top level of the file."""
 
     default_model: Text | None = None  # else the first model
+    # Installed plugin distributions allowed to load (docs/plugins.md); others stay disabled.
+    plugins: Names = ()
     runtime: RuntimeConfig = RuntimeConfig()
     tools: ToolsConfig = ToolsConfig()
     credentials: Tables[CredentialConfig] = ()
@@ -301,11 +347,29 @@ class _ConfigFile(_Table):
     def _check(self) -> Self:
         _unique("credentials", [c.name for c in self.credentials])
         _unique("mcp_servers", [s.name for s in self.mcp_servers])
+        self._check_plugin_kinds()
         if self.default_model is not None:
             self._check_model_name(self.default_model, "default_model")
         if self.runtime.vision_model is not None:
             self._check_model_name(self.runtime.vision_model, "runtime", "vision_model")
         return self
+
+    def _check_plugin_kinds(self) -> None:
+        """A plugin's kind is usable only when its distribution is in ``plugins``."""
+        if all(c.kind in KINDS for c in self.credentials):
+            return
+        allowed = {normalize(name) for name in self.plugins}
+        provided_by = installed_provider_kinds()
+        for index, credential in enumerate(self.credentials):
+            distribution = provided_by.get(credential.kind, "")
+            if credential.kind not in KINDS and normalize(distribution) not in allowed:
+                raise _invalid(
+                    f"kind {credential.kind!r} comes from the plugin {distribution!r}, which "
+                    f"plugins does not list (add it: plugins = [{distribution!r}])",
+                    "credentials",
+                    index,
+                    "kind",
+                )
 
     def _check_model_name(self, name: str, *at: str) -> None:
         """``name`` is a ``<credential>/<model>`` of the config; ``at`` is its key."""

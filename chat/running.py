@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from channels.layers import get_channel_layer
 
+from chat import observe
 from chat.models import group_name_for
 from chat.runtime import TurnRunner
 
@@ -133,6 +134,7 @@ async def notify(group: str, message: dict) -> None:
     try:
         await get_channel_layer().group_send(group, message)
     except Exception as exc:
+        observe.channel_send_failed(message["type"])
         log.warning("channel layer: dropped a %s message to %s: %r", message["type"], group, exc)
 
 

@@ -20,8 +20,10 @@ refuses throttled attempts; failures are counted from Django's ``user_login_fail
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
+import logging
 import math
 import time
 
@@ -31,6 +33,8 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
+
+log = logging.getLogger(__name__)
 
 
 class SignInThrottled(Exception):
@@ -116,23 +120,38 @@ def _retry_after() -> int:
 
 def signin_check(*, address: str, account: str | None = None) -> None:
     """Raise SignInThrottled when ``address`` (or ``account``) used up its failures."""
-    for key, limit in _counters(address, account):
-        if cache.get(key, 0) >= limit:
-            raise SignInThrottled(_retry_after())
+    with _cache_down_is_no_limit():
+        for key, limit in _counters(address, account):
+            if cache.get(key, 0) >= limit:
+                raise SignInThrottled(_retry_after())
 
 
 def signin_failed(*, address: str, account: str | None = None) -> None:
     """Count one failed sign-in from ``address`` (and for ``account``)."""
     timeout = settings.DISPATCH_SIGNIN_WINDOW + 1
-    for key, _limit in _counters(address, account):
-        # add() is a no-op when the key exists, so concurrent failures cannot reset the count.
-        cache.add(key, 0, timeout=timeout)
-        cache.incr(key)
+    with _cache_down_is_no_limit():
+        for key, _limit in _counters(address, account):
+            # add() is a no-op when the key exists: concurrent failures cannot reset the count.
+            cache.add(key, 0, timeout=timeout)
+            cache.incr(key)
 
 
 def signin_succeeded(*, account: str) -> None:
     """The account's owner signed in: forget its failures (never the address's)."""
-    cache.delete(_account_counter(account)[0])
+    with _cache_down_is_no_limit():
+        cache.delete(_account_counter(account)[0])
+
+
+@contextlib.contextmanager
+def _cache_down_is_no_limit():
+    """A cache that does not answer (Redis restarting) counts nothing and limits nothing: an
+    outage of the counters must not refuse every sign-in."""
+    try:
+        yield
+    except SignInThrottled:
+        raise
+    except Exception as exc:
+        log.warning("sign-in throttle: the cache failed (%r); not limiting", exc)
 
 
 # ---------------------------------------------------------------- password sign-ins

@@ -1,5 +1,6 @@
 """Settings, read from the environment (see README: Configuration)."""
 
+import ipaddress
 import json
 import os
 import secrets
@@ -51,6 +52,21 @@ def _env_origins(name: str) -> list[str]:
             )
         origins.append(origin)
     return origins
+
+
+def _env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A comma-separated list of addresses or networks (``10.0.0.0/8``, ``::1``)."""
+    networks = []
+    for raw in os.environ.get(name, "").split(","):
+        if not raw.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(raw.strip(), strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {raw.strip()!r} is not an address or a network like 10.0.0.0/8"
+            ) from None
+    return networks
 
 
 def _secret_key() -> str:
@@ -339,3 +355,11 @@ if os.environ.get("REDIS_URL"):
             "KEY_PREFIX": "dispatch",
         }
     }
+
+# ---------------------------------------------------------------- observability (docs/deploy.md)
+
+# Prometheus metrics of each worker at /-/metrics (chat.observe): off (404) unless a bearer
+# token or an allow-list of addresses is set; either admits a scraper. Traces: the standard
+# OTEL_* variables (chat.observe.tracing).
+DISPATCH_PROMETHEUS_TOKEN = os.environ.get("DISPATCH_PROMETHEUS_TOKEN", "").strip()
+DISPATCH_PROMETHEUS_ALLOW = _env_networks("DISPATCH_PROMETHEUS_ALLOW")

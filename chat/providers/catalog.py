@@ -2,7 +2,9 @@
 
 Built once per process from the config. Providers are created lazily, once per credential,
 and reused; a credential without a ``models`` list asks its server once (a failed listing is
-not cached, so the server is asked again next time).
+not cached, so the server is asked again next time). A credential of a plugin's kind gets its
+provider from the plugin (chat.plugins); while the plugin fails, its models are not listed
+and asking for one says why.
 
 Whether a model sees images (``vision``) comes, in order, from the credential's ``vision`` key
 (true/false, or the names of its models that do), from the server's listing when it says, and
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import httpx
 
-from chat.config import EMBEDDED_CREDENTIAL, CredentialConfig, DispatchConfig, get_config
+from chat.config import EMBEDDED_CREDENTIAL, KINDS, CredentialConfig, DispatchConfig, get_config
+from chat.plugins import PluginError, get_plugins
 from chat.providers.streaming import ListedModel
 from chat.runtime.types import Provider, ProviderError
 
@@ -41,12 +45,14 @@ class ResolvedModel:
     provider: Provider
     provider_model: str  # the part after the first "/"
     context_window: int | None
+    kind: str = ""  # the credential's kind: openai, anthropic, local or a plugin's
     vision: bool = False
 
 
 @runtime_checkable
 class _ListingProvider(Protocol):
-    async def list_models(self) -> list[ListedModel]: ...
+    # The built-in providers list ListedModels; a plugin's may list plain ids.
+    async def list_models(self) -> Sequence[ListedModel | str]: ...
 
 
 # Model names (the part after the last "/", lower case) of families known to take images.
@@ -111,7 +117,13 @@ class Catalog:
         """Every model, in config order; an unreachable server contributes nothing."""
         out: dict[str, ModelInfo] = {}
         for credential in self._credentials.values():
-            models = await self._models_of(credential) or ()
+            try:
+                models = await self._models_of(credential) or ()
+                if credential.kind not in KINDS:
+                    self._provider(credential)  # a failing plugin offers no model
+            except PluginError as exc:
+                logger.warning("credential %r: %s", credential.name, exc)
+                continue
             window = self._context_window(credential) if models else None
             for model in models:
                 out[f"{credential.name}/{model}"] = ModelInfo(
@@ -139,16 +151,24 @@ class Catalog:
                 f"unknown model {name!r}: no credential named {credential_name!r} "
                 f"(credentials: {', '.join(self._credentials)})"
             )
-        models = await self._models_of(credential)
-        # An unlistable server gets the benefit of the doubt: the provider will say more.
-        if models is not None and model not in models:
-            raise UnknownModel(
-                f"unknown model {name!r}: credential {credential_name!r} has "
-                f"{', '.join(models) if models else 'no models'}"
-            )
-        provider = self._provider(credential)
+        try:
+            models = await self._models_of(credential)
+            # An unlistable server gets the benefit of the doubt: the provider will say more.
+            if models is not None and model not in models:
+                raise UnknownModel(
+                    f"unknown model {name!r}: credential {credential_name!r} has "
+                    f"{', '.join(models) if models else 'no models'}"
+                )
+            provider = self._provider(credential)
+        except PluginError as exc:
+            raise UnknownModel(f"model {name!r} is unavailable: {exc}") from exc
         return ResolvedModel(
-            name, provider, model, self._context_window(credential), self.vision(credential, model)
+            name,
+            provider,
+            model,
+            self._context_window(credential),
+            credential.kind,
+            self.vision(credential, model),
         )
 
     def _context_window(self, credential: CredentialConfig) -> int | None:
@@ -175,7 +195,10 @@ class Catalog:
         if not isinstance(provider, _ListingProvider):
             return None
         try:
-            listed = await provider.list_models()
+            listed = [
+                m if isinstance(m, ListedModel) else ListedModel(str(m))
+                for m in await provider.list_models()
+            ]
         except ProviderError as exc:
             logger.warning("cannot list the models of credential %r: %s", credential.name, exc)
             return None
@@ -206,6 +229,8 @@ def _timeout(credential: CredentialConfig) -> dict[str, httpx.Timeout]:
 
 
 def _make_provider(credential: CredentialConfig) -> Provider:
+    if credential.kind not in KINDS:
+        return get_plugins().provider(credential)  # PluginError when the plugin fails
     # Each kind's module is imported when a credential of that kind is first used: the SDKs
     # take seconds to import and llama.cpp loads a native library (chat.startup imports the
     # SDKs at process start, before any event loop runs).

@@ -1,6 +1,7 @@
 """The agent runtime kernel: pure asyncio, no Django (ARCHITECTURE.md)."""
 
 from chat.runtime.ids import new_turn_id, step_id
+from chat.runtime.observer import NO_OBSERVER, TurnObserver
 from chat.runtime.reconcile import INTERRUPTED_RESULT, reconcile
 from chat.runtime.turn import TurnConfig, TurnPorts, TurnRunner, run_turn
 from chat.runtime.types import (
@@ -26,6 +27,7 @@ from chat.runtime.types import (
 
 __all__ = [
     "INTERRUPTED_RESULT",
+    "NO_OBSERVER",
     "Finish",
     "Message",
     "Provider",
@@ -43,6 +45,7 @@ __all__ = [
     "ToolSpec",
     "TurnConfig",
     "TurnMetrics",
+    "TurnObserver",
     "TurnPorts",
     "TurnRunner",
     "Usage",

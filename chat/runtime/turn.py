@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.runtime.ids import step_id as make_step_id
+from chat.runtime.observer import NO_OBSERVER, TurnObserver
 from chat.runtime.reconcile import reconcile
 from chat.runtime.types import (
     Finish,
@@ -72,6 +73,8 @@ class TurnPorts:
     tools: Mapping[str, Tool] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # Told of the turn's boundaries (never of single deltas): metrics and traces.
+    observer: TurnObserver = NO_OBSERVER
 
 
 @dataclass
@@ -152,6 +155,7 @@ class TurnRunner:
         """Run the turn to its end; returns the TurnMetrics (docs/protocol.md#2-chunks-and-the-log) that were sealed."""
         cfg, ports = self.config, self.ports
         started = ports.clock()
+        ports.observer.turn_started()
         attachments = [dict(chunk) for chunk in cfg.attachments]
         await self._emit(
             "user-message", text=cfg.prompt, **({"attachments": attachments} if attachments else {})
@@ -194,9 +198,12 @@ class TurnRunner:
             done["usage"] = metrics.usage.to_wire()
         if metrics.context_size is not None:
             done["contextSize"] = metrics.context_size
-        await self._emit("done", **done)
-        await self.ports.seal(metrics)
-        await self._emit("turn-sealed")
+        try:
+            await self._emit("done", **done)
+            await self.ports.seal(metrics)
+            await self._emit("turn-sealed")
+        finally:
+            self.ports.observer.turn_ended(metrics)
         return metrics
 
     async def _steps_loop(self, history: list[Message]) -> str:
@@ -281,6 +288,19 @@ class TurnRunner:
             reasoning_effort=cfg.reasoning_effort,
             max_tokens=cfg.max_tokens,
         )
+        ports.observer.step_started(step.id, request)
+        try:
+            await self._stream_attempts(step, request)
+        finally:
+            # Cancelled mid-stream (an abort): the stream ended now.
+            if step.stream_end is None:
+                step.stream_end = ports.clock()
+            reason = "error" if step.error else "aborted" if self.aborted else step.finish_reason
+            ports.observer.step_ended(step.metrics(), reason, step.error)
+
+    async def _stream_attempts(self, step: _Step, request: ProviderRequest) -> None:
+        """Stream the step, retrying retryable errors while it has no content yet."""
+        cfg, ports = self.config, self.ports
         attempt = 0
         while True:
             step.stream_start = ports.clock()
@@ -304,6 +324,7 @@ class TurnRunner:
                 if error.retryable and not step.has_content and attempt < len(cfg.retry_delays):
                     delay = cfg.retry_delays[attempt]
                     attempt += 1
+                    ports.observer.provider_retry(step.id, error, attempt)
                     fields = {"code": error.code} if error.code else {}
                     await self._emit(
                         "provider-retry",
@@ -393,7 +414,7 @@ class TurnRunner:
         key = call["toolName"] + "\0" + json.dumps(call["input"], sort_keys=True)
         first = key not in runs
         if first:
-            runs[key] = asyncio.ensure_future(self._execute(call))
+            runs[key] = asyncio.ensure_future(self._execute(step, call))
         outcome, duration_ms = await runs[key]
         result = {
             "type": "tool-result",
@@ -414,25 +435,32 @@ class TurnRunner:
             durationMs=duration_ms,
         )
 
-    async def _execute(self, call: WireChunk) -> tuple[ToolOutcome, float]:
-        tool = self.ports.tools.get(call["toolName"])
+    async def _execute(self, step: _Step, call: WireChunk) -> tuple[ToolOutcome, float]:
+        """Run one call; its outcome and run time in ms (reported to the observer too)."""
         started = self.ports.clock()
+        self.ports.observer.tool_started(step.id, call)
+        outcome: ToolOutcome | None = None  # stays None when the call is cancelled
+        try:
+            outcome = await self._run_tool(call)
+        finally:
+            duration_ms = _ms(self.ports.clock() - started)
+            self.ports.observer.tool_ended(step.id, call, outcome, duration_ms)
+        return outcome, duration_ms
+
+    async def _run_tool(self, call: WireChunk) -> ToolOutcome:
+        tool = self.ports.tools.get(call["toolName"])
         if tool is None:
-            outcome = ToolOutcome(f"unknown tool: {call['toolName']}", is_error=True)
-        else:
+            return ToolOutcome(f"unknown tool: {call['toolName']}", is_error=True)
 
-            async def emit_output(data: str, stream: str) -> None:
-                await self._emit(
-                    "tool-output", toolCallId=call["toolCallId"], data=data, stream=stream
-                )
+        async def emit_output(data: str, stream: str) -> None:
+            await self._emit("tool-output", toolCallId=call["toolCallId"], data=data, stream=stream)
 
-            try:
-                outcome = await tool.run(call["input"], ToolContext(self.config.cwd, emit_output))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outcome = ToolOutcome(f"{type(exc).__name__}: {exc}", is_error=True)
-        return outcome, _ms(self.ports.clock() - started)
+        try:
+            return await tool.run(call["input"], ToolContext(self.config.cwd, emit_output))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return ToolOutcome(f"{type(exc).__name__}: {exc}", is_error=True)
 
 
 async def run_turn(config: TurnConfig, ports: TurnPorts) -> TurnMetrics:

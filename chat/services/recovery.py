@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat import selectors
+from chat import observe, selectors
 from chat.models import Turn
 from chat.running import running_turns
 from chat.runtime import TurnMetrics
@@ -69,6 +69,7 @@ def _recover(turn: Turn) -> bool:
     publish_on_commit(
         group, {"type": "chat.status", "conversation": conversation_id, "status": status}
     )
+    transaction.on_commit(lambda: observe.turn_interrupted(model=turn.model))
     return True
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from channels.db import database_sync_to_async
 from django.db import OperationalError
 
-from chat import selectors
+from chat import observe, selectors
 from chat.config import get_config
 from chat.errors import Conflict, DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
@@ -259,7 +259,9 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     provider = ImagesForModel(
         resolved.provider, conversation_id=conversation_id, vision=resolved.vision
     )
-    running.runner = TurnRunner(config, _ports(running, provider, tools.tools()))
+    ports = _ports(running, provider, tools.tools())
+    ports.observer = observe.turn_observer(config, system=resolved.kind, tools=ports.tools)
+    running.runner = TurnRunner(config, ports)
     # A fresh context: the turn outlives the request that starts it, so it must not inherit
     # the request's thread-sensitive executor (asgiref), which dies with the request.
     running.task = asyncio.get_running_loop().create_task(

@@ -20,6 +20,8 @@ SURFACE_OPS = {"subscribe", "unsubscribe", "invoke"}
 
 
 class ApiSocket(BaseSocket):
+    kind = "api"
+
     async def opened(self) -> None:
         self.subscriptions: dict[str, TurnFeed] = {}
         self.surface_subscriptions: set[tuple[str, str | None]] = set()

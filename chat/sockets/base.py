@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import selectors
+from chat import observe, selectors
 from chat.errors import DomainError, NotFound
 from chat.overrides.consumer import DirectDispatch
 from chat.services.events import user_group
@@ -85,6 +85,7 @@ class Ownership:
 class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
     OPS: ClassVar[dict[str, Handler]] = {}
     op_key: ClassVar[str] = "type"  # the frame field naming the operation
+    kind: ClassVar[str] = ""  # for metrics: ``api`` or ``webapp``
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
@@ -96,6 +97,7 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
         self.user_group = user_group(self.user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         self.joined = self.ready = True
+        observe.socket_opened(self.kind)
         await self.opened()
 
     async def reject(self, code: int) -> None:
@@ -106,6 +108,7 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
     async def disconnect(self, code) -> None:
         if not getattr(self, "joined", False):
             return  # refused before it joined anything
+        observe.socket_closed(self.kind)
         await self.closed()
         await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
@@ -133,7 +136,8 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
             handler = self.OPS.get(frame[self.op_key])
             if handler is None:
                 raise Refused(f"unknown {self.op_key}: {str(frame[self.op_key])[:80]}")
-            await handler(self, frame)
+            with observe.socket_frame(self.scope, frame[self.op_key]):
+                await handler(self, frame)
         except Refused as exc:
             await self.refuse(str(exc), frame)
         except DomainError as exc:

@@ -41,6 +41,7 @@ def _oob_append(target: str, inner: str) -> str:
 
 class WebAppSocket(BaseSocket):
     op_key = "action"
+    kind = "webapp"
 
     async def opened(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode())

@@ -26,10 +26,12 @@ MODEL = "scripted/test-model"
 DEADLINE = 30.0
 
 
-def write_config(directory: Path, scripted_url: str, extra: str = "", runtime: str = "") -> Path:
+def write_config(
+    directory: Path, scripted_url: str, extra: str = "", top: str = "", runtime: str = ""
+) -> Path:
     config = directory / "dispatch.toml"
     config.write_text(
-        f"""
+        f"""{top}
 [runtime]
 retry_delays = [0.05, 0.05]
 {runtime}
@@ -101,20 +103,26 @@ def start_stack(
     workers: int = 1,
     *,
     config_extra: str = "",
+    config_top: str = "",
     runtime_extra: str = "",
     model_url: str | None = None,
 ) -> Iterator[Stack]:
     """Live workers with users alice and bob and a scripted OpenAI-format model.
 
     ``config_extra`` is TOML after the ``scripted`` credential (``MODEL_URL`` in it becomes
-    the model server's URL), ``runtime_extra`` keys of its ``[runtime]`` table; ``model_url``
+    the model server's URL), ``config_top`` top-level keys before every table,
+    ``runtime_extra`` keys of its ``[runtime]`` table; ``model_url``
     puts another model server in the scripted one's place.
     """
     scripted = ScriptedServer().start()
     var_dir = Path(tempfile.mkdtemp(prefix="dispatch-stack-"))
     model_url = model_url or scripted.url
     config = write_config(
-        var_dir, model_url, config_extra.replace("MODEL_URL", model_url), runtime_extra
+        var_dir,
+        model_url,
+        config_extra.replace("MODEL_URL", model_url),
+        config_top,
+        runtime_extra,
     )
     env = {
         "DISPATCH_VAR_DIR": str(var_dir),

@@ -225,7 +225,8 @@ def test_a_local_credential_without_path_or_models_serves_the_bundled_model(tmp_
             '[[credentials]]\nname = "a"\nkindd = "openai"\n',
             3,
             "unknown key 'credentials[0].kindd' (expected one of: api_key_env, base_url, "
-            "context_window, kind, models, name, path, read_timeout, reasoning_effort, vision)",
+            "context_window, kind, models, name, options, path, read_timeout, reasoning_effort, "
+            "vision)",
             id="misspelt-key-before-the-missing-one",
         ),
         pytest.param(

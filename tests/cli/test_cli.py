@@ -8,6 +8,7 @@ import threading
 import uuid
 from pathlib import Path
 
+from chat.runtime import TurnMetrics
 from metrics.format import turn_row
 from tests.chat.live import COMPLETIONS, wait_for
 from tests.chat.providers.sse_server import (
@@ -52,7 +53,7 @@ def conversation_status(stack, conversation_id: str) -> str | None:
 
 
 def workspace(stack, name: str) -> Path:
-    path = Path(stack.env["DISPATCH_VAR_DIR"]) / "workspace" / name
+    path = stack.workspace() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -98,7 +99,7 @@ def test_a_chat_turn_streams_text_tool_calls_metrics_and_the_conversation_id(sta
     assert lines[-1] == f"conversation: {conversation_id}" and conversation_id
     [turn] = sealed_turns(stack, conversation_id)
     # The metrics line is the web app's turn row of the stored turn, to the character.
-    assert lines[-2] == turn_row(turn, 1)["text"]
+    assert lines[-2] == turn_row(TurnMetrics.from_wire(turn), 1)["text"]
     assert lines[-2].startswith("turn 1 · 30 tok (20 in / 10 out) · ")
     assert len(lines) == 3
 
@@ -111,7 +112,7 @@ def test_a_chat_turn_streams_text_tool_calls_metrics_and_the_conversation_id(sta
     assert [m["content"] for m in prompt if m["role"] == "user"] == ["what files?", "sure?"]
     turns = sealed_turns(stack, conversation_id)
     assert stderr_lines(again) == [
-        turn_row(turns[1], 2)["text"],
+        turn_row(TurnMetrics.from_wire(turns[1]), 2)["text"],
         f"conversation: {conversation_id}",
     ]
 
@@ -369,7 +370,7 @@ def test_invalid_input_is_a_usage_error(dispatch):
     assert len(no_message.stderr.splitlines()) == 1
     outside = dispatch("chat", "hi", "--cwd", "../..")
     assert outside.returncode == 2
-    assert "cwd must be a directory inside the workspace" in outside.stderr
+    assert "cwd: must be a directory inside your workspace" in outside.stderr
 
 
 def test_export_says_when_the_server_has_no_export_route(stack, dispatch):

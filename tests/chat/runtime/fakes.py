@@ -23,6 +23,7 @@ from chat.runtime import (
     ToolSpec,
     TurnConfig,
     TurnMetrics,
+    TurnObserver,
     TurnPorts,
     TurnRunner,
 )
@@ -316,6 +317,7 @@ class Turn:
         queue: Iterable[list[str]] = (),
         history: list[Message] | None = None,
         prompt: str = "hello",
+        observer: TurnObserver | None = None,
         **config: Any,
     ):
         self.clock = FakeClock()
@@ -343,6 +345,7 @@ class Turn:
                 tools=self.tools,
                 clock=self.clock,
                 sleep=self.sleep,
+                **({"observer": observer} if observer is not None else {}),
             ),
         )
 
