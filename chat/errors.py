@@ -60,3 +60,10 @@ class TooLarge(DomainError):
 
 class RateLimited(DomainError):
     status = 429
+
+
+class Unavailable(DomainError):
+    """The server cannot do it right now: the database refuses writes, or this worker is
+    shutting down (another one will take the request)."""
+
+    status = 503

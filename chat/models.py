@@ -232,3 +232,11 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class HealthProbe(models.Model):
+    """One row that ``GET /health`` rewrites: a committed write proves the database takes
+    writes right now (a ``SELECT 1`` answers on a full disk or a read-only database too)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    checked_at = models.DateTimeField()

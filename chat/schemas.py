@@ -163,6 +163,8 @@ class HealthOut(Schema):
     ok: bool
     database: str
     channelLayer: str
+    draining: bool
+    runningTurns: int
 
 
 class AttachmentOut(Schema):

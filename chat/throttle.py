@@ -20,12 +20,12 @@ refuses throttled attempts; failures are counted from Django's ``user_login_fail
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import logging
 import math
 import time
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth.backends import BaseBackend, ModelBackend
@@ -33,6 +33,7 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +119,32 @@ def _retry_after() -> int:
     return max(1, math.ceil(window - _now() % window))
 
 
+@contextmanager
+def _unless_cache_down(what: str):
+    """Skip the counting when the cache is unreachable (Redis restarting): every request
+    signs in, so a throttle that failed with the cache would take the whole API down with it.
+    Attempts pass unthrottled until the cache is back."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        log.warning("sign-in throttle: cache unavailable (%s); %s skipped", exc, what)
+
+
 def signin_check(*, address: str, account: str | None = None) -> None:
     """Raise SignInThrottled when ``address`` (or ``account``) used up its failures."""
-    with _cache_down_is_no_limit():
-        for key, limit in _counters(address, account):
-            if cache.get(key, 0) >= limit:
-                raise SignInThrottled(_retry_after())
+    for key, limit in _counters(address, account):
+        count = 0
+        with _unless_cache_down("check"):
+            count = cache.get(key, 0)
+        if count >= limit:
+            raise SignInThrottled(_retry_after())
 
 
 def signin_failed(*, address: str, account: str | None = None) -> None:
     """Count one failed sign-in from ``address`` (and for ``account``)."""
     timeout = settings.DISPATCH_SIGNIN_WINDOW + 1
-    with _cache_down_is_no_limit():
-        for key, _limit in _counters(address, account):
+    for key, _limit in _counters(address, account):
+        with _unless_cache_down("count"):
             # add() is a no-op when the key exists: concurrent failures cannot reset the count.
             cache.add(key, 0, timeout=timeout)
             cache.incr(key)
@@ -138,20 +152,8 @@ def signin_failed(*, address: str, account: str | None = None) -> None:
 
 def signin_succeeded(*, account: str) -> None:
     """The account's owner signed in: forget its failures (never the address's)."""
-    with _cache_down_is_no_limit():
+    with _unless_cache_down("reset"):
         cache.delete(_account_counter(account)[0])
-
-
-@contextlib.contextmanager
-def _cache_down_is_no_limit():
-    """A cache that does not answer (Redis restarting) counts nothing and limits nothing: an
-    outage of the counters must not refuse every sign-in."""
-    try:
-        yield
-    except SignInThrottled:
-        raise
-    except Exception as exc:
-        log.warning("sign-in throttle: the cache failed (%r); not limiting", exc)
 
 
 # ---------------------------------------------------------------- password sign-ins

@@ -191,6 +191,9 @@ else:
 # the stale limit is sealed `interrupted` by another worker's sweep (only with several workers).
 DISPATCH_HEARTBEAT_SECONDS = float(os.environ.get("DISPATCH_HEARTBEAT_SECONDS", "5"))
 DISPATCH_STALE_SECONDS = float(os.environ.get("DISPATCH_STALE_SECONDS", "30"))
+# A worker told to stop (SIGTERM) lets its running turns finish for at most this many seconds
+# (docs/deploy.md); turns still running then are sealed ``interrupted``.
+DISPATCH_DRAIN_SECONDS = float(os.environ.get("DISPATCH_DRAIN_SECONDS", "600"))
 
 # The Dispatch config file (credentials, tools, MCP servers). Optional.
 DISPATCH_CONFIG = os.environ.get("DISPATCH_CONFIG", "dispatch.toml")

@@ -83,6 +83,12 @@ def _charts(*, user, window: Window, models: list[str]) -> list:
     ]
 
 
+def _shifted_link(window, periods: int) -> str | None:
+    """The page of the period ``periods`` away; None at the ends of the supported days."""
+    shifted = window.shifted(periods)
+    return None if shifted is None else _query(period=window.period, date=shifted.label)
+
+
 @login_required
 def metrics_page(request):
     """``/metrics/?period=day|week|month&date=…&page=n`` — the caller's own turns only."""
@@ -122,8 +128,8 @@ def metrics_page(request):
         "date_value": window.first_day.isoformat(),
         "end_day": window.end.date() - dt.timedelta(days=1),
         "period_links": [(p, _query(period=p, date=window.first_day.isoformat())) for p in PERIODS],
-        "previous_link": _query(period=window.period, date=window.shifted(-1).label),
-        "next_link": _query(period=window.period, date=window.shifted(1).label),
+        "previous_link": _shifted_link(window, -1),
+        "next_link": _shifted_link(window, 1),
         "models": models,
         "charts": _charts(
             user=request.user, window=window, models=[m["model"] for m in summary["models"]]

@@ -92,6 +92,7 @@ class _Step:
     stream_start: float | None = None
     first_token: float | None = None
     stream_end: float | None = None
+    committed: bool = False  # its messages are persisted (or it had none)
 
     @property
     def has_content(self) -> bool:
@@ -126,12 +127,14 @@ class TurnAborted(Exception):
 
 
 class TurnRunner:
-    """Runs one turn. ``abort()`` stops it at the next event boundary."""
+    """Runs one turn. ``abort()`` stops it at the next event boundary; ``interrupt()`` too,
+    dropping the unfinished step."""
 
     def __init__(self, config: TurnConfig, ports: TurnPorts):
         self.config = config
         self.ports = ports
         self.aborted = False
+        self.interrupted = False
         self._inner: asyncio.Task[Any] | None = None
         self._steps: list[_Step] = []
 
@@ -139,6 +142,13 @@ class TurnRunner:
         self.aborted = True
         if self._inner is not None:
             self._inner.cancel()
+
+    def interrupt(self) -> None:
+        """End the turn as ``interrupted`` at the next event boundary, keeping only the steps
+        already committed (as if its server had died, but with done and turn-sealed): what a
+        worker that must exit does with the turns still running at its deadline."""
+        self.interrupted = True
+        self.abort()
 
     # ------------------------------------------------------------------ events
 
@@ -170,17 +180,22 @@ class TurnRunner:
             history = [*cfg.history, user]
             reason = await self._steps_loop(history)
         except TurnAborted:
-            reason = "aborted"
+            reason = self._stop_reason()
         except Exception as exc:  # a port failed: the turn still ends with done + turn-sealed
             if self.aborted:
-                reason = "aborted"
+                reason = self._stop_reason()
             else:
                 await self._emit("error", message=f"turn failed: {exc}")
                 reason = "error"
         return await self._finish(reason, started)
 
+    def _stop_reason(self) -> str:
+        return "interrupted" if self.interrupted else "aborted"
+
     async def _finish(self, reason: str, started: float) -> TurnMetrics:
         steps = self._steps
+        if self.interrupted:  # the unfinished step is not in the log: not in metrics either
+            steps = [s for s in steps if s.committed]
         # Only steps that called the provider count: an abort can leave a next step unstarted.
         ran = [s for s in steps if s.stream_start is not None]
         last = ran[-1].usage if ran else None
@@ -217,7 +232,8 @@ class TurnRunner:
                 if step.error is None and step.calls:
                     await self._interruptible(self._run_tools(step), step)
             except TurnAborted:
-                await self._persist_step(step, history)  # the partial text/thinking
+                if not self.interrupted:
+                    await self._persist_step(step, history)  # the partial text/thinking
                 raise
             if step.error is not None:
                 _drop_unfinished_calls(step)  # they never ran: no call without its result
@@ -276,6 +292,7 @@ class TurnRunner:
         if messages:
             await self.ports.persist_step(messages)
             history.extend(messages)
+        step.committed = True
 
     # ------------------------------------------------------------------ streaming
 

@@ -12,6 +12,7 @@ package. Functions are keyword-only and named ``<noun>_<verb>``.
 - ``conversations``: title, model, reasoning effort, cwd, open/close, tab order
 - ``workspace``: each user's workspace and a conversation's directory in it
 - ``recovery``: sealing turns whose worker died; heartbeats
+- ``health``: whether this worker can serve (``GET /health``)
 - ``attachments``: uploading, removing and sending attachments; purging a conversation's
 - ``vision``: the images of a conversation as the turn's model can take them
 """
@@ -26,6 +27,7 @@ from chat.services.conversations import (
     conversation_set_reasoning_effort,
     tabs_reorder,
 )
+from chat.services.health import health_check
 from chat.services.queue import queue_add, queue_cancel
 from chat.services.recovery import stale_before, turns_recover
 from chat.services.turns import resolve_model, turn_start, turn_stop, worker_start
@@ -41,6 +43,7 @@ __all__ = [
     "conversation_set_cwd",
     "conversation_set_model",
     "conversation_set_reasoning_effort",
+    "health_check",
     "queue_add",
     "queue_cancel",
     "resolve_model",

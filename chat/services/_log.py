@@ -21,6 +21,22 @@ from chat.selectors import conversation_for_user
 from metrics.services import turn_metrics_record
 
 TITLE_LENGTH = 40
+# What U+0000 in model or tool output becomes: PostgreSQL's text and jsonb cannot hold it, and
+# U+FFFD is what HTML parsers and decoders put in place of characters they cannot use.
+NUL_REPLACEMENT = "\ufffd"
+
+
+def storable(value):
+    """``value`` (a string, or JSON-like lists and dicts of them) with every U+0000 replaced by
+    U+FFFD, keys included; the same value when there is none. Input from clients is refused
+    instead (chat.services.inputs); this is for what the model and the tools produce."""
+    if isinstance(value, str):
+        return value.replace("\0", NUL_REPLACEMENT) if "\0" in value else value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 def default_title(text: str) -> str:
@@ -50,7 +66,8 @@ def chunks_append(
     """Append messages to the log in one transaction; returns their StoredChunks.
 
     The conversation row is locked while its counters are bumped, so concurrent writers get
-    seqs 1, 2, 3 … with no gap and no duplicate, and every message a fresh ordinal.
+    seqs 1, 2, 3 … with no gap and no duplicate, and every message a fresh ordinal. Chunks are
+    stored ``storable`` (no U+0000).
     """
     conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
     seq, ordinal = conversation.last_seq, conversation.last_message_ordinal
@@ -59,7 +76,7 @@ def chunks_append(
         if not message.chunks:
             continue
         ordinal += 1
-        for chunk in message.chunks:
+        for chunk in storable(message.chunks):
             seq += 1
             rows.append(
                 Chunk(

@@ -69,7 +69,16 @@ ModelName = Annotated[StrictStr, Field(min_length=1, max_length=MODEL_NAME_MAX)]
 ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
 assert set(ReasoningEffort.__args__) == set(REASONING_EFFORTS)  # type: ignore[attr-defined]
 Cwd = Annotated[StrictStr, Field(max_length=CWD_MAX), AfterValidator(_no_nul)]
-MessageId = Annotated[StrictStr, Field(pattern=r"^[0-9]{1,18}$")]
+
+
+def _message_id(value: str) -> str:
+    if not (value.isascii() and value.isdecimal() and len(value) <= 18):
+        raise PydanticCustomError("message_id", "must be the number of a queued message")
+    return value
+
+
+# A queued message's id: up to 18 ASCII digits ("²" is a digit to str.isdigit, not here).
+MessageId = Annotated[StrictStr, AfterValidator(_message_id)]
 AttachmentId = Annotated[
     StrictStr,
     Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="an id from POST /attachments"),

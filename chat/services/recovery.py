@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from chat import observe, selectors
@@ -94,5 +94,7 @@ async def heartbeat_loop() -> None:
                 await database_sync_to_async(turns_heartbeat)(
                     worker=running_turns.worker, turn_ids=turn_ids
                 )
+        except DatabaseError as exc:  # an outage: said once a beat, without a traceback
+            log.warning("heartbeat failed: %s", exc)
         except Exception:
             log.exception("heartbeat")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 import uuid
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
-from django.db import OperationalError
+from django.db import DatabaseError
 
 from chat import observe, selectors
 from chat.config import get_config
-from chat.errors import Conflict, DomainError, InvalidInput
+from chat.errors import Conflict, DomainError, InvalidInput, Unavailable
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import ResolvedModel, UnknownModel, get_catalog
 from chat.ratelimit import turn_rate_check
@@ -25,7 +26,13 @@ from chat.running import RunningTurn, notify, running_turns
 from chat.runtime import Message, TurnConfig, TurnMetrics, TurnPorts, TurnRunner, new_turn_id
 from chat.services import _log
 from chat.services.attachments import attachments_check, attachments_names, attachments_send
-from chat.services.events import conversation_group, publish_on_commit, user_group, write
+from chat.services.events import (
+    conversation_group,
+    publish_on_commit,
+    storage_failure,
+    user_group,
+    write,
+)
 from chat.services.inputs import (
     ConversationId,
     Cwd,
@@ -42,8 +49,10 @@ from chat.tools import get_tool_registry
 
 log = logging.getLogger(__name__)
 
-# Seconds between attempts to seal a turn whose database is locked or unreachable.
-SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Seconds between attempts to seal a turn whose database refuses the write; the last one
+# repeats for as long as the process lives.
+SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+SHUTTING_DOWN = "this server is shutting down: send again and another server will take it"
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,7 @@ async def turn_start(
     )
     if request.cwd:
         conversation_dir(owner_id=user.pk, cwd=request.cwd)
+    turns_accepted()
     existing = await database_sync_to_async(selectors.conversation_for_user)(
         user=user, conversation_id=request.conversation_id
     )
@@ -103,6 +113,12 @@ async def turn_start(
     resolved = await resolve_model(model_name or get_catalog().default_model)
     await turn_rate_check(user=user)
     return await _launch(user=user, request=request, resolved=resolved)
+
+
+def turns_accepted() -> None:
+    """Unavailable when this worker takes no new turns (it drains before exiting)."""
+    if running_turns.draining:
+        raise Unavailable(SHUTTING_DOWN)
 
 
 async def resolve_model(name: str) -> ResolvedModel:
@@ -274,14 +290,19 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
     conversation_id, turn_id = running.conversation_id, running.turn_id
 
     async def emit(event: dict) -> None:
+        event = _log.storable(event)  # as its chunks are stored: live and log stay equal
         await running_turns.publish(running, event)
         if event["type"] == "status":
             await status_publish(conversation_id=conversation_id, status=event["status"])
 
     async def persist(messages: list[Message]) -> None:
-        await database_sync_to_async(_log.chunks_append)(
-            conversation_id=conversation_id, messages=messages, turn_id=turn_id
-        )
+        try:
+            await database_sync_to_async(_log.chunks_append)(
+                conversation_id=conversation_id, messages=messages, turn_id=turn_id
+            )
+        except DatabaseError as exc:  # the turn's error event says what, never the SQL
+            log.warning("turn %s: a write failed: %s", turn_id, exc)
+            raise storage_failure(exc) from exc
 
     async def persist_user(message: Message) -> None:
         await persist([message])
@@ -290,17 +311,20 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
         return await write(queue_take, conversation_id=conversation_id)
 
     async def seal(metrics: TurnMetrics) -> None:
-        # A turn must end sealed: outlast a database that stays locked past its busy timeout
-        # (the turn already failed on it) rather than leave the turn running until recovery.
-        for delay in (*SEAL_RETRY_DELAYS, None):
+        # A turn must end sealed: outlast a database that is locked, full, read-only or gone
+        # for as long as this process lives, rather than leave the turn running. A stop or
+        # close wakes the next attempt; if that fails too, the turn's NDJSON streams end now
+        # (its subscribers still get turn-sealed once the seal commits).
+        for attempt in itertools.count():
             try:
                 running.closing = await write(_turn_close, turn_id=turn_id, metrics=metrics)
                 return
-            except OperationalError as exc:
-                if delay is None:
-                    raise
+            except (Unavailable, DatabaseError) as exc:
+                if running.stop_requested:
+                    running.end_streams()
+                delay = SEAL_RETRY_DELAYS[min(attempt, len(SEAL_RETRY_DELAYS) - 1)]
                 log.warning("sealing turn %s failed (%s); retrying in %ss", turn_id, exc, delay)
-                await asyncio.sleep(delay)
+                await running.pause(delay)
 
     return TurnPorts(
         provider=provider,

@@ -34,6 +34,10 @@ class ApiSocket(BaseSocket):
                 group_name_for(conversation_id), self.channel_name
             )
 
+    async def draining(self) -> None:
+        # docs/protocol.md#65-reconnecting: open a new socket, subscribe again; the replay fills in.
+        await self.send_json({"type": "reconnect", "reason": "shutdown"})
+
     async def refuse(self, message: str, frame: dict | None) -> None:
         # Surface ops answer failures with `error`, chat ops with `chat.error`.
         kind = "error" if frame is not None and frame.get("type") in SURFACE_OPS else "chat.error"

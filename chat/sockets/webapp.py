@@ -28,7 +28,7 @@ from chat.errors import Conflict
 from chat.feeds import TurnFeed
 from chat.models import CONVERSATION_ID_PATTERN, group_name_for
 from chat.providers import get_catalog
-from chat.sockets.base import BaseSocket
+from chat.sockets.base import GOING_AWAY, BaseSocket
 from chat.transcript import DELTAS, LiveTurn
 
 FLUSH_INTERVAL = 0.1  # seconds: the most often a streaming step is re-rendered
@@ -79,6 +79,11 @@ class WebAppSocket(BaseSocket):
 
     async def refuse(self, message: str, frame: dict | None) -> None:
         await self._notice(message)
+
+    async def draining(self) -> None:
+        # The page reconnects on 4503 (static/chat/reconnect.js) and resyncs: through the
+        # proxy, to another worker, now rather than when this one exits.
+        await self.close(code=GOING_AWAY)
 
     # ------------------------------------------------------------------ subscription
 

@@ -363,6 +363,8 @@ def test_health_and_auth(stack):
         "ok": True,
         "database": "ok",
         "channelLayer": "ok",
+        "draining": False,
+        "runningTurns": 0,
     }
     anonymous = httpx.get(stack.url + "/conversations")
     assert anonymous.status_code == 401

@@ -211,3 +211,49 @@ async def test_abort_after_the_turn_ended_changes_nothing():
     assert metrics["finishReason"] == "stop"
     assert turn.ports.types()[-1] == "turn-sealed"
     assert len(turn.ports.sealed) == 1
+
+
+# ---------------------------------------------------------------- interrupt (a worker's deadline)
+
+
+async def test_interrupt_while_streaming_keeps_only_the_committed_steps():
+    paused, never = asyncio.Event(), asyncio.Event()
+    turn = Turn(
+        [
+            [ToolCallReady("c1", "look", {}), UsageReport(Usage(50, 5)), Finish("tool-calls")],
+            [TextDelta("half an ans"), Signal(paused), Wait(never), TextDelta("wer")],
+        ],
+        tools=lambda bench: [bench.tool("look")],
+    )
+    task = turn.start()
+    await asyncio.wait_for(paused.wait(), GUARD_SECONDS)
+
+    turn.runner.interrupt()
+    metrics = await task
+
+    assert turn.ports.types()[-2:] == ["done", "turn-sealed"]
+    assert turn.ports.of("done")[0]["reason"] == "interrupted"
+    assert metrics["finishReason"] == "interrupted"
+    assert turn.ports.of("error") == []
+    # Step 0 (call + result) was committed; the streaming step 1 is dropped, text and metrics.
+    assert [[m.role for m in s] for s in turn.ports.steps()] == [["assistant", "tool"]]
+    assert [s["stepId"] for s in metrics["steps"]] == [turn.step(0)]
+    assert metrics["usage"] == {"inputTokens": 50, "outputTokens": 5}
+    assert turn.provider.closed == 2  # step 1's stream too was closed, not left dangling
+
+
+async def test_interrupt_during_a_tool_drops_the_whole_step():
+    gate = asyncio.Event()
+    turn = Turn(
+        [[TextDelta("working"), ToolCallReady("c1", "slow", {}), Finish("tool-calls")]],
+        tools=lambda bench: [bench.tool("slow", gate=gate)],
+    )
+    task = turn.start()
+    await asyncio.wait_for(turn.tools["slow"].started.wait(), GUARD_SECONDS)
+
+    turn.runner.interrupt()
+    metrics = await task
+
+    assert turn.tools["slow"].cancelled
+    assert turn.ports.steps() == []
+    assert metrics["finishReason"] == "interrupted" and metrics["steps"] == []
