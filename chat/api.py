@@ -111,6 +111,8 @@ def _too_big(request, exc):
 @api.exception_handler(MultiPartParserError)
 def _malformed_upload(request, exc):
     return _error(request, "malformed multipart body", 400)
+
+
 @api.exception_handler(OperationalError)
 @api.exception_handler(InternalError)
 def _database_unavailable(request, exc):
