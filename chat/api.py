@@ -11,6 +11,7 @@ import logging
 import re
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InternalError, OperationalError
 from django.http import StreamingHttpResponse
@@ -24,11 +25,17 @@ from chat.errors import DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import get_catalog
 from chat.routes.attachments import router as attachments_router
+from chat.routes.conversations import router as conversations_router
+from chat.routes.preferences import router as preferences_router
+from chat.routes.prompts import router as prompts_router
+from chat.routes.search import router as search_router
 from chat.schemas import (
     ChatIn,
+    ConversationOut,
     ConversationsOut,
     CwdIn,
     CwdOut,
+    DeleteOut,
     EffortIn,
     EffortOut,
     Error,
@@ -47,6 +54,7 @@ from chat.schemas import (
     TabsOut,
     TitleIn,
     TitleOut,
+    conversation_wire,
 )
 from chat.services.events import storage_failure
 from chat.services.inputs import ConversationId, check, invalid_input
@@ -165,6 +173,7 @@ async def chat(request, payload: ChatIn):
         reasoning_effort=payload.reasoningEffort,
         cwd=payload.cwd,
         attachments=payload.attachments,
+        system_prompt=payload.systemPrompt,
     )
     queue = running.listen()
 
@@ -203,25 +212,39 @@ async def models(request):
 # ---------------------------------------------------------------- conversations
 
 
-def _conversation_wire(c: Conversation) -> dict:
-    return {
-        "id": c.id,
-        "title": c.title,
-        "status": c.status,
-        "model": c.model,
-        "createdAt": c.created_at.isoformat(),
-        "lastActivityAt": c.last_activity_at.isoformat(),
-    }
+ARCHIVED = {"false": False, "true": True, "all": None}
 
 
 @api.get("/conversations", response={200: ConversationsOut, 400: Error, 401: Error})
-def conversations(request, status: str = "", q: str = ""):
+def conversations(request, status: str = "", q: str = "", archived: str = "false"):
     statuses = [s.strip() for s in status.split(",") if s.strip()]
     unknown = sorted(set(statuses) - set(Conversation.Status.values))
     if unknown:
         raise InvalidInput(f"unknown status: {', '.join(unknown)}", field="status")
-    rows = selectors.conversation_list(user=request.auth, statuses=statuses, q=q)[:500]
-    return {"conversations": [_conversation_wire(c) for c in rows]}
+    if archived not in ARCHIVED:
+        raise InvalidInput("must be false, true or all", field="archived")
+    rows = selectors.conversation_list(
+        user=request.auth, statuses=statuses, q=q, archived=ARCHIVED[archived]
+    )[:500]
+    return {"conversations": [conversation_wire(c) for c in rows]}
+
+
+@api.post(
+    "/conversations",
+    response={200: ConversationOut, 400: Error, 401: Error},
+    summary="Import a conversation: the body is a JSON export (GET …/export?format=json)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def import_(request):
+    # The raw body, read here: an export may be larger than any other request body.
+    raw = request.read(settings.DISPATCH_MAX_IMPORT_BYTES + 1)
+    conversation = await services.conversation_import(user=request.auth, raw=raw)
+    return conversation_wire(conversation)
 
 
 def _owned(request, conversation_id: str) -> Conversation | None:
@@ -256,6 +279,16 @@ def history(request, conversation_id: str, window: Query[HistoryQuery]):
         window=selectors.HistoryWindow(since_seq=since, before_seq=before, limit=limit),
     )
     return {"chunks": chunks, "latestSeq": latest}
+
+
+@api.delete(
+    "/conversations/{conversation_id}",
+    response={200: DeleteOut, **CONVERSATION_ERRORS},
+    summary="Delete the conversation for good (its running turn is stopped first)",
+)
+async def delete(request, conversation_id: str):
+    await services.conversation_delete(user=request.auth, conversation_id=conversation_id)
+    return {"conversationId": conversation_id, "deleted": True}
 
 
 @api.post("/conversations/{conversation_id}/stop", response={200: StopOut, **CONVERSATION_ERRORS})
@@ -406,3 +439,7 @@ async def health(request):
 
 api.add_router("", metrics_router)
 api.add_router("", attachments_router)
+api.add_router("", prompts_router)
+api.add_router("", conversations_router)
+api.add_router("", search_router)
+api.add_router("", preferences_router)

@@ -39,6 +39,10 @@ Example::
     kind = "acme"                               # a kind a plugin provides
     options = { region = "eu" }                 # for the plugin; only for plugin kinds
 
+    [system_prompt]                             # optional; chat.prompts has the syntax
+    template = "You are a helpful agent. Today is {{date}}; you work in {{cwd}}."
+    # file = "system_prompt.md"                 # or the template in a file
+
     [[mcp_servers]]
     name = "files"
     command = ["python", "server.py"]           # stdio, or:
@@ -91,6 +95,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from chat import prompts
 from chat.plugins import BUILTIN_KINDS, installed_provider_kinds, normalize
 
 
@@ -311,6 +316,31 @@ class ToolsConfig(_Table):
     run_shell_network: Flag = False  # the run_shell sandbox has no network unless true
 
 
+class SystemPromptConfig(_Table):
+    """``[system_prompt]``: the deployment's system prompt template (chat.prompts), inline
+    (``template``) or in a file (``file``, relative to this file); a conversation resolves it
+    at its first turn unless its owner set their own."""
+
+    template: Annotated[str, Problem("{key} must be a string")] | None = None
+    file: Directory | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.template is None) == (self.file is None):
+            raise _invalid("system_prompt needs exactly one of template or file")
+        if self.template is not None:
+            _check_template(self.template, "template")
+        return self
+
+
+def _check_template(source: str, key: str) -> None:
+    try:
+        prompts.parse(source)
+    except prompts.TemplateError as exc:
+        where = f" (line {exc.line} of the template)" if exc.line is not None else ""
+        raise _invalid(f"system_prompt.{key}: {exc.problem}{where}", key) from None
+
+
 class McpServerConfig(_Table):
     """``[[mcp_servers]]``: an MCP server whose tools the agent gets."""
 
@@ -342,6 +372,7 @@ class _ConfigFile(_Table):
     tools: ToolsConfig = ToolsConfig()
     credentials: Tables[CredentialConfig] = ()
     mcp_servers: Tables[McpServerConfig] = ()
+    system_prompt: SystemPromptConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -395,6 +426,8 @@ class DispatchConfig(_ConfigFile):
     """The whole config: the file's tables, and the file they were read from."""
 
     source: str | None = None  # None when there is no file
+    # The system prompt template: ``[system_prompt] template``, or the text of its ``file``.
+    system_prompt_template: str = ""
 
 
 _config: DispatchConfig | None = None
@@ -442,7 +475,30 @@ def load_config(path: str | Path | None = None) -> DispatchConfig:
         parsed = _ConfigFile.model_validate(data)
     except ValidationError as exc:
         raise _config_error(path, raw, exc) from exc
-    return DispatchConfig(**dict(parsed), source=str(path))
+    return DispatchConfig(
+        **dict(parsed), source=str(path), system_prompt_template=_system_prompt(path, parsed)
+    )
+
+
+def _system_prompt(path: Path, parsed: _ConfigFile) -> str:
+    """The deployment's template, read from its file when it is one, and checked."""
+    table = parsed.system_prompt
+    if table is None:
+        return ""
+    if table.template is not None:
+        return table.template
+    assert table.file is not None
+    file = table.file if table.file.is_absolute() else path.parent / table.file
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: system_prompt.file: cannot read {file}: {exc}") from exc
+    try:
+        prompts.parse(source)
+    except prompts.TemplateError as exc:
+        where = f"{file}, line {exc.line}" if exc.line is not None else str(file)
+        raise ConfigError(f"{where}: {exc.problem} (system_prompt.file of {path})") from exc
+    return source
 
 
 # ---------------------------------------------------------------- errors

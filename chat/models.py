@@ -39,6 +39,20 @@ class Conversation(models.Model):
     # Bumped under a row lock by services.chunks_append.
     last_seq = models.PositiveBigIntegerField(default=0)
     last_message_ordinal = models.PositiveBigIntegerField(default=0)
+    # The system prompt (chat.prompts): the owner's template (None = the deployment's), the
+    # text it resolved to, and the model and cwd it was resolved for ("" = not yet resolved).
+    system_prompt_template = models.TextField(null=True, blank=True, default=None)
+    system_prompt = models.TextField(blank=True, default="")
+    system_prompt_resolved_for = models.TextField(blank=True, default="")
+    # A fork holds a copy of its source's chunks before ``forked_at_seq``.
+    forked_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks"
+    )
+    forked_at_seq = models.PositiveBigIntegerField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Set when the owner deletes the conversation; its contents are then purged and the row
+    # stays as a tombstone, so the id answers 404 for good and is never reused.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_activity_at"]
@@ -217,6 +231,44 @@ class Attachment(models.Model):
         return wire
 
 
+class SystemPromptPreset(models.Model):
+    """A user's named system prompt template, to start a conversation with."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="system_prompt_presets"
+    )
+    name = models.CharField(max_length=100)
+    template = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["owner", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="preset_unique_name"),
+        ]
+
+    def to_wire(self) -> dict:
+        return {"name": self.name, "template": self.template}
+
+
+class SearchEntry(models.Model):
+    """One searchable text of a user's conversation: a message's text (``seq`` of its chunk)
+    or the title (``seq`` 0). The full-text index over ``text`` is the database's own
+    (SQLite FTS5, PostgreSQL tsvector), made by the migration (chat.search)."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="search_entries"
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    role = models.CharField(max_length=10)
+    text = models.TextField()
+
+    class Meta:
+        indexes = [models.Index(fields=["conversation", "seq"])]
+
+
 class ApiToken(models.Model):
     """A bearer token for JSON clients. Only the SHA-256 of the token is stored."""
 
@@ -240,3 +292,20 @@ class HealthProbe(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     checked_at = models.DateTimeField()
+
+
+class UserSettings(models.Model):
+    """A user's choices for the web app, the same on every device."""
+
+    class Theme(models.TextChoices):
+        SYSTEM = "system"  # follow the browser's prefers-color-scheme
+        LIGHT = "light"
+        DARK = "dark"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dispatch_settings"
+    )
+    theme = models.CharField(max_length=10, choices=Theme.choices, default=Theme.SYSTEM)
+
+    class Meta:
+        verbose_name_plural = "user settings"

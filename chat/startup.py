@@ -13,7 +13,7 @@ from chat import observe
 from chat.observe.tracing import TracingConfigError
 from chat.plugins import get_plugins
 from chat.running import running_turns
-from chat.services import stale_before, turns_recover
+from chat.services import deletions_finish, stale_before, turns_recover
 from chat.sockets.base import sockets_close, sockets_draining
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def on_process_start() -> None:
         raise SystemExit(f"Dispatch tracing: {exc}") from exc
     try:
         turns_recover(stale_before=None if single_process() else stale_before())
+        deletions_finish()
     except DatabaseError as exc:  # not migrated yet: nothing to recover
         log.warning("recovery skipped: %s", exc)
     if not single_process():

@@ -8,12 +8,16 @@ errors) in the order they first appeared, which is the order the runtime persist
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
+
+from django.utils.html import strip_tags
 
 from chat.render import markdown_html
 from chat.runtime.attachments import ATTACHMENT_TYPES, format_bytes
@@ -123,6 +127,12 @@ class AttachmentView:
         return format_bytes(self.size)
 
     @property
+    def label(self) -> str:
+        """``image cat.png (PNG · 640×480 · 12 KiB)``, a file with where it was saved."""
+        label = f"{self.kind} {self.name} ({self.details})"
+        return f"{label} → {self.path}" if self.kind == "file" and self.path else label
+
+    @property
     def details(self) -> str:
         """``PNG · 640×480 · 12 KiB``."""
         kind = self.media_type.partition("/")[2].upper() if self.kind == "image" else ""
@@ -136,6 +146,7 @@ class UserBlock:
     steering: bool = False
     kind: str = "user"
     attachments: list[AttachmentView] = field(default_factory=list)
+    seq: int | None = None  # of its first chunk, once it is in the log (forks start here)
 
 
 @dataclass
@@ -160,6 +171,10 @@ class Step:
         return any(item.kind == "tools" for item in self.items)
 
 
+FAILED_FINISHES = frozenset({"error", "interrupted"})
+WAITING_LABELS = {"reading": "Reading the prompt", "queued": "Waiting for the model"}
+
+
 @dataclass
 class TurnView:
     turn_id: str
@@ -168,10 +183,76 @@ class TurnView:
     row: dict | None = None
     retry: str = ""
     running: bool = False
+    finish_reason: str = ""
+    # While a step waits for its first output: "reading" (the model reads the prompt) or
+    # "queued" (it waits for capacity), since ``waiting_since`` (time.monotonic()).
+    waiting: str = ""
+    waiting_since: float = 0.0
+    prompt_progress: tuple[int, int] | None = None  # (done, total) prompt tokens read
+
+    @property
+    def progress_text(self) -> str:
+        """``45% of 2,270 tokens`` while the model reports how far it read the prompt."""
+        if self.waiting != "reading" or not self.prompt_progress:
+            return ""
+        done, total = self.prompt_progress
+        return f"{done * 100 // max(total, 1)}% of {total:,} tokens"
 
     @property
     def dom(self) -> str:
         return dom_id("turn", self.turn_id or "log")
+
+    @property
+    def prompt_seq(self) -> int | None:
+        """The seq of the turn's user message (what Regenerate forks before)."""
+        first = self.blocks[0] if self.blocks else None
+        return first.seq if isinstance(first, UserBlock) and not first.steering else None
+
+    def failed(self) -> bool:
+        return self.finish_reason in FAILED_FINISHES
+
+    @property
+    def waiting_label(self) -> str:
+        return WAITING_LABELS.get(self.waiting, "")
+
+    @property
+    def waiting_ms(self) -> int:
+        """How long the turn has waited so far (the page counts on from there)."""
+        return round((time.monotonic() - self.waiting_since) * 1000) if self.waiting else 0
+
+    def _texts(self) -> list[Item]:
+        return [
+            item
+            for block in self.blocks
+            if isinstance(block, Step)
+            for item in block.items
+            if item.kind == "text" and item.text.strip()
+        ]
+
+    @property
+    def answer_markdown(self) -> str:
+        """The answer's text as the model wrote it (Markdown): its steps' texts, in order."""
+        return "\n\n".join(item.text.strip() for item in self._texts())
+
+    def announcement(self, limit: int = 2000) -> str:
+        """What a screen reader is told once the turn ended: its answer as plain text, or
+        how it ended when it did not finish."""
+        text = " ".join(" ".join(html.unescape(strip_tags(i.html)).split()) for i in self._texts())
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+        errors = [
+            item.text
+            for block in self.blocks
+            if isinstance(block, Step)
+            for item in block.items
+            if item.kind == "error"
+        ]
+        parts = [f"Answer: {text}" if text else "The turn ended without an answer."]
+        if errors:
+            parts.append(f"Error: {errors[-1]}")
+        if self.finish_reason == "aborted":
+            parts.append("(stopped)")
+        return " ".join(parts)
 
     def new_step(self) -> Step:
         count = sum(1 for block in self.blocks if block.kind == "step")
@@ -208,6 +289,8 @@ def turns_from_history(
         if row["message"] != message:
             message = row["message"]
             block = _open_block(turn, row["role"])
+            if isinstance(block, UserBlock):
+                block.seq = row.get("seq")
         _add_chunk(turn, block, row["chunk"], cards, attachments or {})
     for turn in turns:
         if turn.turn_id in numbered:
@@ -267,6 +350,7 @@ def _last_step(turn: TurnView) -> Step:
 
 def _attach_metrics(turn: TurnView, number: int, metrics: TurnMetrics) -> None:
     turn.number = number
+    turn.finish_reason = metrics.finish_reason
     turn.row = turn_row(metrics, number)
     positions = {step.step_id: (n, step) for n, step in enumerate(metrics.steps, start=1)}
     for block in turn.blocks:
@@ -282,6 +366,8 @@ def _content_text(content: Any) -> str:
 # ---------------------------------------------------------------------- from live events
 
 DELTAS = frozenset({"text-delta", "reasoning-delta", "tool-output"})
+# Events that show a step's output has begun (or the turn is over): no more waiting.
+_OUTPUT = frozenset({"text-delta", "reasoning-delta", "tool-call", "error", "done"})
 
 
 class LiveTurn:
@@ -290,6 +376,7 @@ class LiveTurn:
 
     def __init__(self, turn_id: str, number: int) -> None:
         self.view = TurnView(turn_id, number=number, running=True)
+        self._wait("reading")
         self._step: Step | None = None  # the step receiving content (None between steps)
         self._last_step: Step | None = None
         self._cards: dict[str, tuple[ToolCard, Step]] = {}
@@ -313,6 +400,16 @@ class LiveTurn:
         self._new, self._appended, self._dirty, self._foot = False, [], [], False
         return changes
 
+    def _wait(self, what: str) -> None:
+        """The turn waits for a step's first output (``""``: it does not)."""
+        view = self.view
+        if view.waiting == what:
+            return
+        if what and not view.waiting:
+            view.waiting_since = time.monotonic()
+            view.prompt_progress = None
+        view.waiting, self._foot = what, True
+
     def _touch(self, step: Step) -> None:
         if not any(step is s for s in self._dirty):
             self._dirty.append(step)
@@ -328,6 +425,8 @@ class LiveTurn:
         kind = event["type"]
         if self.view.retry and kind not in ("provider-retry", "usage"):
             self.view.retry, self._foot = "", True
+        if kind in _OUTPUT:
+            self._wait("")
         handler = getattr(self, "_on_" + kind.replace("-", "_"), None)
         if handler is not None:
             handler(event)
@@ -342,6 +441,15 @@ class LiveTurn:
         self.view.blocks.append(block)
         self._appended.append(block)
         self._step = None
+        self._wait("reading")
+
+    def _on_prompt_progress(self, event: dict) -> None:
+        self.view.prompt_progress = (int(event["done"]), int(event["total"]))
+        self._foot = True
+
+    def _on_status(self, event: dict) -> None:
+        if self.view.running and (self._step is None or self.view.waiting):
+            self._wait("queued" if event.get("status") == "queued" else "reading")
 
     def _on_text_delta(self, event: dict) -> None:
         step = self._open_step()
@@ -378,6 +486,8 @@ class LiveTurn:
         card.is_error = bool(event.get("isError"))
         card.duration_ms = event.get("durationMs")
         self._touch(step)
+        if all(not c.running for c in step.item("tools").cards):
+            self._wait("reading")  # the step's tools are done: the next step reads its prompt
 
     def _on_usage(self, event: dict) -> None:
         self._usage[event["stepId"]] = Usage.from_wire(event["usage"])
@@ -415,6 +525,8 @@ class LiveTurn:
                     item.done = True
                 self._touch(step)
         self.view.running = False
+        self.view.finish_reason = event["reason"]
+        self._wait("")
         self.context_size = event.get("contextSize")
         metrics = TurnMetrics(
             turn_id=self.turn_id,

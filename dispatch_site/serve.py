@@ -8,7 +8,8 @@ the last responses to go out and stops; a second signal stops at once (recovery 
 the turns that were still running).
 
 The event loop policy must be set before Daphne imports Twisted's asyncio reactor, which
-creates the loop at import time.
+creates the loop at import time. The access log redacts ``?token=`` values
+(chat.overrides.access_log).
 """
 
 import asyncio
@@ -79,5 +80,8 @@ class DispatchCommandLine(CommandLineInterface):
     server_class = DrainingServer
 
 
+from chat.overrides import access_log  # noqa: E402
+
 if __name__ == "__main__":
+    access_log.install()
     DispatchCommandLine.entrypoint()

@@ -140,6 +140,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chat.pages.theme_context",
             ],
         },
     },
@@ -264,7 +265,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # The level and the logger on every line: an operator greps for WARNING and ERROR.
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
@@ -335,6 +338,9 @@ CORS_EXPOSE_HEADERS = ["X-Conversation-Id"]
 # Request size limits: whole request bodies, and one chat message (chat.schemas → 400).
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DISPATCH_MAX_REQUEST_BYTES", str(2_621_440)))
 DISPATCH_MAX_MESSAGE_CHARS = int(os.environ.get("DISPATCH_MAX_MESSAGE_CHARS", "200000"))
+# A conversation imported with POST /conversations/import (its own limit: exports of long
+# conversations are larger than any other request body).
+DISPATCH_MAX_IMPORT_BYTES = int(os.environ.get("DISPATCH_MAX_IMPORT_BYTES", str(50 * 2**20)))
 # One WebSocket frame: room for a longest message even when JSON escapes every character.
 DISPATCH_MAX_FRAME_CHARS = int(
     os.environ.get("DISPATCH_MAX_FRAME_CHARS", str(6 * DISPATCH_MAX_MESSAGE_CHARS + 65536))

@@ -37,6 +37,7 @@ _TURN_FIELDS = (
     "finish_reason",
     "input_tokens",
     "output_tokens",
+    "output_tokens_estimated",
     "cache_read_tokens",
     "cache_write_tokens",
     "duration_ms",
@@ -47,6 +48,7 @@ _STEP_FIELDS = (
     "step_id",
     "input_tokens",
     "output_tokens",
+    "output_tokens_estimated",
     "cache_read_tokens",
     "cache_write_tokens",
     "ttft_ms",
@@ -61,6 +63,7 @@ def _usage(row: dict) -> Usage:
         row["output_tokens"],
         row["cache_read_tokens"],
         row["cache_write_tokens"],
+        row["output_tokens_estimated"],
     )
 
 
@@ -234,6 +237,7 @@ def _timed_turns(*, owner, window: Window) -> QuerySet:
         created_at__gte=window.start,
         created_at__lt=window.end,
         generation_ms__gt=0,
+        copied=False,
     ).exclude(model="")
 
 
@@ -338,10 +342,14 @@ def throughput_series(*, owner, window: Window) -> list[dict]:
 
 
 def turns_in_window(*, owner, window: Window) -> QuerySet:
-    """The owner's turns created in the window, newest first (for the page's table)."""
+    """The owner's turns created in the window, newest first (for the page's table); copies
+    made by forks and imports are left out, as in the aggregates."""
     return (
         TurnMetricsRow.objects.filter(
-            conversation__owner=owner, created_at__gte=window.start, created_at__lt=window.end
+            conversation__owner=owner,
+            created_at__gte=window.start,
+            created_at__lt=window.end,
+            copied=False,
         )
         .order_by("-created_at", "-id")
         .values(
@@ -351,6 +359,7 @@ def turns_in_window(*, owner, window: Window) -> QuerySet:
             "finish_reason",
             "input_tokens",
             "output_tokens",
+            "output_tokens_estimated",
             "generation_ms",
             "ttft_ms",
             "duration_ms",

@@ -35,14 +35,15 @@ def _maybe(value, formatter) -> str:
 
 
 def _turn_row(row: dict) -> dict:
+    mark = "~" if row["output_tokens_estimated"] else ""  # counted from the stream
     return {
         "conversation_id": row["conversation_id"],
         "turn_id": row["turn_id"],
         "created_at": row["created_at"],
         "model": row["model"] or "–",
-        "tokens": format_tokens(row["input_tokens"] + row["output_tokens"]),
+        "tokens": mark + format_tokens(row["input_tokens"] + row["output_tokens"]),
         "split": f"{format_tokens(row['input_tokens'])} in / "
-        f"{format_tokens(row['output_tokens'])} out",
+        f"{mark}{format_tokens(row['output_tokens'])} out",
         "tps": _maybe(tokens_per_second(row["output_tokens"], row["generation_ms"]), format_tps),
         "ttft": _maybe(row["ttft_ms"], format_duration),
         "duration": _maybe(row["duration_ms"], format_duration),

@@ -36,6 +36,9 @@ class UnknownModel(Exception):
 @dataclass(frozen=True)
 class ModelInfo:
     context_window: int | None
+    # The credential passes a reasoning effort (``reasoning_effort = true``): the web app
+    # offers its Effort control only then.
+    reasoning: bool = False
     vision: bool = False
 
 
@@ -127,7 +130,7 @@ class Catalog:
             window = self._context_window(credential) if models else None
             for model in models:
                 out[f"{credential.name}/{model}"] = ModelInfo(
-                    window, self.vision(credential, model)
+                    window, credential.reasoning_effort, self.vision(credential, model)
                 )
         return out
 

@@ -34,6 +34,7 @@ from chat.runtime.attachments import ATTACHMENT_TYPES, attachment_text
 from chat.runtime.types import (
     Finish,
     Message,
+    PromptProgress,
     ProviderError,
     ProviderEvent,
     ProviderRequest,
@@ -401,6 +402,10 @@ class _TokenWatch:
         self._is_eog = is_end_of_generation
         self.prompt_tokens = 0
         self.completion_tokens = 0
+
+    def on_prompt(self, done: int, total: int) -> None:
+        """Between prompt batches: tell the stream how far it is; a closed stream stops here."""
+        self._job.put(PromptProgress(done, total))
 
     def on_token(self, token: int) -> bool:
         """A token was sampled; False stops generation before it is used."""

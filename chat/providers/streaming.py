@@ -140,12 +140,13 @@ async def relay(
 
 
 def coalesce(events: list[ProviderEvent]) -> list[ProviderEvent]:
-    """Merge adjacent text deltas, and adjacent reasoning deltas, into one each."""
+    """Merge adjacent text deltas, and adjacent reasoning deltas, into one each (their token
+    counts add up: a stopped step's output is estimated from them)."""
     merged: list[ProviderEvent] = []
     for event in events:
         last = merged[-1] if merged else None
         if type(event) is type(last) and isinstance(event, TextDelta | ReasoningDelta):
-            merged[-1] = type(event)(last.text + event.text)  # type: ignore[union-attr]
+            merged[-1] = type(event)(last.text + event.text, last.tokens + event.tokens)  # type: ignore[union-attr]
         else:
             merged.append(event)
     return merged

@@ -7,6 +7,7 @@ from chat.runtime.turn import TurnConfig, TurnPorts, TurnRunner, run_turn
 from chat.runtime.types import (
     Finish,
     Message,
+    PromptProgress,
     Provider,
     ProviderError,
     ProviderEvent,
@@ -33,6 +34,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "ProviderEvent",
+    "PromptProgress",
     "ProviderRequest",
     "ReasoningDelta",
     "StatusChange",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from chat.runtime.reconcile import reconcile
 from chat.runtime.types import (
     Finish,
     Message,
+    PromptProgress,
     Provider,
     ProviderError,
     ProviderRequest,
@@ -38,6 +40,8 @@ from chat.runtime.types import (
     WireChunk,
     WireEvent,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 DEFAULT_MAX_STEPS = 25
@@ -58,6 +62,15 @@ class TurnConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     max_tokens: int | None = None
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
+    # Sent as the first (system) message of every provider request; "" sends none. The same
+    # bytes on every request of a conversation, so providers' prompt caches keep working.
+    system_prompt: str = ""
+
+
+def request_messages(system_prompt: str, history: list[Message]) -> list[Message]:
+    """What a step sends the provider: the system prompt, then the reconciled history."""
+    system = [Message("system", [{"type": "system", "text": system_prompt}])]
+    return [*(system if system_prompt else []), *reconcile(history)]
 
 
 @dataclass
@@ -91,12 +104,30 @@ class _Step:
     error: ProviderError | None = None
     stream_start: float | None = None
     first_token: float | None = None
+    last_token: float | None = None
     stream_end: float | None = None
     committed: bool = False  # its messages are persisted (or it had none)
+    streamed_tokens: int = 0  # text and reasoning pieces that streamed in (≈ tokens)
 
     @property
     def has_content(self) -> bool:
         return bool(self.chunks)
+
+    def cut_short(self, now: float) -> None:
+        """The stream ended without finishing (stopped, failed): for its timings it ended
+        at its last token, since the time after that (a stall, the wait for the user's
+        stop) produced nothing."""
+        if self.stream_end is None:
+            self.stream_end = self.last_token if self.last_token is not None else now
+
+    def measured_usage(self) -> Usage:
+        """The provider's usage; without it, the output counted from the streamed deltas
+        (marked ``estimated``; the input is unknown)."""
+        if self.usage is not None:
+            return self.usage
+        if self.streamed_tokens:
+            return Usage(output_tokens=self.streamed_tokens, estimated=True)
+        return Usage()
 
     def metrics(self) -> StepMetrics:
         """The step's usage so far and its timings (docs/protocol.md#2-chunks-and-the-log), as far as the stream got."""
@@ -106,7 +137,7 @@ class _Step:
                 ttft = _ms(self.first_token - self.stream_start)
                 decode = _ms(self.stream_end - self.first_token)
             total = _ms(self.stream_end - self.stream_start)
-        return StepMetrics(self.id, self.usage or Usage(), ttft, decode, total)
+        return StepMetrics(self.id, self.measured_usage(), ttft, decode, total)
 
 
 def _drop_unfinished_calls(step: _Step) -> None:
@@ -185,6 +216,10 @@ class TurnRunner:
             if self.aborted:
                 reason = self._stop_reason()
             else:
+                log.error(
+                    "conversation %s turn %s: turn failed: %s: %s",
+                    cfg.conversation_id, cfg.turn_id, type(exc).__name__, exc,
+                )  # fmt: skip
                 await self._emit("error", message=f"turn failed: {exc}")
                 reason = "error"
         return await self._finish(reason, started)
@@ -193,23 +228,25 @@ class TurnRunner:
         return "interrupted" if self.interrupted else "aborted"
 
     async def _finish(self, reason: str, started: float) -> TurnMetrics:
-        steps = self._steps
+        kept = self._steps
         if self.interrupted:  # the unfinished step is not in the log: not in metrics either
-            steps = [s for s in steps if s.committed]
+            kept = [s for s in kept if s.committed]
         # Only steps that called the provider count: an abort can leave a next step unstarted.
-        ran = [s for s in steps if s.stream_start is not None]
-        last = ran[-1].usage if ran else None
+        ran = [s for s in kept if s.stream_start is not None]
+        steps = tuple(s.metrics() for s in ran)
+        # The context is known from the provider's own usage only (an estimate has no input).
+        last = next((s.usage for s in reversed(ran) if s.usage is not None), None)
         metrics = TurnMetrics(
             turn_id=self.config.turn_id,
             finish_reason=reason,
-            usage=sum((s.usage for s in steps if s.usage), Usage()),
+            usage=sum((s.usage for s in steps), Usage()),
             model=self.config.model or None,
             duration_ms=_ms(self.ports.clock() - started),
             context_size=last.input_tokens + last.output_tokens if last is not None else None,
-            steps=tuple(s.metrics() for s in ran),
+            steps=steps,
         )
         done: dict[str, Any] = {"reason": reason, "durationMs": metrics.duration_ms}
-        if any(s.usage for s in steps):
+        if any(s.usage is not None or s.streamed_tokens for s in ran):
             done["usage"] = metrics.usage.to_wire()
         if metrics.context_size is not None:
             done["contextSize"] = metrics.context_size
@@ -227,7 +264,8 @@ class TurnRunner:
             step = _Step(index, make_step_id(cfg.turn_id, index))
             self._steps.append(step)
             try:
-                await self._interruptible(self._stream_step(step, reconcile(history)), step)
+                messages = request_messages(cfg.system_prompt, history)
+                await self._interruptible(self._stream_step(step, messages), step)
                 await self._emit("step-complete", stepId=step.id, **step.metrics().timing_wire())
                 if step.error is None and step.calls:
                     await self._interruptible(self._run_tools(step), step)
@@ -277,7 +315,7 @@ class TurnRunner:
 
     def _aborted_in(self, step: _Step) -> TurnAborted:
         """Abort rule: keep partial text/thinking and finished call/result pairs only."""
-        step.stream_end = step.stream_end or self.ports.clock()
+        step.cut_short(self.ports.clock())
         _drop_unfinished_calls(step)
         return TurnAborted()
 
@@ -327,12 +365,21 @@ class TurnRunner:
                         if self.aborted:
                             break  # the next event boundary; abort() may not have cancelled us
                         await self._on_provider_event(step, event)
-                step.stream_end = ports.clock()
+                if self.aborted:
+                    step.cut_short(ports.clock())
+                else:
+                    step.stream_end = ports.clock()
+                if attempt:
+                    log.warning(
+                        "conversation %s turn %s step %d: the provider recovered after %d retries",
+                        cfg.conversation_id, cfg.turn_id, step.index, attempt,
+                    )  # fmt: skip
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                step.stream_end = ports.clock()
+                step.stream_end = None
+                step.cut_short(ports.clock())
                 error = (
                     exc
                     if isinstance(exc, ProviderError)
@@ -342,6 +389,7 @@ class TurnRunner:
                     delay = cfg.retry_delays[attempt]
                     attempt += 1
                     ports.observer.provider_retry(step.id, error, attempt)
+                    self._log_failure(step, error, f"retry {attempt} in {delay:g}s")
                     fields = {"code": error.code} if error.code else {}
                     await self._emit(
                         "provider-retry",
@@ -352,15 +400,35 @@ class TurnRunner:
                     )
                     await ports.sleep(delay)
                     continue
+                outcome = f"gave up after {attempt} retries" if error.retryable else "not retryable"
+                self._log_failure(step, error, outcome, level=logging.ERROR)
                 step.error = error
                 return
+
+    def _log_failure(
+        self, step: _Step, error: ProviderError, outcome: str, level: int = logging.WARNING
+    ) -> None:
+        """One line for the operator: ids, the error's code and message (the adapters word
+        it from the status and the server's error; never the conversation's text)."""
+        log.log(
+            level,
+            "conversation %s turn %s step %d: provider failed (%s): %s; %s",
+            self.config.conversation_id, self.config.turn_id, step.index,
+            error.code or "error", error.message, outcome,
+        )  # fmt: skip
+
+    def _token(self, step: _Step, tokens: int) -> None:
+        now = self.ports.clock()
+        if step.first_token is None:
+            step.first_token = now
+        step.last_token = now
+        step.streamed_tokens += tokens
 
     async def _on_provider_event(self, step: _Step, event: object) -> None:
         if isinstance(event, TextDelta):
             if not event.text:
                 return
-            if step.first_token is None:
-                step.first_token = self.ports.clock()
+            self._token(step, event.tokens)
             if step.text is None:
                 step.text = {"type": "text", "text": ""}
                 step.chunks.append(step.text)
@@ -369,8 +437,7 @@ class TurnRunner:
         elif isinstance(event, ReasoningDelta):
             if not event.text:
                 return
-            if step.first_token is None:
-                step.first_token = self.ports.clock()
+            self._token(step, event.tokens)
             if step.thinking is None:
                 step.thinking = {"type": "thinking", "text": ""}
                 step.chunks.append(step.thinking)
@@ -400,6 +467,8 @@ class TurnRunner:
             step.finish_reason = event.reason
         elif isinstance(event, StatusChange):
             await self._emit("status", status=event.status)
+        elif isinstance(event, PromptProgress):
+            await self._emit("prompt-progress", stepId=step.id, done=event.done, total=event.total)
 
     # ------------------------------------------------------------------ tools
 

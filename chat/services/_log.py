@@ -9,11 +9,13 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chat import search
 from chat.errors import Conflict
 from chat.models import (
     Chunk,
     Conversation,
     QueuedMessage,
+    SearchEntry,
     Turn,
 )
 from chat.runtime import Message, TurnMetrics
@@ -53,7 +55,13 @@ def conversation_ensure(*, user, conversation_id: str, **defaults) -> Conversati
             return conversation
         try:
             with transaction.atomic():
-                return Conversation.objects.create(id=conversation_id, owner=user, **defaults)
+                conversation = Conversation.objects.create(
+                    id=conversation_id, owner=user, **defaults
+                )
+                search.title_index(
+                    conversation_id=conversation.id, owner_id=user.pk, title=conversation.title
+                )
+                return conversation
         except IntegrityError:
             continue  # created concurrently: read it again
     raise Conflict(f"could not create conversation {conversation_id}")
@@ -71,7 +79,7 @@ def chunks_append(
     """
     conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
     seq, ordinal = conversation.last_seq, conversation.last_message_ordinal
-    rows = []
+    rows, entries = [], []
     for message in messages:
         if not message.chunks:
             continue
@@ -90,7 +98,19 @@ def chunks_append(
                     step_id=chunk.get("stepId", ""),
                 )
             )
+            text = search.indexed_text(chunk, message.role)
+            if text is not None:
+                entries.append(
+                    SearchEntry(
+                        conversation_id=conversation_id,
+                        owner_id=conversation.owner_id,
+                        seq=seq,
+                        role=message.role,
+                        text=text,
+                    )
+                )
     Chunk.objects.bulk_create(rows)
+    SearchEntry.objects.bulk_create(entries)
     Conversation.objects.filter(pk=conversation_id).update(
         last_seq=seq, last_message_ordinal=ordinal, last_activity_at=timezone.now()
     )
@@ -138,10 +158,16 @@ def conversation_set_status(*, conversation_id: str, status: str) -> None:
 
 
 def conversation_update(*, conversation: Conversation, **fields) -> Conversation:
-    """Set title / model / reasoning_effort / cwd."""
+    """Set title / model / reasoning_effort / cwd / the system prompt's fields."""
     for name, value in fields.items():
         setattr(conversation, name, value)
     conversation.save(update_fields=list(fields))
+    if "title" in fields:
+        search.title_index(
+            conversation_id=conversation.id,
+            owner_id=conversation.owner_id,
+            title=conversation.title,
+        )
     return conversation
 
 

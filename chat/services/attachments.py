@@ -33,11 +33,13 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from chat import selectors
 from chat.errors import Conflict, InvalidInput, NotFound
 from chat.models import Attachment, Conversation
+from chat.runtime.attachments import ATTACHMENT_TYPES
 from chat.services.events import write
 from chat.services.inputs import AttachmentIds, check
 from chat.uploads import Upload, check_upload, too_large
@@ -92,7 +94,7 @@ def _store(*, user, upload: Upload) -> Attachment:
         raise InvalidInput(
             f"too many unsent attachments: at most {UNSENT_MAX}; send or remove some first"
         )
-    attachment_id = "att_" + secrets.token_urlsafe(18)
+    attachment_id = new_attachment_id()
     suffix = {"image/png": ".png", "image/jpeg": ".jpg"}.get(upload.media_type, ".bin")
     storage = attachment_storage()
     stored = storage.save(f"{user.pk}/{attachment_id}{suffix}", ContentFile(upload.data))
@@ -112,6 +114,11 @@ def _store(*, user, upload: Upload) -> Attachment:
     except BaseException:
         storage.delete(stored)
         raise
+
+
+def new_attachment_id() -> str:
+    """A fresh attachment id: ``att_`` and 24 random URL-safe characters (144 bits)."""
+    return "att_" + secrets.token_urlsafe(18)
 
 
 def _forget_stale(user) -> None:
@@ -152,10 +159,26 @@ def attachments_purge(conversation_id: str) -> int:
 
 
 def _delete(rows) -> int:
+    """Delete the rows; once committed, their files that no other row names (a fork's copy of
+    an attachment shares its source's files)."""
     doomed = list(rows.values_list("storage_name", "workspace_path", "sha256"))
-    if doomed:
-        rows.delete()
-        transaction.on_commit(lambda: _delete_files(doomed))
+    if not doomed:
+        return 0
+    rows.delete()
+    names = {name for name, _, _ in doomed}
+    paths = {path for _, path, _ in doomed if path}
+    kept = Attachment.objects.filter(Q(storage_name__in=names) | Q(workspace_path__in=paths))
+    kept_names, kept_paths = set(), set()
+    for name, path in kept.values_list("storage_name", "workspace_path"):
+        kept_names.add(name)
+        kept_paths.add(path)
+    files = [
+        ("" if name in kept_names else name, "" if path in kept_paths else path, sha256)
+        for name, path, sha256 in doomed
+    ]
+    files = [file for file in files if file[0] or file[1]]
+    if files:
+        transaction.on_commit(lambda: _delete_files(files))
     return len(doomed)
 
 
@@ -163,7 +186,8 @@ def _delete_files(doomed: list[tuple[str, str, str]]) -> None:
     storage = attachment_storage()
     for storage_name, workspace_path, sha256 in doomed:
         try:
-            storage.delete(storage_name)
+            if storage_name:
+                storage.delete(storage_name)
         except Exception:
             log.exception("could not delete attachment file %s", storage_name)
         if workspace_path:
@@ -299,6 +323,56 @@ def attachment_chunk(row: Attachment) -> dict:
     else:
         chunk["path"] = PurePath(row.workspace_path).name or row.name
     return chunk
+
+
+# ---------------------------------------------------------------------- forks
+
+
+def attachments_fork(*, source: Conversation, fork: Conversation, payloads: list[dict]) -> list:
+    """The chunks a fork copies from ``source``, for the fork: each attachment they name gets a
+    row of the fork — a new id, the same stored file, description and working-directory copy
+    (deleting either conversation leaves the other its files) — and the chunks name it. Other
+    chunks come back as they are. In the transaction that makes the fork."""
+    ids = {
+        payload["attachmentId"]
+        for payload in payloads
+        if payload.get("type") in ATTACHMENT_TYPES and isinstance(payload.get("attachmentId"), str)
+    }
+    if not ids:
+        return payloads
+    renamed = {
+        row.pk: _copy(row, conversation_id=fork.pk).pk
+        for row in Attachment.objects.filter(conversation=source, pk__in=ids)
+    }
+    return [
+        {**payload, "attachmentId": renamed[payload["attachmentId"]]}
+        if payload.get("type") in ATTACHMENT_TYPES and payload.get("attachmentId") in renamed
+        else payload
+        for payload in payloads
+    ]
+
+
+def attachments_again(*, user, conversation_id: str, seq: int) -> list[str]:
+    """Unsent copies of the attachments of the user message at ``seq`` (to send that message
+    once more: a regenerate); their ids, in the message's order."""
+    payloads = selectors.message_chunks(conversation_id=conversation_id, seq=seq)
+    ids = [p.get("attachmentId") for p in payloads if p.get("type") in ATTACHMENT_TYPES]
+    rows = selectors.conversation_attachments(conversation_id=conversation_id, ids=ids)
+    return [
+        _copy(rows[i], conversation_id=None, sent_at=None, workspace_path="").pk
+        for i in ids
+        if i in rows and rows[i].owner_id == user.pk
+    ]
+
+
+def _copy(row: Attachment, **changes) -> Attachment:
+    """A new row (a new id) with ``row``'s fields but ``changes`` (column names)."""
+    fields = {
+        field.attname: getattr(row, field.attname)
+        for field in Attachment._meta.concrete_fields
+        if field.attname not in ("id", "created_at")
+    }
+    return Attachment.objects.create(id=new_attachment_id(), **(fields | changes))
 
 
 def attachment_bytes(row: Attachment) -> bytes:

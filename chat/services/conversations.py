@@ -97,7 +97,8 @@ def _do_close(*, user, conversation_id: str) -> bool:
 
 async def conversation_open(*, user, conversation_id: str) -> Conversation:
     """Open the conversation as the user's current tab (the last one when it is new); a closed
-    conversation is reopened (status ``idle``). NotFound when it does not exist."""
+    conversation is reopened (status ``idle``), an archived one restored. NotFound when it
+    does not exist."""
     check("conversationId", ConversationId, conversation_id)
     return await write(_do_open, user=user, conversation_id=conversation_id)
 
@@ -111,6 +112,10 @@ def _do_open(*, user, conversation_id: str) -> Conversation:
         conversation.status = Conversation.Status.IDLE
         _log.conversation_set_status(conversation_id=conversation_id, status=conversation.status)
         status_changed(conversation_id=conversation_id, status=conversation.status)
+        changed = True
+    if conversation.archived_at is not None:
+        conversation.archived_at = None
+        conversation.save(update_fields=["archived_at"])
         changed = True
     tabs = Tab.objects.select_for_update().filter(user=user)
     if not tabs.filter(conversation=conversation).exists():

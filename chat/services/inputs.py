@@ -17,11 +17,13 @@ from pydantic_core import PydanticCustomError
 
 from chat.errors import InvalidInput
 from chat.models import CONVERSATION_ID_PATTERN, REASONING_EFFORTS
+from chat.prompts import TEMPLATE_MAX_CHARS
 
 CONVERSATION_ID_RULE = "must be 1 to 128 of A-Z a-z 0-9 . _ : - (the first a letter or digit)"
 TITLE_MAX = 200
 MODEL_NAME_MAX = 300
 CWD_MAX = 1000
+PRESET_NAME_MAX = 100
 
 
 def _no_nul(value: str) -> str:
@@ -43,6 +45,16 @@ def _title(value: str) -> str:
         raise PydanticCustomError("blank", "must not be empty")
     if len(value) > TITLE_MAX:
         raise PydanticCustomError("too_long", f"must be at most {TITLE_MAX} characters")
+    return value
+
+
+def _preset_name(value: str) -> str:
+    """Whitespace folded; 1 to PRESET_NAME_MAX characters."""
+    value = " ".join(_no_nul(value).split())
+    if not value:
+        raise PydanticCustomError("blank", "must not be empty")
+    if len(value) > PRESET_NAME_MAX:
+        raise PydanticCustomError("too_long", f"must be at most {PRESET_NAME_MAX} characters")
     return value
 
 
@@ -85,6 +97,13 @@ AttachmentId = Annotated[
 ]
 # The count limit (DISPATCH_ATTACHMENTS_PER_MESSAGE) is checked by the service, which says it.
 AttachmentIds = Annotated[list[AttachmentId], Field(max_length=1000)]
+# A system prompt template (chat.prompts checks its syntax).
+PromptTemplate = Annotated[StrictStr, Field(max_length=TEMPLATE_MAX_CHARS), AfterValidator(_no_nul)]
+PresetName = Annotated[StrictStr, AfterValidator(_preset_name)]
+# A history position: a seq (≥ 1).
+Seq = Annotated[int, Field(ge=1, le=2**62)]
+Theme = Literal["system", "light", "dark"]
+TurnId = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 
 
 @cache

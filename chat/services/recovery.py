@@ -36,9 +36,14 @@ def turns_recover(*, stale_before=None) -> list[str]:
     rows = Turn.objects.filter(status=Turn.Status.RUNNING)
     if stale_before is not None:
         rows = rows.filter(heartbeat_at__lt=stale_before)
-    sealed = [turn.id for turn in rows if _recover(turn)]
-    if sealed:
-        log.warning("recovered %d interrupted turn(s): %s", len(sealed), ", ".join(sealed))
+    sealed = []
+    for turn in rows:
+        if _recover(turn):
+            sealed.append(turn.id)
+            log.warning(
+                "conversation %s turn %s: its worker %s is gone; sealed as interrupted",
+                turn.conversation_id, turn.id, turn.worker or "(unknown)",
+            )  # fmt: skip
     return sealed
 
 

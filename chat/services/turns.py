@@ -18,14 +18,19 @@ from django.db import DatabaseError
 
 from chat import observe, selectors
 from chat.config import get_config
-from chat.errors import Conflict, DomainError, InvalidInput, Unavailable
+from chat.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import ResolvedModel, UnknownModel, get_catalog
 from chat.ratelimit import turn_rate_check
 from chat.running import RunningTurn, notify, running_turns
 from chat.runtime import Message, TurnConfig, TurnMetrics, TurnPorts, TurnRunner, new_turn_id
 from chat.services import _log
-from chat.services.attachments import attachments_check, attachments_names, attachments_send
+from chat.services.attachments import (
+    attachments_again,
+    attachments_check,
+    attachments_names,
+    attachments_send,
+)
 from chat.services.events import (
     conversation_group,
     publish_on_commit,
@@ -40,8 +45,10 @@ from chat.services.inputs import (
     ModelName,
     PromptText,
     ReasoningEffort,
+    TurnId,
     check,
 )
+from chat.services.prompts import check_template, system_prompt_for_turn
 from chat.services.recovery import heartbeat_loop
 from chat.services.vision import ImagesForModel
 from chat.services.workspace import conversation_dir, conversation_dir_ready
@@ -65,6 +72,7 @@ class _TurnRequest:
     reasoning_effort: str | None = None
     cwd: str | None = None
     attachments: tuple[str, ...] = ()
+    system_prompt: str | None = None  # a template for the conversation (chat.prompts)
 
 
 async def turn_start(
@@ -76,15 +84,18 @@ async def turn_start(
     reasoning_effort: str | None = None,
     cwd: str | None = None,
     attachments: list[str] | None = None,
+    system_prompt: str | None = None,
 ) -> RunningTurn:
     """Start a turn and return it; ``listen()`` on it yields every event from the first.
 
     ``conversation_id`` None mints a new conversation. ``attachments`` are ids of the user's
     unsent attachments (chat.services.attachments); with some, ``message`` may be empty.
-    Raises InvalidInput (bad fields, an unknown model, a cwd outside the user's workspace, too
-    many or already sent attachments) before anything is stored, NotFound for someone else's
-    conversation or attachment, Conflict when a turn already runs in the conversation,
-    RateLimited when the user started too many turns lately.
+    ``system_prompt``, a template, becomes the conversation's (as
+    ``conversation_set_system_prompt``). Raises InvalidInput (bad fields, an unknown model, a
+    cwd outside the user's workspace, too many or already sent attachments, a template that
+    does not parse) before anything is stored, NotFound for someone else's conversation or
+    attachment, Conflict when a turn already runs in the conversation, RateLimited when the
+    user started too many turns lately.
     """
     attachment_ids = (
         await attachments_check(user=user, attachment_ids=attachments) if attachments else ()
@@ -100,6 +111,9 @@ async def turn_start(
         else check("reasoningEffort", ReasoningEffort, reasoning_effort),
         cwd=None if cwd is None else check("cwd", Cwd, cwd),
         attachments=attachment_ids,
+        system_prompt=None
+        if system_prompt is None
+        else check_template("systemPrompt", system_prompt),
     )
     if request.cwd:
         conversation_dir(owner_id=user.pk, cwd=request.cwd)
@@ -119,6 +133,44 @@ def turns_accepted() -> None:
     """Unavailable when this worker takes no new turns (it drains before exiting)."""
     if running_turns.draining:
         raise Unavailable(SHUTTING_DOWN)
+
+
+RETRYABLE_FINISHES = ("error", "interrupted")
+
+
+async def turn_retry(*, user, conversation_id: str, turn_id: str) -> RunningTurn:
+    """Send a failed turn's prompt again, as a new turn with the conversation's settings; the
+    failed turn stays in the log. NotFound for an unknown turn (or someone else's
+    conversation), InvalidInput for a turn that did not fail; then as ``turn_start``."""
+    check("conversationId", ConversationId, conversation_id)
+    turn_id = check("turnId", TurnId, turn_id)
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(
+        user=user, conversation_id=conversation_id
+    )
+    found = (
+        await database_sync_to_async(selectors.turn_retryable)(
+            conversation_id=conversation_id, turn_id=turn_id
+        )
+        if conversation is not None
+        else None
+    )
+    if found is None:
+        raise NotFound(f"turn not found: {turn_id}")
+    prompt, finish = found
+    seq = await database_sync_to_async(selectors.turn_prompt_seq)(
+        conversation_id=conversation_id, turn_id=turn_id
+    )
+    if finish not in RETRYABLE_FINISHES or seq is None:
+        raise InvalidInput("only a failed turn can be retried", field="turnId")
+    # The prompt's attachments go again too (as copies: an attachment is sent once).
+    attachments = await write(
+        attachments_again, user=user, conversation_id=conversation_id, seq=seq
+    )
+    if not prompt and not attachments:
+        raise InvalidInput("only a failed turn can be retried", field="turnId")
+    return await turn_start(
+        user=user, conversation_id=conversation_id, message=prompt, attachments=attachments or None
+    )
 
 
 async def resolve_model(name: str) -> ResolvedModel:
@@ -217,6 +269,9 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         updates["reasoning_effort"] = request.reasoning_effort
     if request.cwd and conversation.cwd != request.cwd:
         updates["cwd"] = request.cwd
+    if request.system_prompt is not None:
+        updates["system_prompt_template"] = request.system_prompt
+        updates["system_prompt_resolved_for"] = ""  # resolved for this turn
     if updates:
         _log.conversation_update(conversation=conversation, **updates)
     _log.turn_begin(
@@ -255,6 +310,11 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     except BaseException:
         running_turns.turns.pop(conversation_id, None)
         raise
+    try:
+        system_prompt = await system_prompt_for_turn(conversation=conversation)
+    except Exception:  # never a broken turn: the prompt stored before, if any
+        log.exception("conversation %s: the system prompt could not be resolved", conversation_id)
+        system_prompt = conversation.system_prompt
     tools = get_tool_registry()
     await tools.start()
     runtime = get_config().runtime
@@ -271,6 +331,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         max_steps=runtime.max_steps,
         max_tokens=runtime.max_tokens,
         retry_delays=runtime.retry_delays,
+        system_prompt=system_prompt,
     )
     provider = ImagesForModel(
         resolved.provider, conversation_id=conversation_id, vision=resolved.vision
@@ -323,7 +384,10 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
                 if running.stop_requested:
                     running.end_streams()
                 delay = SEAL_RETRY_DELAYS[min(attempt, len(SEAL_RETRY_DELAYS) - 1)]
-                log.warning("sealing turn %s failed (%s); retrying in %ss", turn_id, exc, delay)
+                log.warning(
+                    "conversation %s turn %s: sealing failed (%s); retrying in %ss",
+                    conversation_id, turn_id, exc, delay,
+                )  # fmt: skip
                 await running.pause(delay)
 
     return TurnPorts(
@@ -369,7 +433,7 @@ async def _drive(running: RunningTurn) -> None:
     try:
         await running.runner.run()
     except Exception:
-        log.exception("turn %s crashed", running.turn_id)
+        log.exception("conversation %s turn %s crashed", conversation_id, running.turn_id)
     finally:
         running_turns.turns.pop(conversation_id, None)
     if running.closing is None:  # never sealed: recovery will seal it

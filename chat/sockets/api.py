@@ -210,6 +210,20 @@ class ApiSocket(BaseSocket):
         }
         await self.send_json({"type": "update", "update": update})
 
+    async def chat_deleted(self, message: dict) -> None:
+        """A subscribed conversation was deleted: say so (its id answers 404 from now on)."""
+        conversation_id = message["conversation"]
+        if conversation_id in self.subscriptions:
+            await self.send_json(
+                {"type": "conversation.deleted", "conversationId": conversation_id}
+            )
+
+    async def chat_prompt(self, message: dict) -> None:
+        """A system prompt changed: read it with GET …/system-prompt (no frame)."""
+
+    async def user_presets(self, message: dict) -> None:
+        """The user's presets changed: the web app's news, not part of this protocol."""
+
     async def conversation_open(self, message: dict) -> None:
         await self.send_json(
             {"type": "conversation.open", "conversationId": message["conversation"]}

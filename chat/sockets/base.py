@@ -82,7 +82,7 @@ class Ownership:
             conversation_id=conversation_id
         )
         if owner is None:
-            return False
+            return False  # not yet: whoever creates it decides
         (self.mine if owner == self.user.pk else self.foreign).add(conversation_id)
         return owner == self.user.pk
 

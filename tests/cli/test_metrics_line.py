@@ -32,6 +32,8 @@ def turns(draw) -> dict:
         for index in range(draw(st.integers(min_value=0, max_value=4)))
     ]
     usage = {"inputTokens": draw(tokens), "outputTokens": draw(tokens)}
+    if draw(st.booleans()):
+        usage["estimated"] = True  # counted from the stream (a stopped turn)
     cache = draw(st.none() | tokens)
     if cache is not None:
         usage["cacheReadTokens"] = cache

@@ -13,6 +13,8 @@ import inspect
 
 import channels.consumer
 import channels.layers
+import daphne.access
+import daphne.cli
 import daphne.http_protocol
 import llama_cpp
 import pytest
@@ -49,6 +51,16 @@ PINNED = [
         "604032dae1cc01d2",
     ),
     (
+        "chat/overrides/access_log.py: Daphne's CLI builds daphne.cli.AccessLogGenerator",
+        daphne.cli.CommandLineInterface.run,
+        "039cb21244f402ac",
+    ),
+    (
+        "chat/overrides/access_log.py subclasses AccessLogGenerator.__call__",
+        daphne.access.AccessLogGenerator.__call__,
+        "6336ae23d2ba83f5",
+    ),
+    (
         "chat/overrides/llama.py wraps Llama.generate",
         llama_cpp.Llama.generate,
         "6f16f3b97ede3b9f",
@@ -67,6 +79,11 @@ PINNED = [
         "chat/overrides/daphne.py turns off the multipart parsing of Request.requestReceived",
         twisted.web.http.Request.requestReceived,
         "99ca6c5e24305de4",
+    ),
+    (
+        "chat/overrides/llama.py calls Llama.eval once per n_batch tokens",
+        llama_cpp.Llama.eval,
+        "01b45d258b6688c7",
     ),
 ]
 

@@ -10,6 +10,7 @@ A transport only maps a service's answer to its protocol, so a difference here i
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 
@@ -21,9 +22,18 @@ from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient, Client
 from django.urls import reverse
+from django.utils import timezone
 
-from chat.models import Attachment, Conversation, QueuedMessage, Tab
+from chat.models import (
+    Attachment,
+    Conversation,
+    QueuedMessage,
+    SystemPromptPreset,
+    Tab,
+    UserSettings,
+)
 from chat.ratelimit import turn_rate_check
+from chat.runtime import Message, TurnMetrics
 from chat.services import _log, attachment_upload
 from chat.services.events import conversation_group, user_group
 from tests.chat.images import png_bytes
@@ -33,6 +43,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 CONVERSATION = "intent-conv"
 THEIRS = "bob-conv"
+PRESET = "Brief"
 NOT_FOUND = f"conversation not found: {THEIRS}"
 QUIET = 0.3  # seconds without a message that end a capture (after the probe has answered)
 
@@ -74,7 +85,43 @@ class Api(Transport):
         "send-attachments": "send_attachments",
         "attach": "attach",
         "detach": "detach",
+        "system-prompt": "system_prompt",
+        "preset-save": "preset_save",
+        "preset-delete": "preset_delete",
+        "fork": "fork",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
+        "import": "import_",
+        "theme": "theme",
     }
+
+    async def system_prompt(self, ctx, conversation_id, value):
+        path = f"/conversations/{conversation_id}/system-prompt"
+        return await self._call(ctx, "put", path, {"template": value})
+
+    async def preset_save(self, ctx, conversation_id, value):
+        path = f"/system-prompt-presets/{PRESET}"
+        return await self._call(ctx, "put", path, {"template": value})
+
+    async def preset_delete(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/system-prompt-presets/{PRESET}")
+
+    async def fork(self, ctx, conversation_id, value):
+        body = {} if value is None else {"beforeSeq": value}
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/fork", body)
+
+    async def archive(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/archive")
+
+    async def restore(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/restore")
+
+    async def delete(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/conversations/{conversation_id}")
+
+    async def import_(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", "/conversations", value)
 
     async def _call(self, ctx, method, path, body=None):
         client = api_client(ctx.token)
@@ -82,6 +129,8 @@ class Api(Transport):
         if isinstance(body, bytes):  # an upload
             response = await send(path, {"file": SimpleUploadedFile("notes.txt", body)})
         else:
+            if isinstance(body, dict):
+                body = json.dumps(body)
             response = await (
                 send(path) if body is None else send(path, body, content_type="application/json")
             )
@@ -144,6 +193,9 @@ class Api(Transport):
 
     async def detach(self, ctx, conversation_id, value):
         return await self._call(ctx, "delete", f"/attachments/{value}")
+
+    async def theme(self, ctx, conversation_id, value):
+        return await self._call(ctx, "put", "/preferences", {"theme": value})
 
 
 class ApiSocket(Transport):
@@ -229,7 +281,43 @@ class WebApp(Transport):
         "effort": "effort",
         "tabs": "reorder",
         "send-attachments": "send_attachments",
+        "system-prompt": "system_prompt",
+        "preset-save": "preset_save",
+        "preset-delete": "preset_delete",
+        "fork": "edit",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
+        "theme": "theme",
+        "retry": "retry",
     }
+
+    async def system_prompt(self, ctx, conversation_id, value):
+        frame = {"action": "system_prompt", "template": value}
+        return await self._act(ctx, conversation_id, frame)
+
+    async def preset_save(self, ctx, conversation_id, value):
+        frame = {"action": "preset_save", "presetName": PRESET, "template": value}
+        return await self._act(ctx, CONVERSATION, frame)
+
+    async def preset_delete(self, ctx, conversation_id, value):
+        frame = {"action": "preset_delete", "presetName": PRESET}
+        return await self._act(ctx, CONVERSATION, frame)
+
+    async def edit(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "edit", "seq": value})
+
+    async def archive(self, ctx, conversation_id, value):
+        frame = {"action": "archive", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
+
+    async def restore(self, ctx, conversation_id, value):
+        frame = {"action": "restore", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
+
+    async def delete(self, ctx, conversation_id, value):
+        frame = {"action": "delete", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
 
     async def _act(self, ctx, conversation_id, frame, *, until_sealed=False, page=None):
         """``frame`` sent from the page of ``page`` (default: the conversation acted on)."""
@@ -289,6 +377,13 @@ class WebApp(Transport):
     async def reorder(self, ctx, conversation_id, value):
         return await self._act(ctx, conversation_id, {"action": "reorder", "order": value})
 
+    async def theme(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "theme", "theme": value})
+
+    async def retry(self, ctx, conversation_id, value):
+        frame = {"action": "retry", "turn": value}
+        return await self._act(ctx, conversation_id, frame, until_sealed=True)
+
 
 class Admin(Transport):
     """The Django admin, as an operator: the change form and the list actions."""
@@ -301,8 +396,23 @@ class Admin(Transport):
         "model": "model",
         "effort": "effort",
         "cwd": "cwd",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
     }
     FIELDS = ("title", "model", "reasoning_effort", "cwd")
+
+    async def archive(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "archive", [conversation_id])
+
+    async def restore(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "restore", [conversation_id])
+
+    async def delete(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "delete_for_good", [conversation_id])
 
     async def _edit(self, ctx, conversation_id, field, value):
         @sync_to_async
@@ -423,7 +533,7 @@ def _collapsed(messages: list[tuple]) -> list[tuple]:
     """Consecutive deltas as one: how a stream is cut into deltas depends on timing."""
     out: list[tuple] = []
     for message in messages:
-        if not (out and message == out[-1] and message[1] in DELTA_EVENTS):
+        if not (out and message == out[-1] and message[1:2] and message[1] in DELTA_EVENTS):
             out.append(message)
     return out
 
@@ -440,6 +550,8 @@ def _normal(message: dict) -> tuple:
     if kind == "chat.queue":
         return kind, tuple(item["text"] for item in message["queue"])
     if kind == "conversation.open":
+        return kind, message["conversation"]
+    if kind in ("chat.deleted", "chat.prompt"):
         return kind, message["conversation"]
     return (kind,)
 
@@ -477,15 +589,55 @@ def state(user, conversation_id: str) -> dict:
             )
         ),
         "tabs": list(Tab.objects.filter(user=user).values_list("conversation_id", flat=True)),
+        "managed": None
+        if conversation is None
+        else {
+            "archived": conversation.archived_at is not None,
+            "deleted": conversation.deleted_at is not None,
+            "prompt": (conversation.system_prompt_template, conversation.system_prompt),
+            "forks": conversation.forks.count(),
+        },
+        "presets": list(
+            SystemPromptPreset.objects.filter(owner=user).values_list("name", "template")
+        ),
+        "conversations": Conversation.objects.filter(owner=user).count(),
+        "theme": UserSettings.objects.filter(user=user).values_list("theme", flat=True).first(),
     }
 
 
+FAILED_TURN = "turn-1700000000000-failed"
+
+
 @database_sync_to_async
-def setup(user, other_user, *, status="idle", queued: str | None = None, tabs=()) -> str | None:
-    """A fresh conversation of the user, someone else's, and maybe a queued text (its id)."""
+def setup(
+    user,
+    other_user,
+    *,
+    status="idle",
+    queued: str | None = None,
+    tabs=(),
+    archived=False,
+    preset: str | None = None,
+    failed=False,
+) -> str | None:
+    """A fresh conversation of the user, someone else's, and maybe a queued text (its id) or
+    a failed turn (FAILED_TURN, in both conversations)."""
     _log.conversation_ensure(user=user, conversation_id=CONVERSATION, title="Old")
     _log.conversation_ensure(user=other_user, conversation_id=THEIRS, title="Bob's")
-    Conversation.objects.filter(pk=CONVERSATION).update(status=status)
+    Conversation.objects.filter(pk=CONVERSATION).update(
+        status=status, archived_at=timezone.now() if archived else None
+    )
+    SystemPromptPreset.objects.filter(owner=user).delete()
+    if preset is not None:
+        SystemPromptPreset.objects.create(owner=user, name=PRESET, template=preset)
+    if failed:
+        for n, conversation_id in enumerate((CONVERSATION, THEIRS)):
+            turn = _log.turn_begin(
+                conversation_id=conversation_id, turn_id=f"{FAILED_TURN}{n}", model=MODEL, worker=""
+            )
+            prompt = Message("user", [{"type": "text", "text": "try again"}])
+            _log.chunks_append(conversation_id=conversation_id, messages=[prompt], turn_id=turn.id)
+            _log.turn_seal(turn_id=turn.id, metrics=TurnMetrics(turn.id, "error", model=MODEL))
     for position, conversation_id in enumerate(tabs):
         _log.conversation_ensure(user=user, conversation_id=conversation_id)
         Tab.objects.create(user=user, conversation_id=conversation_id, position=position)
@@ -511,6 +663,7 @@ def clean_state(user, other_user):
         def wipe():
             Attachment.objects.filter(owner__in=[user, other_user]).delete()
             Conversation.objects.filter(owner__in=[user, other_user]).delete()
+            UserSettings.objects.filter(user__in=[user, other_user]).delete()
 
         await wipe()
 
@@ -542,13 +695,29 @@ CASES = [
     Case("queue-cancel", "QUEUED", {"queued": "later please"}),
     Case("stop", None, {}),
     Case("send", "hello there", {}, frozenset({"tabs", "user.conversations"})),
+    Case("system-prompt", "Be brief. Chat {{conversation_id}}.", {}),
+    Case("preset-save", "Be brief.", {}),
+    Case("preset-delete", None, {"preset": "Be brief."}),
+    Case("fork", None, {}),
+    Case("archive", None, {"tabs": (CONVERSATION,)}),
+    Case("restore", None, {"archived": True}),
+    Case("delete", None, {"tabs": (CONVERSATION,)}),
+    Case(
+        "import",
+        {"format": "dispatch.conversation", "version": 1, "conversation": {"title": "Imp"}},
+        {},
+    ),
+    Case("theme", "dark", {}),
+    Case("retry", FAILED_TURN + "0", {"failed": True}),
     Case("send-attachments", [ATTACHMENT], {}, frozenset({"tabs", "user.conversations"})),
     Case("attach", b"some notes", {}),
     Case("detach", ATTACHMENT, {}),
 ]
-# Intents only the JSON API offers (the web app's page calls the same routes), and those
-# that tell no socket about themselves.
-ONE_TRANSPORT = {"cwd", "attach", "detach"}
+# Intents only one transport offers: cwd and import (the JSON API; the web app's import
+# posts to that same route), the web app's Retry button, and uploading and removing an
+# attachment (the JSON API; the web app's page calls those same routes).
+ONE_TRANSPORT = {"cwd", "import", "retry", "attach", "detach"}
+# Intents that tell no socket about themselves.
 SILENT = {"stop", "attach", "detach"}
 
 
@@ -572,7 +741,7 @@ async def test_every_transport_stores_and_announces_the_same(
         queued_id = await setup(user, other_user, **case.setup)
         value = queued_id if case.value == "QUEUED" else case.value
         value = await fresh_attachment(user, value)
-        if case.intent.startswith("send"):
+        if case.intent in ("send", "retry", "send-attachments"):
             script_answers(scripted, "general kenobi")
         async with Capture(user.pk, CONVERSATION) as capture:
             refusal = await transport.run(ctx, case.intent, CONVERSATION, value)
@@ -611,6 +780,17 @@ BAD_INPUTS = [
     ("queue-cancel", "²", None),
     ("tabs", ["missing"], "conversationIds: must name every open tab exactly once"),
     ("tabs", "x", None),
+    ("system-prompt", "Hi {{nope}}", None),
+    ("system-prompt", "[if cwd]open", "template: line 1: [if] is never closed with [endif]"),
+    ("system-prompt", 5, "template: Input should be a valid string"),
+    ("preset-save", "{{file:/etc/passwd}}", None),
+    ("fork", 0, "beforeSeq: Input should be greater than or equal to 1"),
+    ("fork", 7, "beforeSeq: must be at most 1 (the latest seq + 1)"),
+    ("fork", "x", "beforeSeq: Input should be a valid integer"),
+    ("theme", "purple", None),
+    ("theme", 5, None),
+    ("retry", 5, "turnId: Input should be a valid string"),
+    ("retry", "turn-unknown", "turn not found: turn-unknown"),
     ("send-attachments", ["att_missing"], "attachment not found: att_missing"),
     ("send-attachments", "att_x", "attachments: Input should be a valid list"),
     ("send-attachments", [5], "attachments.0: Input should be a valid string"),
@@ -662,8 +842,10 @@ async def test_the_same_bad_input_gets_the_same_refusal(
         assert refusal == message
 
 
-# Intents that name a conversation (attachments name only themselves).
-SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - {"tabs", "attach", "detach"})
+# Intents that name no conversation (the caller's own tabs, presets, imports, theme,
+# attachments: they name only themselves).
+NO_CONVERSATION = {"tabs", "preset-save", "preset-delete", "import", "theme", "attach", "detach"}
+SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - NO_CONVERSATION)
 
 
 @pytest.mark.parametrize("intent", SOMEONE_ELSES)
@@ -671,13 +853,14 @@ async def test_someone_elses_conversation_is_not_found_everywhere(
     intent, ctx, scripted, user, other_user, clean_state
 ):
     values = {"send": "hi", "queue": "hi", "rename": "Mine", "model": MODEL, "effort": "low"}
-    values |= {"cwd": "x", "queue-cancel": "1", "send-attachments": [ATTACHMENT]}
+    values |= {"cwd": "x", "queue-cancel": "1", "retry": FAILED_TURN + "1"}
+    values |= {"send-attachments": [ATTACHMENT]}
     refusals = {}
     for transport in offering(intent):
         if isinstance(transport, Admin):
             continue  # operators act on every conversation, as its owner
         await clean_state()
-        await setup(user, other_user)
+        await setup(user, other_user, failed=intent == "retry")
         value = await fresh_attachment(user, values.get(intent))
         refusals[transport.name] = await transport.run(ctx, intent, THEIRS, value)
     assert set(refusals.values()) == {NOT_FOUND}, refusals

@@ -15,8 +15,15 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from chat import services
 from chat.api import api
-from chat.models import Attachment, Conversation, QueuedMessage, group_name_for
+from chat.models import (
+    Attachment,
+    Conversation,
+    QueuedMessage,
+    SystemPromptPreset,
+    group_name_for,
+)
 from chat.services import _log, attachment_upload
 from tests.chat.providers.sse_server import Reply, openai_text_reply
 from tests.security.conftest import (
@@ -66,7 +73,27 @@ CALLS: dict[tuple[str, str], dict | None] = {
     ("GET", "/tabs"): None,
     ("PUT", "/tabs"): {"conversationIds": []},
     ("GET", "/metrics/throughput"): None,
+    ("GET", "/preferences"): None,
+    ("PUT", "/preferences"): {"theme": "light"},
     ("GET", "/health"): None,
+    ("DELETE", "/conversations/{conversation_id}"): None,
+    ("GET", "/conversations/{conversation_id}/system-prompt"): None,
+    ("PUT", "/conversations/{conversation_id}/system-prompt"): {"template": "bob's"},
+    ("POST", "/conversations/{conversation_id}/fork"): {},
+    ("GET", "/conversations/{conversation_id}/forks"): None,
+    ("POST", "/conversations/{conversation_id}/archive"): None,
+    ("POST", "/conversations/{conversation_id}/restore"): None,
+    ("GET", "/conversations/{conversation_id}/export"): None,
+    # Bob's own: an import makes a conversation of his; presets are per user.
+    ("POST", "/conversations"): {
+        "format": "dispatch.conversation",
+        "version": 1,
+        "conversation": {"title": "bob's import"},
+    },
+    ("GET", "/system-prompt-presets"): None,
+    ("PUT", "/system-prompt-presets/{name}"): {"template": "bob's preset"},
+    ("DELETE", "/system-prompt-presets/{name}"): None,
+    ("GET", "/search"): None,
     ("POST", "/attachments"): UPLOAD,
     ("GET", "/attachments/{attachment_id}"): None,
     ("GET", "/attachments/{attachment_id}/content"): None,
@@ -79,12 +106,20 @@ OWN_DATA = {
     ("GET", "/models"),
     ("GET", "/conversations"),
     ("GET", "/metrics/throughput"),
+    ("GET", "/preferences"),
+    ("PUT", "/preferences"),
     ("GET", "/health"),
+    ("POST", "/conversations"),
+    ("GET", "/system-prompt-presets"),
+    ("PUT", "/system-prompt-presets/{name}"),
+    ("DELETE", "/system-prompt-presets/{name}"),
+    ("GET", "/search"),
     ("POST", "/attachments"),
 }
 OWN_DATA_STATUS = {("POST", "/attachments"): 201}
 ALICE_CONVERSATION_CALLS = (set(CALLS) - OWN_DATA) | {("POST", "/chat")}
 PUBLIC = {("GET", "/health")}
+ALICE_PRESET = "alpha preset"
 QUEUE_SURFACE = {"surfaceId": "message-queue", "conversationId": ALICE_CONVERSATION}
 
 
@@ -111,7 +146,10 @@ async def call(
     attachment_id: str = "att_none",
 ):
     url = path.format(
-        conversation_id=ALICE_CONVERSATION, message_id=message_id, attachment_id=attachment_id
+        conversation_id=ALICE_CONVERSATION,
+        message_id=message_id,
+        name=ALICE_PRESET,
+        attachment_id=attachment_id,
     )
     send = getattr(client, method.lower())
     if body is None:
@@ -132,9 +170,11 @@ def assert_no_secret(response_or_frames) -> None:
 
 
 @pytest.fixture
-async def alice_conversation(scripted, token):
-    """Alice's conversation: one sealed turn (prompt + answer + metrics) and a queued text."""
+async def alice_conversation(scripted, token, user):
+    """Alice's conversation: one sealed turn (prompt + answer + metrics), a queued text and a
+    system prompt preset of hers."""
     await run_turn(scripted, token, ALICE_CONVERSATION, PROMPT, ANSWER)
+    await services.preset_save(user=user, name=ALICE_PRESET, template=f"Say {PROMPT}")
     queued = await database_sync_to_async(_log.queue_push)(
         conversation_id=ALICE_CONVERSATION, text=QUEUED
     )
@@ -173,6 +213,9 @@ async def alice_state() -> dict:
                     "id", "conversation_id", "name", "sent_at"
                 )
             ),
+            "presets": list(SystemPromptPreset.objects.values_list("owner__username", "template")),
+            "archived": conversation.archived_at,
+            "deleted": conversation.deleted_at,
         }
 
     return await read()
@@ -216,7 +259,15 @@ async def test_bob_sees_only_his_own_data(
     operation, alice_conversation, alice_attachment, other_token
 ):
     method, path = operation
+    before = await alice_state()
     response = await call(api_client(other_token), method, path, CALLS[operation])
+    assert await alice_state() == {
+        **before,
+        # Bob's own preset of the same name sits next to Alice's, which is unchanged.
+        "presets": before["presets"] + [("bob", "bob's preset")]
+        if operation == ("PUT", "/system-prompt-presets/{name}")
+        else before["presets"],
+    }
     assert response.status_code == OWN_DATA_STATUS.get(operation, 200), response.content
     assert alice_attachment not in response.content.decode()
     assert_no_secret(response)
@@ -249,6 +300,31 @@ async def test_bob_cannot_put_alice_conversation_in_his_tabs(
     assert alice_tabs.json() == {"conversationIds": [ALICE_CONVERSATION]}
     bob_tabs = await call(api_client(other_token), "GET", "/tabs", None)
     assert bob_tabs.json() == {"conversationIds": []}
+
+
+async def test_preferences_are_each_users_own(token, other_token):
+    alice, bob = api_client(token), api_client(other_token)
+    assert (await call(alice, "PUT", "/preferences", {"theme": "dark"})).json() == {"theme": "dark"}
+    assert (await call(bob, "GET", "/preferences", None)).json() == {"theme": "system"}
+    assert (await call(bob, "PUT", "/preferences", {"theme": "light"})).json() == {"theme": "light"}
+    assert (await call(alice, "GET", "/preferences", None)).json() == {"theme": "dark"}
+
+
+async def test_a_retry_of_alice_turn_from_bobs_page_is_refused(alice_conversation, other_token):
+    """The web app's Retry names a turn: Bob's page may not retry a turn of Alice's."""
+    before = await alice_state()
+    turn_id = await database_sync_to_async(
+        lambda: Conversation.objects.get(pk=ALICE_CONVERSATION).turns.get().id
+    )()
+    bob, connected, _ = await socket(f"/ws/ui?conversation=bob-page&token={other_token}")
+    assert connected
+    await bob.send_to(text_data=json.dumps({"action": "retry", "turn": turn_id}))
+    html = ""
+    while "turn not found" not in html:
+        html = await bob.receive_from(timeout=10)
+    assert f"turn not found: {turn_id}" in html
+    await bob.disconnect()
+    assert await alice_state() == before
 
 
 # ---------------------------------------------------------------- WebSocket
@@ -399,3 +475,26 @@ async def test_bob_cannot_send_alice_attachment_by_any_transport(
 
     assert await alice_state() == before
     assert not await Conversation.objects.filter(pk__in=["bob-1", "bob-2", "bob-3"]).aexists()
+
+
+async def test_search_never_returns_another_users_text(alice_conversation, token, other_token):
+    for words in ("alpha", "alpha prompt", "9c1e", "answer"):
+        mine = await api_client(token).get(f"/search?q={words}")
+        assert mine.json()["results"], words  # the baseline: Alice finds her own text
+        theirs = await api_client(other_token).get(f"/search?q={words}")
+        assert theirs.status_code == 200
+        assert theirs.json()["results"] == []
+        assert_no_secret(theirs)
+
+
+async def test_bob_cannot_import_a_fork_of_alice_conversation(alice_conversation, other_token):
+    document = {
+        "format": "dispatch.conversation",
+        "version": 1,
+        "conversation": {"forkedFrom": {"conversationId": ALICE_CONVERSATION, "seq": 1}},
+    }
+    response = await call(api_client(other_token), "POST", "/conversations", document)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"conversation.forkedFrom: conversation {ALICE_CONVERSATION} is not yours"
+    }

@@ -53,7 +53,7 @@ async def test_plain_text_streams_deltas_then_usage_then_finish(server, make_pro
     assert error is None
     # Deltas that arrive in one network read come as one (see test_streaming.py).
     assert coalesce(events) == [
-        TextDelta("Hello"),
+        TextDelta("Hello", 2),
         UsageReport(Usage(12, 3)),
         Finish("stop"),
     ]
@@ -85,7 +85,7 @@ async def test_reasoning_content_and_reasoning_become_reasoning_deltas(server, m
 
     assert error is None
     assert coalesce(events) == [
-        ReasoningDelta("think more"),
+        ReasoningDelta("think more", 2),
         TextDelta("answer"),
         Finish("stop"),
     ]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0002_health_probe"),
+        ("chat", "0004_user_settings"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
