@@ -234,9 +234,9 @@ CHUNK_FIELDS: dict[str, dict[str, Any]] = {
     "tool-result": {"toolCallId": str, "toolName": str, "content": str, "isError": bool},
     "error": {"message": str},
     # Attachments are described, never carried: an import's chunk names a file it does not
-    # have (docs/decisions.md, attachments).
-    "image": {"attachmentId": str, "name": str, "mediaType": str, "size": int},
-    "file": {"attachmentId": str, "name": str, "mediaType": str, "size": int, "path": str},
+    # have (docs/decisions.md, attachments), and is shown with what it says of itself.
+    "image": {"attachmentId": str},
+    "file": {"attachmentId": str},
 }
 OPTIONAL_STRINGS = ("stepId", "code")
 

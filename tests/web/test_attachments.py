@@ -14,6 +14,7 @@ from tests.chat.images import image_of, png_bytes
 from tests.chat.live import wait_for
 from tests.chat.providers.sse_server import openai_text_reply
 from tests.web.conftest import COMPLETIONS, screenshot
+from tests.web.test_accessibility import assert_accessible
 from tests.web.test_chat_page import open_new_chat, send
 from tests.web.test_csp import COLLECT_VIOLATIONS, violations
 
@@ -105,6 +106,7 @@ def test_a_png_dropped_on_the_page_reaches_the_model_as_an_image_part(
     page.reload()  # the same thumbnail, from the log
     expect(page.locator("#history .bubble-attachments img")).to_have_attribute("alt", "red.png")
     screenshot(page, "attachments.png")
+    assert_accessible(page, "a thumbnail in the transcript")
     assert violations(page) == []
 
 
@@ -125,6 +127,7 @@ def test_pick_paste_remove_then_send_files_to_a_model_without_vision(
     expect(file_chip.locator(".chip-name")).to_have_text("data.csv")
     expect(file_chip.locator(".chip-size")).to_have_text("8 bytes")
     screenshot(page, "attachments-composer.png")
+    assert_accessible(page, "chips in the composer")
 
     image_chip = page.locator("#attachment-tray .attachment-chip.image")
     removed = image_chip.get_attribute("data-id")
