@@ -17,7 +17,8 @@ from django.utils.html import format_html
 
 from chat import services
 from chat.errors import DomainError
-from chat.models import ApiToken, Chunk, Conversation, QueuedMessage, Tab, Turn
+from chat.models import ApiToken, Attachment, Chunk, Conversation, QueuedMessage, Tab, Turn
+from chat.runtime.attachments import ATTACHMENT_TYPES, attachment_label
 
 # The form fields an operator may change, and the service that changes each.
 CONVERSATION_SETTINGS = {
@@ -178,7 +179,36 @@ def chunk_preview(chunk: dict) -> str:
         return _shorten(f"{chunk.get('toolName')} → {mark}{body}")
     if kind == "error":
         return _shorten(str(chunk.get("message", "")))
+    if kind in ATTACHMENT_TYPES:
+        return _shorten(attachment_label(chunk))
     return _shorten(str(chunk.get("text", "")))
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(ViewOnlyAdmin):
+    """What was attached, by whom, to which conversation. The files themselves are their
+    owners' only (docs/security.md, Attachments): the admin shows no content."""
+
+    list_display = [
+        "id",
+        "owner",
+        "conversation",
+        "kind",
+        "name",
+        "media_type",
+        "size",
+        "dimensions",
+        "created_at",
+        "sent_at",
+    ]
+    list_filter = ["kind"]
+    list_select_related = ["owner", "conversation"]
+    search_fields = ["id", "name", "owner__username", "conversation__id"]
+    exclude = ["storage_name"]
+
+    @admin.display(description="dimensions")
+    def dimensions(self, obj: Attachment) -> str:
+        return f"{obj.width}×{obj.height}" if obj.width and obj.height else ""
 
 
 @admin.register(Turn)

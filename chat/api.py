@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InternalError, OperationalError
 from django.http import StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -23,6 +24,7 @@ from chat.auth import api_auth
 from chat.errors import DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import get_catalog
+from chat.routes.attachments import router as attachments_router
 from chat.routes.conversations import router as conversations_router
 from chat.routes.preferences import router as preferences_router
 from chat.routes.prompts import router as prompts_router
@@ -114,6 +116,11 @@ def _too_big(request, exc):
     return _error(request, "request body too large", 413)
 
 
+@api.exception_handler(MultiPartParserError)
+def _malformed_upload(request, exc):
+    return _error(request, "malformed multipart body", 400)
+
+
 @api.exception_handler(OperationalError)
 @api.exception_handler(InternalError)
 def _database_unavailable(request, exc):
@@ -165,6 +172,7 @@ async def chat(request, payload: ChatIn):
         model=payload.model,
         reasoning_effort=payload.reasoningEffort,
         cwd=payload.cwd,
+        attachments=payload.attachments,
         system_prompt=payload.systemPrompt,
     )
     queue = running.listen()
@@ -195,7 +203,7 @@ async def models(request):
     return {
         "models": list(info),
         "modelInfo": {
-            name: ({"contextWindow": i.context_window} if i.context_window else {})
+            name: {"contextWindow": i.context_window, "vision": i.vision}
             for name, i in info.items()
         },
     }
@@ -430,6 +438,7 @@ async def health(request):
 
 
 api.add_router("", metrics_router)
+api.add_router("", attachments_router)
 api.add_router("", prompts_router)
 api.add_router("", conversations_router)
 api.add_router("", search_router)

@@ -9,6 +9,7 @@ Example::
     max_steps = 25
     retry_delays = [0.5, 1, 2, 4]               # seconds; its length is the retry budget
     max_tokens = 4096                           # optional
+    vision_model = "openai/gpt-4o-mini"         # optional: describes images for models without vision
 
     [tools]
     workspace_root = "/srv/dispatch/workspace"  # default: var/workspace; relative to this file
@@ -25,6 +26,7 @@ Example::
     context_window = 128000                     # optional, for every model of the credential
     reasoning_effort = true                     # pass reasoning_effort to the server
     read_timeout = 600                          # seconds a stream may stay silent (stall)
+    vision = true                               # its models see images; or ["gpt-4o", …]
 
     [[credentials]]
     name = "local"
@@ -53,11 +55,12 @@ the reference for what each key takes. Beyond each key's own type:
 - credential names and MCP server names are unique, and a credential name has no ``/``;
 - ``default_model`` names a configured ``<credential>/<model>`` (with no credentials at all:
   ``local/smollm2-135m-instruct``, the embedded model);
+- ``default_model`` and ``runtime.vision_model`` name a configured ``<credential>/<model>``;
 - a credential's ``kind`` is ``openai``, ``anthropic``, ``local`` or a kind an installed plugin
   provides; that plugin's distribution must be listed in ``plugins``;
 - ``base_url`` and ``api_key_env`` are only for kinds ``openai``, ``anthropic`` and plugin kinds,
-  ``reasoning_effort`` and ``read_timeout`` only for ``openai`` and ``anthropic``, ``path`` only
-  for kind ``local``, ``options`` only for plugin kinds;
+  ``reasoning_effort``, ``read_timeout`` and ``vision`` only for ``openai`` and ``anthropic``,
+  ``path`` only for kind ``local``, ``options`` only for plugin kinds;
 - an MCP server has exactly one of ``command`` and ``url``.
 
 Filled in when absent: an ``openai`` credential's ``base_url`` (OpenAI's API); a ``local``
@@ -142,6 +145,12 @@ Strings = Annotated[
     BeforeValidator(_tuple),
     Field(min_length=1),
     Problem("{key} must be a non-empty array of strings"),
+]
+# true / false for every model of the credential, or the names of its models that see images.
+Vision = Annotated[
+    bool | tuple[Annotated[str, _NonBlank], ...],
+    BeforeValidator(_tuple),
+    Problem("{key} must be true, false or an array of model names"),
 ]
 Delays = Annotated[
     tuple[Annotated[float, Field(ge=0)], ...],
@@ -253,6 +262,9 @@ class CredentialConfig(_Table):
     path: Annotated[Text | None, OnlyFor("local")] = None  # the GGUF file
     # Seconds of provider silence that fail a step; None: 600.
     read_timeout: Annotated[Seconds | None, _REMOTE] = None
+    # Whether its models see images; None: what the server's listing says, else the known
+    # models (chat.providers.catalog.known_vision).
+    vision: Annotated[Vision | None, _REMOTE] = None
     # Settings of a plugin's provider, as its documentation says.
     options: Annotated[Table, OnlyFor(PLUGIN)] = Field(default_factory=dict)
 
@@ -290,6 +302,8 @@ class RuntimeConfig(_Table):
     max_steps: Count = 25
     retry_delays: Delays = (0.5, 1.0, 2.0, 4.0)  # seconds; its length is the retry budget
     max_tokens: Count | None = None
+    # A model with vision that describes images for models without it (else: a placeholder).
+    vision_model: Text | None = None
 
 
 class ToolsConfig(_Table):
@@ -366,7 +380,9 @@ class _ConfigFile(_Table):
         _unique("mcp_servers", [s.name for s in self.mcp_servers])
         self._check_plugin_kinds()
         if self.default_model is not None:
-            self._check_default_model(self.default_model)
+            self._check_model_name(self.default_model, "default_model")
+        if self.runtime.vision_model is not None:
+            self._check_model_name(self.runtime.vision_model, "runtime", "vision_model")
         return self
 
     def _check_plugin_kinds(self) -> None:
@@ -386,23 +402,23 @@ class _ConfigFile(_Table):
                     "kind",
                 )
 
-    def _check_default_model(self, default_model: str) -> None:
-        credential_name, _, model = default_model.partition("/")
+    def _check_model_name(self, name: str, *at: str) -> None:
+        """``name`` is a ``<credential>/<model>`` of the config; ``at`` is its key."""
+        key = ".".join(at)
+        credential_name, _, model = name.partition("/")
         if not model:
-            raise _invalid("default_model must be '<credential>/<model>'", "default_model")
+            raise _invalid(f"{key} must be '<credential>/<model>'", *at)
         by_name = {c.name: c for c in self.credentials or (EMBEDDED_CREDENTIAL,)}
         credential = by_name.get(credential_name)
         if credential is None:
             raise _invalid(
-                f"default_model {default_model!r} names no credential "
-                f"(credentials: {', '.join(by_name)})",
-                "default_model",
+                f"{key} {name!r} names no credential (credentials: {', '.join(by_name)})", *at
             )
         if credential.models is not None and model not in credential.models:
             raise _invalid(
-                f"default_model {default_model!r}: credential {credential_name!r} has no "
+                f"{key} {name!r}: credential {credential_name!r} has no "
                 f"model {model!r} (models: {', '.join(credential.models)})",
-                "default_model",
+                *at,
             )
 
 

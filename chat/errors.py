@@ -43,6 +43,10 @@ class NotFound(DomainError):
     def conversation(cls, conversation_id: str) -> NotFound:
         return cls(f"conversation not found: {conversation_id}")
 
+    @classmethod
+    def attachment(cls, attachment_id: str) -> NotFound:
+        return cls(f"attachment not found: {attachment_id}")
+
 
 class Conflict(DomainError):
     """The request clashes with the object's state (e.g. a turn is already running)."""

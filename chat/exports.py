@@ -121,6 +121,8 @@ def export_markdown(*, conversation: Conversation) -> str:
             if block.kind == "user":
                 label = "**User** (steering)" if block.steering else "**User**"
                 out += [label, "", block.text, ""]
+                out += [f"*Attached: {a.label}*" for a in block.attachments]
+                out += [""] if block.attachments else []
                 continue
             out += ["**Assistant**", ""]
             for item in block.items:
@@ -231,6 +233,10 @@ CHUNK_FIELDS: dict[str, dict[str, Any]] = {
     "tool-call": {"toolCallId": str, "toolName": str, "input": dict},
     "tool-result": {"toolCallId": str, "toolName": str, "content": str, "isError": bool},
     "error": {"message": str},
+    # Attachments are described, never carried: an import's chunk names a file it does not
+    # have (docs/decisions.md, attachments), and is shown with what it says of itself.
+    "image": {"attachmentId": str},
+    "file": {"attachmentId": str},
 }
 OPTIONAL_STRINGS = ("stepId", "code")
 

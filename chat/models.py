@@ -157,6 +157,80 @@ class Tab(models.Model):
         ]
 
 
+class Attachment(models.Model):
+    """A file a user uploaded to send with a message (docs/protocol.md#21-chunk-types): an image
+    the model sees, or a file saved into the conversation's working directory for its tools.
+
+    The bytes live in the ``attachments`` storage (settings.STORAGES), under a name nobody can
+    guess and never at a public URL: only the owner downloads them (chat/routes/attachments.py).
+    An attachment is unsent (``conversation`` None) until a message carries it; it then belongs
+    to that conversation, and deleting the conversation deletes it (attachments_purge).
+    """
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        FILE = "file"
+
+    id = models.CharField(primary_key=True, max_length=64)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="attachments",
+        help_text="the conversation of the message that carried it; empty while unsent",
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.CharField(max_length=255, help_text="the file name, made safe")
+    media_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField(help_text="bytes, as stored (images re-encoded)")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64)
+    storage_name = models.CharField(max_length=500, help_text="its name in the storage")
+    workspace_path = models.CharField(
+        max_length=4096,
+        blank=True,
+        default="",
+        help_text="a file's copy in the conversation's working directory (absolute)",
+    )
+    description = models.TextField(
+        blank=True, default="", help_text="an image described for models without vision"
+    )
+    described_by = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["owner", "sent_at", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.id} · {self.name}"
+
+    def to_wire(self) -> dict:
+        """The API's view of an attachment (docs/protocol.md#59-attachments)."""
+        wire = {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "mediaType": self.media_type,
+            "size": self.size,
+        }
+        if self.kind == self.Kind.IMAGE:
+            wire |= {"width": self.width, "height": self.height}
+        wire |= {
+            "sha256": self.sha256,
+            "createdAt": self.created_at.isoformat(),
+            "conversationId": self.conversation_id,
+            "sentAt": self.sent_at.isoformat() if self.sent_at else None,
+        }
+        return wire
+
+
 class SystemPromptPreset(models.Model):
     """A user's named system prompt template, to start a conversation with."""
 

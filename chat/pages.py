@@ -7,9 +7,12 @@ reads; the model catalog is passed in (it is asynchronous).
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from chat import selectors
 from chat.config import get_config
 from chat.models import DEFAULT_REASONING_EFFORT, REASONING_EFFORTS, Conversation
+from chat.runtime.attachments import ATTACHMENT_TYPES
 from chat.search import Hit
 from chat.services.prompts import effective_template
 from chat.transcript import TurnView, id_prefixes, turns_from_history
@@ -21,7 +24,8 @@ CONVERSATION_LIST_LIMIT = 50
 def transcript(*, conversation_id: str) -> tuple[list[TurnView], int, bool]:
     """(the committed turns, the seq of the last chunk among them, whether a turn runs)."""
     snapshot = selectors.transcript_snapshot(conversation_id=conversation_id)
-    turns = turns_from_history(snapshot.rows, snapshot.turn_metrics)
+    attachments = _attachments(conversation_id, snapshot.rows)
+    turns = turns_from_history(snapshot.rows, snapshot.turn_metrics, attachments)
     return turns, snapshot.seq, snapshot.running is not None
 
 
@@ -30,7 +34,29 @@ def sealed_turn(*, conversation_id: str, turn_id: str) -> tuple[TurnView | None,
     rows, metrics = selectors.turn_rows(conversation_id=conversation_id, turn_id=turn_id)
     if not rows:
         return None, 0
-    return turns_from_history(rows, metrics)[0], rows[-1]["seq"]
+    attachments = _attachments(conversation_id, rows)
+    return turns_from_history(rows, metrics, attachments)[0], rows[-1]["seq"]
+
+
+def _attachments(conversation_id: str, rows: list[dict]) -> dict[str, tuple[str, str]]:
+    """The conversation's attachments the rows name: id → (description, described by)."""
+    ids = {
+        row["chunk"].get("attachmentId")
+        for row in rows
+        if row["role"] == "user" and row["chunk"].get("type") in ATTACHMENT_TYPES
+    }
+    if not ids:
+        return {}
+    found = selectors.conversation_attachments(conversation_id=conversation_id, ids=ids)
+    return {pk: (row.description, row.described_by) for pk, row in found.items()}
+
+
+def attachment_limits() -> dict:
+    """What the composer's attachment tray checks before uploading (the server checks again)."""
+    return {
+        "attachment_max_bytes": settings.DISPATCH_ATTACHMENT_MAX_BYTES,
+        "attachment_max_count": settings.DISPATCH_ATTACHMENTS_PER_MESSAGE,
+    }
 
 
 def next_turn_number(*, conversation_id: str) -> int:
@@ -166,6 +192,7 @@ def conversation_page_context(
         "running": running,
         "queue": selectors.queue_list(conversation_id=conversation_id),
         **effort_context(conversation),
+        **attachment_limits(),
         **conversation_list_context(user=user),
         **tabs_context(user=user, current=conversation_id),
         **manage_context(user=user, conversation_id=conversation_id),

@@ -10,11 +10,13 @@ from ninja import Schema
 from pydantic import ConfigDict
 
 from chat.services.inputs import (
+    AttachmentIds,
     ConversationId,
     Cwd,
     MessageText,
     ModelName,
     PromptTemplate,
+    PromptText,
     ReasoningEffort,
     Seq,
     Theme,
@@ -32,11 +34,13 @@ class _In(Schema):
 
 
 class ChatIn(_In):
-    message: MessageText
+    # Empty only with attachments: the service checks it (MessageText without them).
+    message: PromptText
     conversationId: ConversationId | None = None
     model: ModelName | None = None
     reasoningEffort: ReasoningEffort | None = None
     cwd: Cwd | None = None
+    attachments: AttachmentIds | None = None
     systemPrompt: PromptTemplate | None = None
 
 
@@ -135,6 +139,7 @@ class HistoryQuery(Schema):
 
 class ModelInfoOut(Schema):
     contextWindow: int | None = None
+    vision: bool = False  # whether the model takes images
 
 
 class ModelsOut(Schema):
@@ -260,3 +265,22 @@ class PreferencesIn(_In):
 
 class PreferencesOut(Schema):
     theme: Theme
+
+
+class AttachmentOut(Schema):
+    id: str
+    kind: str  # "image" | "file"
+    name: str
+    mediaType: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    sha256: str
+    createdAt: str
+    conversationId: str | None
+    sentAt: str | None
+
+
+class AttachmentDeletedOut(Schema):
+    id: str
+    deleted: bool

@@ -14,6 +14,7 @@ from django.db.models import Q, QuerySet
 from chat import search
 from chat.errors import NotFound
 from chat.models import (
+    Attachment,
     Chunk,
     Conversation,
     QueuedMessage,
@@ -250,3 +251,45 @@ def search_hits(*, user, q: str, limit: int = 20) -> list[search.Hit]:
 
 def queue_list(*, conversation_id: str) -> list[dict]:
     return [m.to_wire() for m in QueuedMessage.objects.filter(conversation_id=conversation_id)]
+
+
+# ---------------------------------------------------------------------- attachments
+
+
+def attachment_for_user(*, user, attachment_id: str) -> Attachment:
+    """The caller's attachment; NotFound for someone else's exactly as for a missing one."""
+    attachment = Attachment.objects.filter(pk=attachment_id, owner_id=user.pk).first()
+    if attachment is None:
+        raise NotFound.attachment(attachment_id)
+    return attachment
+
+
+def conversation_attachments(*, conversation_id: str, ids=None) -> dict[str, Attachment]:
+    """The attachments a message of the conversation carried (all, or those of ``ids``).
+
+    An attachment chunk names its file only through this: an id another conversation owns —
+    an imported log, someone else's id — finds nothing.
+    """
+    rows = Attachment.objects.filter(conversation_id=conversation_id)
+    if ids is not None:
+        rows = rows.filter(pk__in=list(ids))
+    return {row.pk: row for row in rows}
+
+
+def turn_prompt_seq(*, conversation_id: str, turn_id: str) -> int | None:
+    """The seq of the first chunk of the turn's prompt (its first user message), if any."""
+    return (
+        Chunk.objects.filter(conversation_id=conversation_id, turn_id=turn_id, role="user")
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+
+
+def message_chunks(*, conversation_id: str, seq: int) -> list[dict]:
+    """The chunks of the message whose first chunk is at ``seq`` ([] when there is none)."""
+    first = Chunk.objects.filter(conversation_id=conversation_id, seq=seq).first()
+    if first is None:
+        return []
+    chunks = Chunk.objects.filter(conversation_id=conversation_id, message=first.message)
+    return list(chunks.order_by("seq").values_list("payload", flat=True))

@@ -12,12 +12,15 @@ import html
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 from django.utils.html import strip_tags
 
 from chat.render import markdown_html
+from chat.runtime.attachments import ATTACHMENT_TYPES, format_bytes
 from chat.runtime.types import StepMetrics, TurnMetrics, Usage
 from metrics.format import step_row, turn_row
 
@@ -76,10 +79,73 @@ class Item:
 
 
 @dataclass
+class AttachmentView:
+    """An ``image`` or ``file`` chunk of a user message, as the page shows it: a thumbnail that
+    opens the image, or a chip with the file's name and size. An image the conversation no
+    longer has (an imported log) shows its name only."""
+
+    kind: str
+    attachment_id: str
+    name: str
+    media_type: str = ""
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    path: str = ""
+    available: bool = True
+    description: str = ""  # written by a vision model for models without vision
+    described_by: str = ""
+
+    @classmethod
+    def from_chunk(
+        cls, chunk: Mapping[str, Any], known: Mapping[str, tuple[str, str]] | None = None
+    ) -> AttachmentView:
+        """``known``: the conversation's attachments (id → description, described by); None
+        when every attachment is (a live turn's, just sent)."""
+        attachment_id = str(chunk.get("attachmentId") or "")
+        description, described_by = (known or {}).get(attachment_id, ("", ""))
+        return cls(
+            kind="file" if chunk.get("type") == "file" else "image",
+            attachment_id=attachment_id,
+            name=str(chunk.get("name") or "unnamed"),
+            media_type=str(chunk.get("mediaType") or ""),
+            size=chunk.get("size") if isinstance(chunk.get("size"), int) else None,
+            width=chunk.get("width") if isinstance(chunk.get("width"), int) else None,
+            height=chunk.get("height") if isinstance(chunk.get("height"), int) else None,
+            path=str(chunk.get("path") or ""),
+            available=known is None or attachment_id in known,
+            description=description,
+            described_by=described_by,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"/attachments/{quote(self.attachment_id, safe='')}/content"
+
+    @property
+    def size_label(self) -> str:
+        return format_bytes(self.size)
+
+    @property
+    def label(self) -> str:
+        """``image cat.png (PNG · 640×480 · 12 KiB)``, a file with where it was saved."""
+        label = f"{self.kind} {self.name} ({self.details})"
+        return f"{label} → {self.path}" if self.kind == "file" and self.path else label
+
+    @property
+    def details(self) -> str:
+        """``PNG · 640×480 · 12 KiB``."""
+        kind = self.media_type.partition("/")[2].upper() if self.kind == "image" else ""
+        dimensions = f"{self.width}×{self.height}" if self.width and self.height else ""
+        return " · ".join(part for part in (kind, dimensions, self.size_label) if part)
+
+
+@dataclass
 class UserBlock:
     text: str
     steering: bool = False
     kind: str = "user"
+    attachments: list[AttachmentView] = field(default_factory=list)
     seq: int | None = None  # of its first chunk, once it is in the log (forks start here)
 
 
@@ -198,9 +264,17 @@ class TurnView:
 # ---------------------------------------------------------------------- from the log
 
 
-def turns_from_history(rows: list[dict], metrics: list[TurnMetrics]) -> list[TurnView]:
+def turns_from_history(
+    rows: list[dict],
+    metrics: list[TurnMetrics],
+    attachments: Mapping[str, tuple[str, str]] | None = None,
+) -> list[TurnView]:
     """Turns from log rows ``{turn_id, message, role, chunk}`` (ascending seq) and the
-    conversation's sealed TurnMetrics (in order; a turn's number is its 1-based position)."""
+    conversation's sealed TurnMetrics (in order; a turn's number is its 1-based position).
+
+    ``attachments``: the conversation's attachments, id → (description, described by); an
+    attachment chunk naming another id shows as no longer available.
+    """
     numbered = {m.turn_id: (n, m) for n, m in enumerate(metrics, start=1)}
     turns: list[TurnView] = []
     cards: dict[str, ToolCard] = {}
@@ -217,7 +291,7 @@ def turns_from_history(rows: list[dict], metrics: list[TurnMetrics]) -> list[Tur
             block = _open_block(turn, row["role"])
             if isinstance(block, UserBlock):
                 block.seq = row.get("seq")
-        _add_chunk(turn, block, row["chunk"], cards)
+        _add_chunk(turn, block, row["chunk"], cards, attachments or {})
     for turn in turns:
         if turn.turn_id in numbered:
             number, turn_metrics = numbered[turn.turn_id]
@@ -236,11 +310,18 @@ def _open_block(turn: TurnView, role: str) -> UserBlock | Step | None:
 
 
 def _add_chunk(
-    turn: TurnView, block: UserBlock | Step | None, chunk: dict, cards: dict[str, ToolCard]
+    turn: TurnView,
+    block: UserBlock | Step | None,
+    chunk: dict,
+    cards: dict[str, ToolCard],
+    attachments: Mapping[str, tuple[str, str]],
 ) -> None:
     kind = chunk.get("type")
     if isinstance(block, UserBlock):
-        block.text += chunk.get("text", "")
+        if kind in ATTACHMENT_TYPES:
+            block.attachments.append(AttachmentView.from_chunk(chunk, attachments))
+        else:
+            block.text += chunk.get("text", "")
     elif kind == "tool-result":
         card = cards.get(chunk.get("toolCallId", ""))
         if card is None:  # a result whose call is not in view: show it on its own card
@@ -352,7 +433,8 @@ class LiveTurn:
 
     def _on_user_message(self, event: dict) -> None:
         if not self.view.blocks:
-            self.view.blocks.append(UserBlock(event["text"]))
+            attachments = [AttachmentView.from_chunk(c) for c in event.get("attachments") or ()]
+            self.view.blocks.append(UserBlock(event["text"], attachments=attachments))
 
     def _on_steering(self, event: dict) -> None:
         block = UserBlock(event["text"], steering=True)

@@ -11,10 +11,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat import observe  # noqa: E402
 from chat.auth import WebSocketAuthMiddleware, WebSocketOriginValidator  # noqa: E402
+from chat.overrides import daphne as daphne_override  # noqa: E402
 from chat.startup import on_process_start  # noqa: E402
 from dispatch_site.routing import websocket_urlpatterns  # noqa: E402
 
 on_process_start()
+daphne_override.install()  # before Daphne builds its first connection
 
 application = ProtocolTypeRouter(
     {

@@ -1,6 +1,7 @@
 """Settings, read from the environment (see README: Configuration)."""
 
 import ipaddress
+import json
 import os
 import secrets
 from pathlib import Path
@@ -199,6 +200,39 @@ DISPATCH_DRAIN_SECONDS = float(os.environ.get("DISPATCH_DRAIN_SECONDS", "600"))
 DISPATCH_CONFIG = os.environ.get("DISPATCH_CONFIG", "dispatch.toml")
 # Where conversations' working directories live when a conversation sets no cwd.
 DISPATCH_WORKSPACE_ROOT = Path(os.environ.get("DISPATCH_WORKSPACE_ROOT", VAR_DIR / "workspace"))
+
+# Attachments (chat.services.attachments): the storage their bytes live in, a named storage of
+# Django's storage API. FileSystemStorage under var/attachments by default, never served by the
+# static files: only the owner downloads a file, through the API. Any django-storages backend
+# works instead (DISPATCH_ATTACHMENTS_STORAGE=storages.backends.s3.S3Storage, its options as
+# JSON in DISPATCH_ATTACHMENTS_STORAGE_OPTIONS; keep the bucket private).
+DISPATCH_ATTACHMENTS_STORAGE = os.environ.get(
+    "DISPATCH_ATTACHMENTS_STORAGE", "django.core.files.storage.FileSystemStorage"
+)
+try:
+    _attachments_options = json.loads(os.environ.get("DISPATCH_ATTACHMENTS_STORAGE_OPTIONS", "{}"))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DISPATCH_ATTACHMENTS_STORAGE_OPTIONS: not JSON: {exc}") from None
+if not isinstance(_attachments_options, dict):
+    raise ImproperlyConfigured("DISPATCH_ATTACHMENTS_STORAGE_OPTIONS must be a JSON object")
+if DISPATCH_ATTACHMENTS_STORAGE == "django.core.files.storage.FileSystemStorage":
+    _attachments_options = {
+        "location": str(VAR_DIR / "attachments"),
+        "base_url": None,  # no public URL: files are served by the API, to their owner
+        "file_permissions_mode": 0o600,
+        "directory_permissions_mode": 0o700,
+        **_attachments_options,
+    }
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": {"BACKEND": DISPATCH_ATTACHMENTS_STORAGE, "OPTIONS": _attachments_options},
+}
+# One attached file (413 above it), attachments per message (400 above it), and an image's
+# pixels (a decompression bomb is a small file of enormous dimensions; 400 above it).
+DISPATCH_ATTACHMENT_MAX_BYTES = int(os.environ.get("DISPATCH_ATTACHMENT_MAX_BYTES", "10485760"))
+DISPATCH_ATTACHMENTS_PER_MESSAGE = int(os.environ.get("DISPATCH_ATTACHMENTS_PER_MESSAGE", "10"))
+DISPATCH_IMAGE_MAX_PIXELS = int(os.environ.get("DISPATCH_IMAGE_MAX_PIXELS", "40000000"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

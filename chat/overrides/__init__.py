@@ -13,7 +13,9 @@ checked against the override instead of silently drifting from it:
   batches, to report how far the prompt is read and to stop there.
 - ``access_log``: Daphne's CLI access log (daphne 4.2) — a ``token`` query parameter's value
   never reaches the log.
+- ``daphne``: Daphne's ``WebRequest`` (daphne 4.2, Twisted 26) — without Twisted's parsing of
+  multipart bodies, which Daphne never uses (uploads were parsed twice, once on the reactor).
 
 Nothing here imports Django at module level; ``llama`` imports llama_cpp (only the embedded
-model's provider imports it).
+model's provider imports it); ``daphne`` is installed by dispatch_site/asgi.py.
 """

@@ -18,7 +18,8 @@ from typing import Any
 import anthropic
 import httpx
 
-from chat.providers.streaming import ClientPerLoop, relay, transport_failure
+from chat.providers.streaming import ClientPerLoop, ListedModel, relay, transport_failure
+from chat.runtime.attachments import ATTACHMENT_TYPES, attachment_text, image_part
 from chat.runtime.types import (
     Finish,
     Message,
@@ -71,8 +72,8 @@ class AnthropicProvider:
         """Close this event loop's connections to the server."""
         await self._clients.aclose()
 
-    async def list_models(self) -> list[str]:
-        """The model ids the server offers, in its order. Raises ProviderError."""
+    async def list_models(self) -> list[ListedModel]:
+        """The models the server offers, in its order. Raises ProviderError."""
         return await self._clients.list_models(classify=provider_error)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
@@ -154,6 +155,13 @@ class AnthropicProvider:
             kind = chunk["type"]
             if kind == "text" and chunk["text"]:
                 blocks.append({"type": "text", "text": chunk["text"]})
+            elif kind in ATTACHMENT_TYPES:
+                image = image_part(chunk)
+                if image is None:
+                    blocks.append({"type": "text", "text": attachment_text(chunk)})
+                else:
+                    source = {"type": "base64", "media_type": image.media_type, "data": image.data}
+                    blocks.append({"type": "image", "source": source})
             elif kind == "tool-call":
                 blocks.append(
                     {

@@ -5,12 +5,17 @@ and reused; a credential without a ``models`` list asks its server once (a faile
 not cached, so the server is asked again next time). A credential of a plugin's kind gets its
 provider from the plugin (chat.plugins); while the plugin fails, its models are not listed
 and asking for one says why.
+
+Whether a model sees images (``vision``) comes, in order, from the credential's ``vision`` key
+(true/false, or the names of its models that do), from the server's listing when it says, and
+else from the models known to (``known_vision``). The embedded model has no vision.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -18,6 +23,7 @@ import httpx
 
 from chat.config import EMBEDDED_CREDENTIAL, KINDS, CredentialConfig, DispatchConfig, get_config
 from chat.plugins import PluginError, get_plugins
+from chat.providers.streaming import ListedModel
 from chat.runtime.types import Provider, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -33,6 +39,7 @@ class ModelInfo:
     # The credential passes a reasoning effort (``reasoning_effort = true``): the web app
     # offers its Effort control only then.
     reasoning: bool = False
+    vision: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,11 +49,49 @@ class ResolvedModel:
     provider_model: str  # the part after the first "/"
     context_window: int | None
     kind: str = ""  # the credential's kind: openai, anthropic, local or a plugin's
+    vision: bool = False
 
 
 @runtime_checkable
 class _ListingProvider(Protocol):
-    async def list_models(self) -> list[str]: ...
+    # The built-in providers list ListedModels; a plugin's may list plain ids.
+    async def list_models(self) -> Sequence[ListedModel | str]: ...
+
+
+# Model names (the part after the last "/", lower case) of families known to take images.
+OPENAI_VISION_PREFIXES = (
+    "gpt-4o",
+    "chatgpt-4o",
+    "gpt-4.1",
+    "gpt-4.5",
+    "gpt-4-turbo",
+    "gpt-4-vision",
+    "gpt-5",
+    "o1",
+    "o3",
+    "o4",
+)
+OPENAI_TEXT_ONLY_PREFIXES = ("o1-mini", "o1-preview", "o3-mini", "gpt-4o-audio", "gpt-4o-realtime")
+# Open models whose names say they take images (llama.cpp, vLLM, Ollama, LM Studio …).
+VISION_NAME_MARKERS = ("vision", "-vl", "_vl", "llava", "pixtral")
+
+
+def known_vision(kind: str, model: str) -> bool:
+    """Whether a model of that kind and name is known to take images.
+
+    Anthropic: every Claude model since Claude 3. OpenAI-compatible: OpenAI's vision families
+    (GPT-4o, 4.1, 4.5, 5, o1, o3, o4-mini, not the -mini reasoning models before o4) and open
+    models named for it (``…-vision``, ``…-VL``, LLaVA, Pixtral). Anything else: no vision
+    unless the credential's ``vision`` says so.
+    """
+    name = model.lower().rsplit("/", 1)[-1].rsplit(":", 1)[0]
+    if kind == "anthropic":
+        return not name.startswith(("claude-2", "claude-instant"))
+    if kind != "openai":
+        return False
+    if name.startswith(OPENAI_TEXT_ONLY_PREFIXES):
+        return False
+    return name.startswith(OPENAI_VISION_PREFIXES) or any(m in name for m in VISION_NAME_MARKERS)
 
 
 class Catalog:
@@ -58,6 +103,7 @@ class Catalog:
         self._configured_default = config.default_model
         self._providers: dict[str, Provider] = {}
         self._listed: dict[str, tuple[str, ...]] = {}  # successful server listings
+        self._listed_vision: dict[str, dict[str, bool]] = {}  # what those listings said
 
     @property
     def default_model(self) -> str:
@@ -83,8 +129,19 @@ class Catalog:
                 continue
             window = self._context_window(credential) if models else None
             for model in models:
-                out[f"{credential.name}/{model}"] = ModelInfo(window, credential.reasoning_effort)
+                out[f"{credential.name}/{model}"] = ModelInfo(
+                    window, credential.reasoning_effort, self.vision(credential, model)
+                )
         return out
+
+    def vision(self, credential: CredentialConfig, model: str) -> bool:
+        """Whether the credential's model takes images (see the module's docstring)."""
+        if isinstance(credential.vision, bool):
+            return credential.vision
+        if credential.vision is not None:
+            return model in credential.vision
+        listed = self._listed_vision.get(credential.name, {}).get(model)
+        return listed if listed is not None else known_vision(credential.kind, model)
 
     async def resolve(self, name: str) -> ResolvedModel:
         """Find the provider for ``<credential>/<model>``; raises UnknownModel."""
@@ -109,7 +166,12 @@ class Catalog:
         except PluginError as exc:
             raise UnknownModel(f"model {name!r} is unavailable: {exc}") from exc
         return ResolvedModel(
-            name, provider, model, self._context_window(credential), credential.kind
+            name,
+            provider,
+            model,
+            self._context_window(credential),
+            credential.kind,
+            self.vision(credential, model),
         )
 
     def _context_window(self, credential: CredentialConfig) -> int | None:
@@ -136,11 +198,17 @@ class Catalog:
         if not isinstance(provider, _ListingProvider):
             return None
         try:
-            models = tuple(await provider.list_models())
+            listed = [
+                m if isinstance(m, ListedModel) else ListedModel(str(m))
+                for m in await provider.list_models()
+            ]
         except ProviderError as exc:
             logger.warning("cannot list the models of credential %r: %s", credential.name, exc)
             return None
-        self._listed[credential.name] = models
+        self._listed_vision[credential.name] = {
+            m.id: m.vision for m in listed if m.vision is not None
+        }
+        models = self._listed[credential.name] = tuple(m.id for m in listed)
         return models
 
     async def aclose(self) -> None:

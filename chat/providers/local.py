@@ -30,6 +30,7 @@ import llama_cpp
 
 from chat.overrides.llama import WatchedLlama
 from chat.providers.streaming import coalesce
+from chat.runtime.attachments import ATTACHMENT_TYPES, attachment_text
 from chat.runtime.types import (
     Finish,
     Message,
@@ -144,6 +145,8 @@ def _render_chunk(chunk: dict[str, Any]) -> str:
     kind = chunk.get("type")
     if kind in ("text", "system"):
         return str(chunk.get("text", ""))
+    if kind in ATTACHMENT_TYPES:  # the embedded model has no vision: a placeholder
+        return attachment_text(chunk)
     if kind == "tool-call":
         call = {"name": chunk["toolName"], "arguments": chunk.get("input", {})}
         return f"{TOOL_CALL_OPEN}\n{json.dumps(call, ensure_ascii=False)}\n{TOOL_CALL_CLOSE}"

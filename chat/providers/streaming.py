@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import json
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -15,6 +16,41 @@ from chat.runtime.types import ProviderError, ProviderEvent, ReasoningDelta, Tex
 
 Client = TypeVar("Client")
 LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # listing models is quick or broken
+
+
+@dataclass(frozen=True)
+class ListedModel:
+    """A model a server lists: its id, and whether it sees images when the listing says."""
+
+    id: str
+    vision: bool | None = None
+
+    @classmethod
+    def from_listing(cls, entry: Mapping[str, Any]) -> ListedModel:
+        return cls(str(entry["id"]), listing_vision(entry))
+
+
+def listing_vision(entry: Mapping[str, Any]) -> bool | None:
+    """Whether a listing entry says its model takes images; None when it does not say.
+
+    Understood: ``capabilities`` as a list (``vision``, ``multimodal``) or an object with a
+    ``vision`` flag (Ollama, llama.cpp, vLLM-style servers), ``input_modalities`` alone or in
+    ``architecture`` (OpenRouter), and LM Studio's ``type: "vlm"``.
+    """
+    capabilities = entry.get("capabilities")
+    if isinstance(capabilities, list):
+        return bool({"vision", "multimodal", "image"} & {str(c).lower() for c in capabilities})
+    if isinstance(capabilities, Mapping) and isinstance(capabilities.get("vision"), bool):
+        return capabilities["vision"]
+    architecture = entry.get("architecture")
+    modalities = entry.get("input_modalities")
+    if isinstance(architecture, Mapping) and modalities is None:
+        modalities = architecture.get("input_modalities")
+    if isinstance(modalities, list):
+        return "image" in modalities
+    if entry.get("type") in ("vlm", "llm"):
+        return entry["type"] == "vlm"
+    return None
 
 
 class ClientPerLoop(Generic[Client]):
@@ -49,12 +85,14 @@ class ClientPerLoop(Generic[Client]):
             client = self._clients[loop] = self._make()
         return client
 
-    async def list_models(self, *, classify: Callable[[Exception], ProviderError]) -> list[str]:
-        """The model ids the server offers, in its order. Raises ``classify(exc)``."""
+    async def list_models(
+        self, *, classify: Callable[[Exception], ProviderError]
+    ) -> list[ListedModel]:
+        """The models the server offers, in its order. Raises ``classify(exc)``."""
         client: Any = self.get()
         try:
             page = await client.models.list(timeout=LIST_TIMEOUT)
-            return [model.id async for model in page]
+            return [ListedModel.from_listing(model.model_dump()) async for model in page]
         except Exception as exc:
             raise classify(exc) from exc
 

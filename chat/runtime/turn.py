@@ -53,6 +53,8 @@ class TurnConfig:
     turn_id: str
     prompt: str
     history: list[Message]  # the conversation so far, raw (reconciled here before use)
+    # The prompt's ``image`` and ``file`` chunks (chat.runtime.attachments), after its text.
+    attachments: Sequence[WireChunk] = ()
     model: str = ""  # "<credential>/<model>", reported in metrics
     provider_model: str = ""  # the part the provider is asked for
     reasoning_effort: str | None = None
@@ -195,11 +197,16 @@ class TurnRunner:
         cfg, ports = self.config, self.ports
         started = ports.clock()
         ports.observer.turn_started()
-        await self._emit("user-message", text=cfg.prompt)
+        attachments = [dict(chunk) for chunk in cfg.attachments]
+        await self._emit(
+            "user-message", text=cfg.prompt, **({"attachments": attachments} if attachments else {})
+        )
         await self._emit("turn-start")
         reason = "error"
         try:
-            user = Message("user", [{"type": "text", "text": cfg.prompt}])
+            # The text chunk comes first even when empty: a user message is one text chunk
+            # followed by its attachments, so a client regroups the log exactly.
+            user = Message("user", [{"type": "text", "text": cfg.prompt}, *attachments])
             await ports.persist_user(user)
             history = [*cfg.history, user]
             reason = await self._steps_loop(history)

@@ -13,7 +13,16 @@ from typing import Any, Literal, Protocol
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 # The chunk types of the log (docs/protocol.md#21-chunk-types): what an import accepts.
-CHUNK_TYPES: tuple[str, ...] = ("text", "thinking", "tool-call", "tool-result", "error", "system")
+CHUNK_TYPES: tuple[str, ...] = (
+    "text",
+    "thinking",
+    "tool-call",
+    "tool-result",
+    "error",
+    "system",
+    "image",
+    "file",
+)
 WireChunk = dict[str, Any]
 WireEvent = dict[str, Any]
 

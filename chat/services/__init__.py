@@ -17,8 +17,11 @@ package. Functions are keyword-only and named ``<noun>_<verb>``.
 - ``forks``: forking a conversation (edit, regenerate), importing one
 - ``lifecycle``: archive, restore, delete
 - ``preferences``: the user's web app settings (theme)
+- ``attachments``: uploading, removing and sending attachments; purging a conversation's
+- ``vision``: the images of a conversation as the turn's model can take them
 """
 
+from chat.services.attachments import attachment_delete, attachment_upload, attachments_purge
 from chat.services.conversations import (
     conversation_close,
     conversation_open,
@@ -44,6 +47,9 @@ from chat.services.turns import resolve_model, turn_retry, turn_start, turn_stop
 from chat.services.workspace import user_root, workspace_root
 
 __all__ = [
+    "attachment_delete",
+    "attachment_upload",
+    "attachments_purge",
     "conversation_archive",
     "conversation_close",
     "conversation_delete",

@@ -24,6 +24,7 @@ from chat.exports import DocumentIn, parse_document
 from chat.models import Chunk, Conversation, SearchEntry, Turn
 from chat.prompts import TemplateError, parse
 from chat.runtime import TurnMetrics, new_turn_id
+from chat.services.attachments import attachments_again, attachments_fork
 from chat.services.events import publish_on_commit, user_group, write
 from chat.services.inputs import ConversationId, Seq, check
 from chat.services.turns import turn_start
@@ -58,7 +59,12 @@ async def conversation_regenerate(*, user, conversation_id: str, seq: int) -> Co
     text = await database_sync_to_async(selectors.user_message_text)(
         conversation_id=conversation_id, seq=seq
     )
-    await turn_start(user=user, conversation_id=fork.id, message=text)
+    attachments = await write(
+        attachments_again, user=user, conversation_id=conversation_id, seq=seq
+    )
+    await turn_start(
+        user=user, conversation_id=fork.id, message=text, attachments=attachments or None
+    )
     return fork
 
 
@@ -112,6 +118,8 @@ def _do_fork(*, user, conversation_id: str, before_seq: int | None) -> Conversat
         if turn.status != Turn.Status.SEALED or turn.id in cut_turns:
             continue
         _turn_copy(fork, renamed[turn.id], turn.model, turn.finish_reason, metrics.get(turn.id))
+    # The fork's own copies of the attachments its chunks name (chat.services.attachments).
+    payloads = attachments_fork(source=source, fork=fork, payloads=[row[4] for row in chunks])
     Chunk.objects.bulk_create(
         Chunk(
             conversation=fork,
@@ -123,7 +131,9 @@ def _do_fork(*, user, conversation_id: str, before_seq: int | None) -> Conversat
             turn_id=renamed.get(turn_id, ""),
             step_id=step_id,
         )  # fmt: skip
-        for seq, message, role, kind, payload, turn_id, step_id in chunks
+        for (seq, message, role, kind, _, turn_id, step_id), payload in zip(
+            chunks, payloads, strict=True
+        )
     )
     SearchEntry.objects.bulk_create(
         SearchEntry(conversation=fork, owner=user, seq=seq, role=role, text=text)

@@ -72,6 +72,10 @@ MessageText = Annotated[
     AfterValidator(_no_nul),
     AfterValidator(_not_blank),
 ]
+# The message of a turn that carries attachments: it may be empty (an image alone).
+PromptText = Annotated[
+    StrictStr, Field(max_length=settings.DISPATCH_MAX_MESSAGE_CHARS), AfterValidator(_no_nul)
+]
 Title = Annotated[StrictStr, AfterValidator(_title)]
 ModelName = Annotated[StrictStr, Field(min_length=1, max_length=MODEL_NAME_MAX)]
 ReasoningEffort = Literal["low", "medium", "high", "xhigh", "max"]
@@ -87,6 +91,12 @@ def _message_id(value: str) -> str:
 
 # A queued message's id: up to 18 ASCII digits ("²" is a digit to str.isdigit, not here).
 MessageId = Annotated[StrictStr, AfterValidator(_message_id)]
+AttachmentId = Annotated[
+    StrictStr,
+    Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="an id from POST /attachments"),
+]
+# The count limit (DISPATCH_ATTACHMENTS_PER_MESSAGE) is checked by the service, which says it.
+AttachmentIds = Annotated[list[AttachmentId], Field(max_length=1000)]
 # A system prompt template (chat.prompts checks its syntax).
 PromptTemplate = Annotated[StrictStr, Field(max_length=TEMPLATE_MAX_CHARS), AfterValidator(_no_nul)]
 PresetName = Annotated[StrictStr, AfterValidator(_preset_name)]
@@ -117,7 +127,10 @@ def check(field: str, annotation: Any, value: Any) -> Any:
 def invalid_input(errors: list, field: str | None = None) -> InvalidInput:
     """The first of pydantic's errors as InvalidInput (``<field>: <problem>``)."""
     error = errors[0] if errors else {}
-    where = [str(part) for part in error.get("loc", ()) if part not in _TRANSPORT_LOCS]
+    loc = tuple(error.get("loc", ()))
+    if loc[:1] == ("file",):  # django-ninja's place for uploaded files, then the field's name
+        loc = loc[1:]
+    where = [str(part) for part in loc if part not in _TRANSPORT_LOCS]
     name = ".".join([field, *where] if field else where) or None
     if error.get("type") == "string_pattern_mismatch" and str(name).startswith("conversationId"):
         return InvalidInput(CONVERSATION_ID_RULE, field=name)

@@ -26,6 +26,7 @@ from chat import selectors
 from chat.errors import NotFound
 from chat.models import Chunk, Conversation, QueuedMessage, SearchEntry, Tab, Turn
 from chat.running import running_turns
+from chat.services.attachments import attachments_purge
 from chat.services.events import conversation_group, publish_on_commit, user_group, write
 from chat.services.inputs import ConversationId, check
 from chat.services.turns import abort_running, status_changed
@@ -119,8 +120,7 @@ def conversation_purge(*, conversation_id: str) -> None:
     Tab.objects.filter(conversation_id=conversation_id).delete()
     SearchEntry.objects.filter(conversation_id=conversation_id).delete()
     Conversation.objects.filter(forked_from_id=conversation_id).update(forked_from=None)
-    # ATTACHMENTS (issue #19): the lead adds here, in this same transaction,
-    #     attachments_purge(conversation_id)  # from chat.services.attachments
+    attachments_purge(conversation_id)  # rows now, stored files once this commits
     Conversation.objects.filter(pk=conversation_id).update(
         title="",
         model="",

@@ -25,6 +25,12 @@ from chat.ratelimit import turn_rate_check
 from chat.running import RunningTurn, notify, running_turns
 from chat.runtime import Message, TurnConfig, TurnMetrics, TurnPorts, TurnRunner, new_turn_id
 from chat.services import _log
+from chat.services.attachments import (
+    attachments_again,
+    attachments_check,
+    attachments_names,
+    attachments_send,
+)
 from chat.services.events import (
     conversation_group,
     publish_on_commit,
@@ -37,12 +43,14 @@ from chat.services.inputs import (
     Cwd,
     MessageText,
     ModelName,
+    PromptText,
     ReasoningEffort,
     TurnId,
     check,
 )
 from chat.services.prompts import check_template, system_prompt_for_turn
 from chat.services.recovery import heartbeat_loop
+from chat.services.vision import ImagesForModel
 from chat.services.workspace import conversation_dir, conversation_dir_ready
 from chat.tools import get_tool_registry
 
@@ -63,6 +71,7 @@ class _TurnRequest:
     model: str | None = None
     reasoning_effort: str | None = None
     cwd: str | None = None
+    attachments: tuple[str, ...] = ()
     system_prompt: str | None = None  # a template for the conversation (chat.prompts)
 
 
@@ -74,27 +83,34 @@ async def turn_start(
     model: str | None = None,
     reasoning_effort: str | None = None,
     cwd: str | None = None,
+    attachments: list[str] | None = None,
     system_prompt: str | None = None,
 ) -> RunningTurn:
     """Start a turn and return it; ``listen()`` on it yields every event from the first.
 
-    ``conversation_id`` None mints a new conversation. ``system_prompt``, a template, becomes
-    the conversation's (as ``conversation_set_system_prompt``). Raises InvalidInput (bad
-    fields, an unknown model, a cwd outside the user's workspace, a template that does not
-    parse) before anything is stored, NotFound for someone else's conversation, Conflict when
-    a turn already runs in the conversation, RateLimited when the user started too many turns
-    lately.
+    ``conversation_id`` None mints a new conversation. ``attachments`` are ids of the user's
+    unsent attachments (chat.services.attachments); with some, ``message`` may be empty.
+    ``system_prompt``, a template, becomes the conversation's (as
+    ``conversation_set_system_prompt``). Raises InvalidInput (bad fields, an unknown model, a
+    cwd outside the user's workspace, too many or already sent attachments, a template that
+    does not parse) before anything is stored, NotFound for someone else's conversation or
+    attachment, Conflict when a turn already runs in the conversation, RateLimited when the
+    user started too many turns lately.
     """
+    attachment_ids = (
+        await attachments_check(user=user, attachment_ids=attachments) if attachments else ()
+    )
     request = _TurnRequest(
         conversation_id=str(uuid.uuid4())
         if conversation_id is None
         else check("conversationId", ConversationId, conversation_id),
-        message=check("message", MessageText, message),
+        message=check("message", PromptText if attachment_ids else MessageText, message),
         model=None if model is None else check("model", ModelName, model),
         reasoning_effort=None
         if reasoning_effort is None
         else check("reasoningEffort", ReasoningEffort, reasoning_effort),
         cwd=None if cwd is None else check("cwd", Cwd, cwd),
+        attachments=attachment_ids,
         system_prompt=None
         if system_prompt is None
         else check_template("systemPrompt", system_prompt),
@@ -141,9 +157,20 @@ async def turn_retry(*, user, conversation_id: str, turn_id: str) -> RunningTurn
     if found is None:
         raise NotFound(f"turn not found: {turn_id}")
     prompt, finish = found
-    if finish not in RETRYABLE_FINISHES or not prompt:
+    seq = await database_sync_to_async(selectors.turn_prompt_seq)(
+        conversation_id=conversation_id, turn_id=turn_id
+    )
+    if finish not in RETRYABLE_FINISHES or seq is None:
         raise InvalidInput("only a failed turn can be retried", field="turnId")
-    return await turn_start(user=user, conversation_id=conversation_id, message=prompt)
+    # The prompt's attachments go again too (as copies: an attachment is sent once).
+    attachments = await write(
+        attachments_again, user=user, conversation_id=conversation_id, seq=seq
+    )
+    if not prompt and not attachments:
+        raise InvalidInput("only a failed turn can be retried", field="turnId")
+    return await turn_start(
+        user=user, conversation_id=conversation_id, message=prompt, attachments=attachments or None
+    )
 
 
 async def resolve_model(name: str) -> ResolvedModel:
@@ -217,9 +244,13 @@ def _status_message(conversation_id: str, status: str) -> dict:
 
 
 def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id: str, worker: str):
-    """One transaction: the conversation (created or updated), the running Turn row and the
-    ``active`` status; then the history the turn starts from and its working directory."""
-    defaults = {"title": _log.default_title(request.message), "model": resolved.name}
+    """One transaction: the conversation (created or updated), the running Turn row, the
+    ``active`` status and the attachments given to the new message (their chunks); then the
+    history the turn starts from and its working directory."""
+    title = request.message.strip() or ", ".join(
+        attachments_names(user=user, ids=request.attachments)
+    )
+    defaults = {"title": _log.default_title(title), "model": resolved.name}
     if request.reasoning_effort:
         defaults["reasoning_effort"] = request.reasoning_effort
     if request.cwd:
@@ -253,7 +284,14 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         )
     history = selectors.history_messages(conversation_id=conversation.id)
     cwd = conversation_dir_ready(owner_id=conversation.owner_id, cwd=conversation.cwd)
-    return conversation, history, cwd
+    chunks = (
+        attachments_send(
+            user=user, conversation=conversation, attachment_ids=request.attachments, cwd=cwd
+        )
+        if request.attachments
+        else []
+    )
+    return conversation, history, cwd, chunks
 
 
 async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> RunningTurn:
@@ -265,7 +303,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     running = RunningTurn(conversation_id=conversation_id, turn_id=turn_id)
     running_turns.turns[conversation_id] = running  # claim before awaiting: no double start
     try:
-        conversation, history, cwd = await write(
+        conversation, history, cwd, attachments = await write(
             _turn_open, user=user, request=request, resolved=resolved, turn_id=turn_id,
             worker=worker,
         )  # fmt: skip
@@ -285,6 +323,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         turn_id=turn_id,
         prompt=request.message,
         history=history,
+        attachments=attachments,
         model=resolved.name,
         provider_model=resolved.provider_model,
         reasoning_effort=conversation.reasoning_effort or DEFAULT_REASONING_EFFORT,
@@ -294,7 +333,10 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         retry_delays=runtime.retry_delays,
         system_prompt=system_prompt,
     )
-    ports = _ports(running, resolved.provider, tools.tools())
+    provider = ImagesForModel(
+        resolved.provider, conversation_id=conversation_id, vision=resolved.vision
+    )
+    ports = _ports(running, provider, tools.tools())
     ports.observer = observe.turn_observer(config, system=resolved.kind, tools=ports.tools)
     running.runner = TurnRunner(config, ports)
     # A fresh context: the turn outlives the request that starts it, so it must not inherit

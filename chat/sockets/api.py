@@ -64,6 +64,7 @@ class ApiSocket(BaseSocket):
                 model=frame.get("model"),
                 reasoning_effort=frame.get("reasoningEffort"),
                 cwd=frame.get("cwd"),
+                attachments=frame.get("attachments"),
             )
         except BaseException:
             if not subscribed:  # a refused send leaves no subscription behind

@@ -363,10 +363,15 @@ class WebAppSocket(BaseSocket):
     # ------------------------------------------------------------------ frames in
 
     async def act_send(self, frame: dict) -> None:
-        """Send when idle, queue (steer) when a turn runs, stop when the text is empty."""
+        """Send when idle, queue (steer) when a turn runs, stop when the text is empty.
+
+        Attachments (their ids, uploaded by the page) go with a new turn only: a queued text
+        is text alone, so while a turn runs they are refused and stay in the composer.
+        """
         text = frame.get("message", "")
+        attachments = frame.get("attachments") or None
         await self._notice()
-        if isinstance(text, str) and not text.strip():
+        if isinstance(text, str) and not text.strip() and not attachments:
             await services.turn_stop(user=self.user, conversation_id=self.conversation_id)
             return
         try:
@@ -376,12 +381,17 @@ class WebAppSocket(BaseSocket):
                 message=text,
                 model=frame.get("model") or None,
                 reasoning_effort=frame.get("reasoningEffort") or None,
+                attachments=attachments,
             )
-        except Conflict:  # a turn runs: the text steers it
+        except Conflict as exc:  # a turn runs: the text steers it
+            if attachments:
+                raise Conflict(f"{exc.message}: send the attachments when it ends") from None
             await services.queue_add(
                 user=self.user, conversation_id=self.conversation_id, text=text
             )
             return
+        if attachments:  # they went with the message: the composer lets them go
+            await self.send(text_data=render_to_string("chat/_attachment_tray.html", {"oob": True}))
         self.ownership.claim(self.conversation_id)
         # The turn runs here: take its first events from this process (see ApiSocket.op_send).
         await self.feed.replay(reply_to=self.channel_name)

@@ -23,6 +23,9 @@
     return !!status && status.dataset.status === "active";
   }
 
+  // Attachments in the composer (attachments.js) make a message too.
+  function hasAttachments() { return !!document.querySelector("#attachment-tray > *"); }
+
   // Send when idle, Queue when a turn runs and there is text, Stop when it runs and is empty.
   function updateButton() {
     var button = document.getElementById("send-button");
@@ -32,7 +35,7 @@
     var label = running() ? (hasText ? "Queue" : "Stop") : "Send";
     button.textContent = label;
     button.dataset.mode = label.toLowerCase();
-    button.disabled = label === "Send" && !hasText;
+    button.disabled = label === "Send" && !hasText && !hasAttachments();
   }
 
   function transcript() { return document.getElementById("transcript"); }
@@ -64,7 +67,8 @@
 
   document.addEventListener("submit", function (event) {
     // An empty box only means something (Stop) while a turn runs.
-    if (event.target === composer() && !running() && messageBox().value.trim() === "") {
+    if (event.target === composer() && !running() && messageBox().value.trim() === "" &&
+        !hasAttachments()) {
       event.preventDefault();
       event.stopImmediatePropagation();
     }
@@ -190,6 +194,7 @@
 
   window.dispatchUI = {
     reconnect: function () { if (socket) socket.reconnect(); },
+    update: updateButton,
     // Send a frame over the page's socket; false when it is not open.
     send: function (frame) {
       if (!socket || document.body.dataset.socket !== "open") return false;

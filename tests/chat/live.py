@@ -27,13 +27,19 @@ DEADLINE = 30.0
 
 
 def write_config(
-    directory: Path, scripted_url: str, extra: str = "", top: str = "", name: str = "dispatch.toml"
+    directory: Path,
+    scripted_url: str,
+    extra: str = "",
+    top: str = "",
+    name: str = "dispatch.toml",
+    runtime: str = "",
 ) -> Path:
     config = directory / name
     config.write_text(
         f"""{top}
 [runtime]
 retry_delays = [0.05, 0.05]
+{runtime}
 
 [[credentials]]
 name = "scripted"
@@ -103,14 +109,16 @@ def start_stack(
     *,
     config_extra: str = "",
     config_top: str = "",
+    runtime_extra: str = "",
     model_url: str | None = None,
     model_paths: tuple[str, ...] = (),
 ) -> Iterator[Stack]:
     """Live workers with users alice and bob and a scripted OpenAI-format model.
 
     ``config_extra`` is TOML after the ``scripted`` credential (``MODEL_URL`` in it becomes
-    the model server's URL), ``config_top`` top-level keys before every table; ``model_url``
-    puts another model server in the scripted one's place. With ``model_paths``, worker ``i``
+    the model server's URL), ``config_top`` top-level keys before every table,
+    ``runtime_extra`` keys of its ``[runtime]`` table; ``model_url`` puts another model server
+    in the scripted one's place. With ``model_paths``, worker ``i``
     has a config of its own whose model is served under ``model_paths[i]`` (e.g. ``/a``: its
     turns ask ``/a/v1/chat/completions``), so a test can script each worker's turns apart.
     """
@@ -118,7 +126,11 @@ def start_stack(
     var_dir = Path(tempfile.mkdtemp(prefix="dispatch-stack-"))
     model_url = model_url or scripted.url
     config = write_config(
-        var_dir, model_url, config_extra.replace("MODEL_URL", model_url), config_top
+        var_dir,
+        model_url,
+        config_extra.replace("MODEL_URL", model_url),
+        config_top,
+        runtime=runtime_extra,
     )
     env = {
         "DISPATCH_VAR_DIR": str(var_dir),

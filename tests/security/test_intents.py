@@ -19,15 +19,24 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.models import Conversation, QueuedMessage, SystemPromptPreset, Tab, UserSettings
+from chat.models import (
+    Attachment,
+    Conversation,
+    QueuedMessage,
+    SystemPromptPreset,
+    Tab,
+    UserSettings,
+)
 from chat.ratelimit import turn_rate_check
 from chat.runtime import Message, TurnMetrics
-from chat.services import _log
+from chat.services import _log, attachment_upload
 from chat.services.events import conversation_group, user_group
+from tests.chat.images import png_bytes
 from tests.security.conftest import MODEL, api_client, application, script_answers
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,6 +82,9 @@ class Api(Transport):
         "effort": "effort",
         "cwd": "cwd",
         "tabs": "tabs",
+        "send-attachments": "send_attachments",
+        "attach": "attach",
+        "detach": "detach",
         "system-prompt": "system_prompt",
         "preset-save": "preset_save",
         "preset-delete": "preset_delete",
@@ -114,11 +126,14 @@ class Api(Transport):
     async def _call(self, ctx, method, path, body=None):
         client = api_client(ctx.token)
         send = getattr(client, method)
-        if isinstance(body, dict):
-            body = json.dumps(body)
-        response = await (
-            send(path) if body is None else send(path, body, content_type="application/json")
-        )
+        if isinstance(body, bytes):  # an upload
+            response = await send(path, {"file": SimpleUploadedFile("notes.txt", body)})
+        else:
+            if isinstance(body, dict):
+                body = json.dumps(body)
+            response = await (
+                send(path) if body is None else send(path, body, content_type="application/json")
+            )
         if response.status_code >= 400:
             return response.json()["error"]
         if response.get("Content-Type", "").startswith("application/x-ndjson"):
@@ -169,6 +184,16 @@ class Api(Transport):
     async def tabs(self, ctx, conversation_id, value):
         return await self._call(ctx, "put", "/tabs", {"conversationIds": value})
 
+    async def send_attachments(self, ctx, conversation_id, value):
+        body = {"conversationId": conversation_id, "message": "look", "attachments": value}
+        return await self._call(ctx, "post", "/chat", body)
+
+    async def attach(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", "/attachments", value)
+
+    async def detach(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/attachments/{value}")
+
     async def theme(self, ctx, conversation_id, value):
         return await self._call(ctx, "put", "/preferences", {"theme": value})
 
@@ -177,7 +202,12 @@ class ApiSocket(Transport):
     """The JSON protocol. A probe frame after each op: its answer marks the op's end."""
 
     name = "json-socket"
-    intents = {"send": "send", "queue": "queue", "queue-cancel": "queue_cancel"}
+    intents = {
+        "send": "send",
+        "queue": "queue",
+        "queue-cancel": "queue_cancel",
+        "send-attachments": "send_attachments",
+    }
 
     async def _op(self, ctx, frame, *, until_sealed=False):
         socket = WebsocketCommunicator(await application(), f"/ws?token={ctx.token}")
@@ -208,6 +238,15 @@ class ApiSocket(Transport):
         return await self._op(
             ctx, {"type": "chat.queue", "conversationId": conversation_id, "text": value}
         )
+
+    async def send_attachments(self, ctx, conversation_id, value):
+        frame = {
+            "type": "chat.send",
+            "conversationId": conversation_id,
+            "message": "look",
+            "attachments": value,
+        }
+        return await self._op(ctx, frame, until_sealed=True)
 
     async def queue_cancel(self, ctx, conversation_id, value):
         frame = {"type": "chat.queue.cancel", "conversationId": conversation_id, "messageId": value}
@@ -241,6 +280,7 @@ class WebApp(Transport):
         "model": "model",
         "effort": "effort",
         "tabs": "reorder",
+        "send-attachments": "send_attachments",
         "system-prompt": "system_prompt",
         "preset-save": "preset_save",
         "preset-delete": "preset_delete",
@@ -309,6 +349,10 @@ class WebApp(Transport):
         return await self._act(
             ctx, conversation_id, {"action": "send", "message": value}, until_sealed=True
         )
+
+    async def send_attachments(self, ctx, conversation_id, value):
+        frame = {"action": "send", "message": "look", "attachments": value}
+        return await self._act(ctx, conversation_id, frame, until_sealed=True)
 
     async def cancel(self, ctx, conversation_id, value):
         return await self._act(ctx, conversation_id, {"action": "cancel", "id": value})
@@ -525,10 +569,19 @@ def state(user, conversation_id: str) -> dict:
             "effort": conversation.reasoning_effort,
             "cwd": conversation.cwd,
         },
-        "log": list(
-            conversation.chunks.order_by("seq").values_list("role", "payload")
-            if conversation
-            else []
+        "log": [
+            # Each transport's run sends an attachment of its own: its id differs.
+            (role, {**payload, "attachmentId": "ATT"} if "attachmentId" in payload else payload)
+            for role, payload in (
+                conversation.chunks.order_by("seq").values_list("role", "payload")
+                if conversation
+                else []
+            )
+        ],
+        "attachments": list(
+            Attachment.objects.filter(owner=user)
+            .order_by("created_at")
+            .values_list("name", "kind", "conversation_id")
         ),
         "queue": list(
             QueuedMessage.objects.filter(conversation_id=conversation_id).values_list(
@@ -608,6 +661,7 @@ def clean_state(user, other_user):
     async def reset():
         @database_sync_to_async
         def wipe():
+            Attachment.objects.filter(owner__in=[user, other_user]).delete()
             Conversation.objects.filter(owner__in=[user, other_user]).delete()
             UserSettings.objects.filter(user__in=[user, other_user]).delete()
 
@@ -629,6 +683,7 @@ class Case:
     ignore: frozenset = frozenset()
 
 
+ATTACHMENT = "ATTACHMENT"  # stands for a fresh attachment of the user
 CASES = [
     Case("rename", "  Lisbon   trip ", {}),
     Case("model", MODEL, {}),
@@ -654,10 +709,26 @@ CASES = [
     ),
     Case("theme", "dark", {}),
     Case("retry", FAILED_TURN + "0", {"failed": True}),
+    Case("send-attachments", [ATTACHMENT], {}, frozenset({"tabs", "user.conversations"})),
+    Case("attach", b"some notes", {}),
+    Case("detach", ATTACHMENT, {}),
 ]
 # Intents only one transport offers: cwd and import (the JSON API; the web app's import
-# posts to that same route), and the web app's Retry button.
-ONE_TRANSPORT = {"cwd", "import", "retry"}
+# posts to that same route), the web app's Retry button, and uploading and removing an
+# attachment (the JSON API; the web app's page calls those same routes).
+ONE_TRANSPORT = {"cwd", "import", "retry", "attach", "detach"}
+# Intents that tell no socket about themselves.
+SILENT = {"stop", "attach", "detach"}
+
+
+async def fresh_attachment(user, value):
+    """``value`` with ATTACHMENT standing for a new attachment of the user (its id)."""
+    if value != ATTACHMENT and value != [ATTACHMENT]:
+        return value
+    # An image: a file would be saved into the working directory, which outlives a run.
+    file = SimpleUploadedFile("dot.png", png_bytes(2, 2))
+    attachment = await attachment_upload(user=user, name="dot.png", content_type="", file=file)
+    return attachment.pk if value == ATTACHMENT else [attachment.pk]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.intent for c in CASES])
@@ -669,7 +740,8 @@ async def test_every_transport_stores_and_announces_the_same(
         await clean_state()
         queued_id = await setup(user, other_user, **case.setup)
         value = queued_id if case.value == "QUEUED" else case.value
-        if case.intent in ("send", "retry"):
+        value = await fresh_attachment(user, value)
+        if case.intent in ("send", "retry", "send-attachments"):
             script_answers(scripted, "general kenobi")
         async with Capture(user.pk, CONVERSATION) as capture:
             refusal = await transport.run(ctx, case.intent, CONVERSATION, value)
@@ -683,7 +755,7 @@ async def test_every_transport_stores_and_announces_the_same(
     assert first[0] is None, first  # the request is a good one
     for name, outcome in outcomes.items():
         assert outcome == first, f"{name} differs from {first_name}"
-    assert first[2] or case.intent == "stop", "the intent announced nothing"
+    assert first[2] or case.intent in SILENT, "the intent announced nothing"
 
 
 # ---------------------------------------------------------------- the same refusal
@@ -719,6 +791,16 @@ BAD_INPUTS = [
     ("theme", 5, None),
     ("retry", 5, "turnId: Input should be a valid string"),
     ("retry", "turn-unknown", "turn not found: turn-unknown"),
+    ("send-attachments", ["att_missing"], "attachment not found: att_missing"),
+    ("send-attachments", "att_x", "attachments: Input should be a valid list"),
+    ("send-attachments", [5], "attachments.0: Input should be a valid string"),
+    (
+        "send-attachments",
+        [f"att_{n}" for n in range(11)],
+        "attachments: at most 10 per message (11 given)",
+    ),
+    ("attach", b"", "file: notes.txt is empty (0 bytes)"),
+    ("detach", "att_missing", "attachment not found: att_missing"),
 ]
 
 
@@ -760,8 +842,9 @@ async def test_the_same_bad_input_gets_the_same_refusal(
         assert refusal == message
 
 
-# Intents that name no conversation (the caller's own tabs, presets, imports, theme).
-NO_CONVERSATION = {"tabs", "preset-save", "preset-delete", "import", "theme"}
+# Intents that name no conversation (the caller's own tabs, presets, imports, theme,
+# attachments: they name only themselves).
+NO_CONVERSATION = {"tabs", "preset-save", "preset-delete", "import", "theme", "attach", "detach"}
 SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - NO_CONVERSATION)
 
 
@@ -771,13 +854,15 @@ async def test_someone_elses_conversation_is_not_found_everywhere(
 ):
     values = {"send": "hi", "queue": "hi", "rename": "Mine", "model": MODEL, "effort": "low"}
     values |= {"cwd": "x", "queue-cancel": "1", "retry": FAILED_TURN + "1"}
+    values |= {"send-attachments": [ATTACHMENT]}
     refusals = {}
     for transport in offering(intent):
         if isinstance(transport, Admin):
             continue  # operators act on every conversation, as its owner
         await clean_state()
         await setup(user, other_user, failed=intent == "retry")
-        refusals[transport.name] = await transport.run(ctx, intent, THEIRS, values.get(intent))
+        value = await fresh_attachment(user, values.get(intent))
+        refusals[transport.name] = await transport.run(ctx, intent, THEIRS, value)
     assert set(refusals.values()) == {NOT_FOUND}, refusals
 
 

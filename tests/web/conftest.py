@@ -100,6 +100,7 @@ base_url = "{scripted.url}/v1"
 api_key_env = "DISPATCH_WEB_TEST_KEY"
 models = ["fast", "smart"]
 context_window = 8000
+vision = ["fast"]                 # alpha/fast sees images, alpha/smart does not
 
 [[credentials]]
 name = "beta"

@@ -418,7 +418,7 @@ HOSTILE = [
     (
         json.dumps(document(chunks=with_chunk(1, chunk={"type": "virus", "x": 1}))).encode(),
         "chunks[1].chunk.type: unknown chunk type 'virus' (known: text, thinking, tool-call, "
-        "tool-result, error, system)",
+        "tool-result, error, system, image, file)",
     ),
     (
         json.dumps(document(chunks=with_chunk(1, chunk={"type": "text", "text": 5}))).encode(),
@@ -472,7 +472,15 @@ async def test_an_import_over_the_size_limit_is_refused(token, settings):
 async def test_unknown_but_valid_chunk_types_are_carried_unchanged(token, monkeypatch):
     from chat import exports
 
-    monkeypatch.setattr(exports, "CHUNK_TYPES", (*exports.CHUNK_TYPES, "image"))
+    monkeypatch.setattr(exports, "CHUNK_TYPES", (*exports.CHUNK_TYPES, "video"))
+    video = {"type": "video", "attachmentId": "a1", "mediaType": "video/mp4", "extra": [1]}
+    raw = json.dumps(document(chunks=with_chunk(1, chunk=video))).encode()
+    response = await call(token, "post", "/conversations", raw=raw)
+    assert response.status_code == 200, response.content
+    assert (await history(token, response.json()["id"]))[1]["chunk"] == video
+
+
+async def test_an_imported_image_chunk_is_kept_as_it_describes_itself(token):
     image = {"type": "image", "attachmentId": "a1", "mediaType": "image/png", "extra": [1]}
     raw = json.dumps(document(chunks=with_chunk(1, chunk=image))).encode()
     response = await call(token, "post", "/conversations", raw=raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat.providers.anthropic import AnthropicProvider
+from chat.providers.streaming import ListedModel
 from chat.runtime.types import (
     Finish,
     Message,
@@ -394,7 +395,10 @@ async def test_list_models(server, make_provider):
         ),
     )
 
-    assert await make_provider(server).list_models() == ["claude-a", "claude-b"]
+    assert await make_provider(server).list_models() == [
+        ListedModel("claude-a"),
+        ListedModel("claude-b"),
+    ]
 
 
 async def test_tool_loop_reply_helper_round_trips(server, make_provider):
@@ -405,3 +409,47 @@ async def test_tool_loop_reply_helper_round_trips(server, make_provider):
 
     assert error is None
     assert ToolCallReady("toolu_x", "ls", {"path": "."}) in events
+
+
+async def test_a_user_message_with_an_image_becomes_text_and_image_blocks(server, make_provider):
+    server.script(MESSAGES, anthropic_text_reply("a cat"))
+    data = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    image = {
+        "type": "image",
+        "attachmentId": "att_1",
+        "name": "cat.png",
+        "mediaType": "image/png",
+        "size": 70,
+        "width": 1,
+        "height": 1,
+    }
+    file = {"type": "file", "attachmentId": "att_2", "name": "a.txt", "size": 3, "path": "a.txt"}
+    gone = {**image, "attachmentId": "att_3", "unavailable": True}
+    message = Message(
+        "user", [{"type": "text", "text": "Compare"}, {**image, "data": data}, file, gone]
+    )
+
+    _, error = await run_stream(make_provider(server), ProviderRequest("claude-test", [message]))
+
+    assert error is None
+    assert server.requests[0].body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": data},
+                },
+                {
+                    "type": "text",
+                    "text": "[Attached file: a.txt (3 bytes, unknown type), saved as a.txt in the "
+                    "working directory]",
+                },
+                {
+                    "type": "text",
+                    "text": "[Image: cat.png, 1×1. The image is no longer available.]",
+                },
+            ],
+        }
+    ]

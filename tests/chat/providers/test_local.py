@@ -392,3 +392,27 @@ def test_tools_get_a_system_message_of_their_own_when_there_is_none():
     assert to_chat_messages([Message("user", [{"type": "text", "text": "hi"}])]) == [
         {"role": "user", "content": "hi"}
     ]
+
+
+def test_the_embedded_model_gets_placeholders_for_attachments():
+    image = {
+        "type": "image",
+        "attachmentId": "att_1",
+        "name": "cat.png",
+        "mediaType": "image/png",
+        "size": 5000,
+        "width": 640,
+        "height": 480,
+        "data": "iVBORw0KGgo=",  # even with the bytes at hand: the model has no vision
+    }
+    file = {"type": "file", "attachmentId": "att_2", "name": "a.py", "size": 10, "path": "a.py"}
+    history = [Message("user", [{"type": "text", "text": "Look"}, image, file])]
+
+    assert to_chat_messages(history) == [
+        {
+            "role": "user",
+            "content": "Look\n\n[Image: cat.png, 640×480. You cannot see images, so only its "
+            "name and size are given.]\n\n[Attached file: a.py (10 bytes, unknown type), saved "
+            "as a.py in the working directory]",
+        }
+    ]
