@@ -12,6 +12,8 @@ selectors and services use exactly the database the workers use. Prints one JSON
 - ``llama --max-tokens N``: llama-cpp-python called directly on the prompt a Dispatch turn with
   the local model sends (same messages, same model parameters); decode tokens/s of one run
   per line read from stdin.
+- ``observe --deltas N --turns T``: the CPU the telemetry (chat.observe) costs per streamed
+  delta and per turn, against the same turns without it.
 """
 
 from __future__ import annotations
@@ -208,6 +210,116 @@ def llama(max_tokens: int) -> None:
         )
 
 
+def observe(deltas: int, turns: int, repeat: int) -> dict:
+    """CPU cost of the telemetry, as µs of process CPU (every thread, the span exporter's too).
+
+    ``runtime``: ``turns`` turns through TurnRunner with no-op ports, one step each of
+    ``deltas`` text deltas (and, for the per-turn cost, of 1 delta): without an observer, with
+    the metrics observer, with metrics and traces (the SDK, a batch processor, an exporter that
+    drops the spans). ``http``: a response of ``deltas`` streamed body messages through the
+    request-span middleware (tracing on) and without it. Variants alternate, best of ``repeat``.
+    """
+    import asyncio
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from chat import observe as telemetry
+    from chat.observe import tracing
+    from chat.runtime import NO_OBSERVER, Finish, TextDelta, TurnConfig, TurnPorts, TurnRunner
+
+    class Drop(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    class Deltas:
+        def __init__(self, count: int) -> None:
+            self.events = [TextDelta("tok ")] * count + [Finish("stop")]
+
+        async def stream(self, request):
+            for event in self.events:
+                yield event
+
+    async def nothing(*args) -> None:
+        return None
+
+    async def no_queue() -> list[str]:
+        return []
+
+    async def run_turns(count: int, per_step: int, observed: str) -> None:
+        provider = Deltas(per_step)
+        for index in range(count):
+            config = TurnConfig("bench", f"turn-{index}", "hi", [], "bench/model", "model")
+            observer = (
+                NO_OBSERVER
+                if observed == "none"
+                else telemetry.turn_observer(config, system="openai", tools=())
+            )
+            ports = TurnPorts(provider, nothing, nothing, nothing, no_queue, nothing)
+            ports.observer = observer
+            await TurnRunner(config, ports).run()
+
+    async def stream(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(deltas):
+            await send({"type": "http.response.body", "body": b'{"type":"text-delta"}\n',
+                        "more_body": True})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def request(app) -> None:
+        scope = {"type": "http", "method": "POST", "path": "/chat", "headers": [],
+                 "query_string": b"", "scheme": "http", "server": ("127.0.0.1", 8000),
+                 "client": ("127.0.0.1", 1), "http_version": "1.1", "root_path": ""}  # fmt: skip
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await app(scope, receive, nothing)
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+
+    def cpu(work) -> float:
+        start = time.process_time()
+        asyncio.run(work())
+        return (time.process_time() - start) * 1e6
+
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for observed in ("none", "metrics", "traced"):
+            tracing.install(provider if observed == "traced" else None)
+            for per_step in (deltas, 1):
+                key = f"{observed}/{per_step}"
+                spent = cpu(lambda o=observed, n=per_step: run_turns(turns, n, o))
+                best[key] = min(best.get(key, spent), spent)
+        tracing.install(provider)
+        for wrapped in (False, True):
+            app = tracing.http_app(stream) if wrapped else stream
+            key = f"http/{wrapped}"
+            spent = cpu(lambda a=app: request(a))
+            best[key] = min(best.get(key, spent), spent)
+    tracing.install(None)
+    provider.shutdown()
+
+    total = turns * deltas
+    base = best[f"none/{deltas}"] / total
+    out: dict = {"deltas": deltas, "turns": turns, "repeat": repeat,
+                 "baselineUsPerDelta": round(base, 3)}  # fmt: skip
+    for observed in ("metrics", "traced"):
+        per_delta = (best[f"{observed}/{deltas}"] - best[f"none/{deltas}"]) / total
+        per_turn = (best[f"{observed}/1"] - best["none/1"]) / turns
+        out[observed] = {
+            "addedUsPerDelta": round(per_delta, 3),
+            "ratio": round(best[f"{observed}/{deltas}"] / best[f"none/{deltas}"], 4),
+            "addedUsPerTurn": round(per_turn, 1),
+        }
+    out["httpRequestSpan"] = {
+        "addedUsPerStreamedLine": round((best["http/True"] - best["http/False"]) / deltas, 3),
+        "plainUsPerLine": round(best["http/False"] / deltas, 3),
+    }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.inproc")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +333,10 @@ def main() -> None:
     pg.add_argument("--sizes", required=True, help="comma-separated chunk counts")
     ll = sub.add_parser("llama")
     ll.add_argument("--max-tokens", type=int, default=128)
+    o = sub.add_parser("observe")
+    o.add_argument("--deltas", type=int, default=2000)
+    o.add_argument("--turns", type=int, default=200)
+    o.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     _setup()
     if args.command == "history":
@@ -229,6 +345,8 @@ def main() -> None:
         out = page(args.user, [int(s) for s in args.sizes.split(",")])
     elif args.command == "persist":
         out = persist(args.repeat)
+    elif args.command == "observe":
+        out = observe(args.deltas, args.turns, args.repeat)
     else:
         llama(args.max_tokens)
         return

@@ -17,7 +17,8 @@ from django.utils.html import format_html
 
 from chat import services
 from chat.errors import DomainError
-from chat.models import ApiToken, Chunk, Conversation, QueuedMessage, Tab, Turn
+from chat.models import ApiToken, Attachment, Chunk, Conversation, QueuedMessage, Tab, Turn
+from chat.runtime.attachments import ATTACHMENT_TYPES, attachment_label
 
 # The form fields an operator may change, and the service that changes each.
 CONVERSATION_SETTINGS = {
@@ -50,8 +51,10 @@ class ViewOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["id", "title", "owner", "status", "model", "last_activity_at", "log_link"]
-    list_filter = ["status"]
+    list_display = [
+        "id", "title", "owner", "status", "model", "archived_at", "last_activity_at", "log_link",
+    ]  # fmt: skip
+    list_filter = ["status", ("archived_at", admin.EmptyFieldListFilter)]
     search_fields = ["id", "title"]
     list_select_related = ["owner"]
     ordering = ["-last_activity_at", "id"]
@@ -67,6 +70,10 @@ class ConversationAdmin(admin.ModelAdmin):
         "last_activity_at",
         "last_seq",
         "last_message_ordinal",
+        "archived_at",
+        "forked_from",
+        "forked_at_seq",
+        "system_prompt",
         "log_link",
     ]
     # Status and the log counters belong to the runtime and services.chunks_append.
@@ -78,6 +85,10 @@ class ConversationAdmin(admin.ModelAdmin):
         "last_activity_at",
         "last_seq",
         "last_message_ordinal",
+        "archived_at",
+        "forked_from",
+        "forked_at_seq",
+        "system_prompt",
         "log_link",
     ]
 
@@ -102,7 +113,11 @@ class ConversationAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{name}: {exc.message}", messages.ERROR)
 
-    actions = ["close"]
+    actions = ["close", "archive", "restore", "delete_for_good"]
+
+    def get_queryset(self, request):
+        # Deleted conversations are tombstones (an id and an owner): nothing to manage.
+        return super().get_queryset(request).filter(deleted_at__isnull=True)
 
     @admin.action(description="Close the selected conversations (stops their turns)")
     def close(self, request, queryset) -> None:
@@ -111,6 +126,29 @@ class ConversationAdmin(admin.ModelAdmin):
                 user=conversation.owner, conversation_id=conversation.pk
             )
         self.message_user(request, f"Closed {queryset.count()} conversation(s).")
+
+    def _as_owner(self, request, queryset, service, done: str) -> None:
+        """Run ``service`` on each selected conversation as its owner (as every transport)."""
+        count = 0
+        for conversation in list(queryset.select_related("owner")):
+            try:
+                async_to_sync(service)(user=conversation.owner, conversation_id=conversation.pk)
+                count += 1
+            except DomainError as exc:
+                self.message_user(request, f"{conversation.pk}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"{done} {count} conversation(s).")
+
+    @admin.action(description="Archive the selected conversations")
+    def archive(self, request, queryset) -> None:
+        self._as_owner(request, queryset, services.conversation_archive, "Archived")
+
+    @admin.action(description="Restore the selected archived conversations")
+    def restore(self, request, queryset) -> None:
+        self._as_owner(request, queryset, services.conversation_restore, "Restored")
+
+    @admin.action(description="Delete the selected conversations for good (stops their turns)")
+    def delete_for_good(self, request, queryset) -> None:
+        self._as_owner(request, queryset, services.conversation_delete, "Deleted")
 
 
 @admin.register(Chunk)
@@ -141,7 +179,36 @@ def chunk_preview(chunk: dict) -> str:
         return _shorten(f"{chunk.get('toolName')} → {mark}{body}")
     if kind == "error":
         return _shorten(str(chunk.get("message", "")))
+    if kind in ATTACHMENT_TYPES:
+        return _shorten(attachment_label(chunk))
     return _shorten(str(chunk.get("text", "")))
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(ViewOnlyAdmin):
+    """What was attached, by whom, to which conversation. The files themselves are their
+    owners' only (docs/security.md, Attachments): the admin shows no content."""
+
+    list_display = [
+        "id",
+        "owner",
+        "conversation",
+        "kind",
+        "name",
+        "media_type",
+        "size",
+        "dimensions",
+        "created_at",
+        "sent_at",
+    ]
+    list_filter = ["kind"]
+    list_select_related = ["owner", "conversation"]
+    search_fields = ["id", "name", "owner__username", "conversation__id"]
+    exclude = ["storage_name"]
+
+    @admin.display(description="dimensions")
+    def dimensions(self, obj: Attachment) -> str:
+        return f"{obj.width}×{obj.height}" if obj.width and obj.height else ""
 
 
 @admin.register(Turn)

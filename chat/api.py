@@ -10,10 +10,10 @@ import logging
 import re
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import connection
+from django.db import InternalError, OperationalError
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -23,12 +23,19 @@ from chat.errors import DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
 from chat.providers import get_catalog
 from chat.routes import context as context_routes
+from chat.routes.attachments import router as attachments_router
+from chat.routes.conversations import router as conversations_router
 from chat.routes.ndjson import NDJSON_OPENAPI, turn_events_response
+from chat.routes.preferences import router as preferences_router
+from chat.routes.prompts import router as prompts_router
+from chat.routes.search import router as search_router
 from chat.schemas import (
     ChatIn,
+    ConversationOut,
     ConversationsOut,
     CwdIn,
     CwdOut,
+    DeleteOut,
     EffortIn,
     EffortOut,
     Error,
@@ -47,7 +54,9 @@ from chat.schemas import (
     TabsOut,
     TitleIn,
     TitleOut,
+    conversation_wire,
 )
+from chat.services.events import storage_failure
 from chat.services.inputs import ConversationId, check, invalid_input
 from metrics.api import router as metrics_router
 
@@ -107,6 +116,19 @@ def _too_big(request, exc):
     return _error(request, "request body too large", 413)
 
 
+@api.exception_handler(MultiPartParserError)
+def _malformed_upload(request, exc):
+    return _error(request, "malformed multipart body", 400)
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InternalError)
+def _database_unavailable(request, exc):
+    # A read the database refused (writes go through the services, which say Unavailable).
+    log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
+    return _error(request, storage_failure(exc).message, 503)
+
+
 @api.exception_handler(Exception)
 def _internal_error(request, exc):
     log.exception("unhandled error in %s %s", request.method, request.path)
@@ -130,6 +152,8 @@ async def chat(request, payload: ChatIn):
         model=payload.model,
         reasoning_effort=payload.reasoningEffort,
         cwd=payload.cwd,
+        attachments=payload.attachments,
+        system_prompt=payload.systemPrompt,
     )
     return turn_events_response(running)
 
@@ -140,7 +164,7 @@ async def models(request):
     return {
         "models": list(info),
         "modelInfo": {
-            name: ({"contextWindow": i.context_window} if i.context_window else {})
+            name: {"contextWindow": i.context_window, "vision": i.vision}
             for name, i in info.items()
         },
     }
@@ -149,25 +173,39 @@ async def models(request):
 # ---------------------------------------------------------------- conversations
 
 
-def _conversation_wire(c: Conversation) -> dict:
-    return {
-        "id": c.id,
-        "title": c.title,
-        "status": c.status,
-        "model": c.model,
-        "createdAt": c.created_at.isoformat(),
-        "lastActivityAt": c.last_activity_at.isoformat(),
-    }
+ARCHIVED = {"false": False, "true": True, "all": None}
 
 
 @api.get("/conversations", response={200: ConversationsOut, 400: Error, 401: Error})
-def conversations(request, status: str = "", q: str = ""):
+def conversations(request, status: str = "", q: str = "", archived: str = "false"):
     statuses = [s.strip() for s in status.split(",") if s.strip()]
     unknown = sorted(set(statuses) - set(Conversation.Status.values))
     if unknown:
         raise InvalidInput(f"unknown status: {', '.join(unknown)}", field="status")
-    rows = selectors.conversation_list(user=request.auth, statuses=statuses, q=q)[:500]
-    return {"conversations": [_conversation_wire(c) for c in rows]}
+    if archived not in ARCHIVED:
+        raise InvalidInput("must be false, true or all", field="archived")
+    rows = selectors.conversation_list(
+        user=request.auth, statuses=statuses, q=q, archived=ARCHIVED[archived]
+    )[:500]
+    return {"conversations": [conversation_wire(c) for c in rows]}
+
+
+@api.post(
+    "/conversations",
+    response={200: ConversationOut, 400: Error, 401: Error},
+    summary="Import a conversation: the body is a JSON export (GET …/export?format=json)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def import_(request):
+    # The raw body, read here: an export may be larger than any other request body.
+    raw = request.read(settings.DISPATCH_MAX_IMPORT_BYTES + 1)
+    conversation = await services.conversation_import(user=request.auth, raw=raw)
+    return conversation_wire(conversation)
 
 
 def _owned(request, conversation_id: str) -> Conversation | None:
@@ -202,6 +240,16 @@ def history(request, conversation_id: str, window: Query[HistoryQuery]):
         window=selectors.HistoryWindow(since_seq=since, before_seq=before, limit=limit),
     )
     return {"chunks": chunks, "latestSeq": latest}
+
+
+@api.delete(
+    "/conversations/{conversation_id}",
+    response={200: DeleteOut, **CONVERSATION_ERRORS},
+    summary="Delete the conversation for good (its running turn is stopped first)",
+)
+async def delete(request, conversation_id: str):
+    await services.conversation_delete(user=request.auth, conversation_id=conversation_id)
+    return {"conversationId": conversation_id, "deleted": True}
 
 
 @api.post("/conversations/{conversation_id}/stop", response={200: StopOut, **CONVERSATION_ERRORS})
@@ -338,28 +386,22 @@ async def tabs_put(request, payload: TabsIn):
 # ---------------------------------------------------------------- health
 
 
-@api.get("/health", auth=None, response={200: HealthOut, 503: HealthOut})
+@api.get(
+    "/health",
+    auth=None,
+    response={200: HealthOut, 503: HealthOut},
+    summary="Whether this worker serves: 503 when the database refuses writes, the channel "
+    "layer fails or the worker is shutting down",
+)
 async def health(request):
-    checks = {"database": "ok", "channelLayer": "ok"}
-    try:
-        await database_sync_to_async(_ping_database)()
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        layer = get_channel_layer()
-        channel = await layer.new_channel("health.")
-        await layer.send(channel, {"type": "ping"})
-        await layer.receive(channel)
-    except Exception as exc:
-        checks["channelLayer"] = f"error: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    return Status(200 if ok else 503, {"ok": ok, **checks})
-
-
-def _ping_database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    report = await services.health_check()
+    return Status(200 if report["ok"] else 503, report)
 
 
 api.add_router("", metrics_router)
 api.add_router("", context_routes.router)
+api.add_router("", attachments_router)
+api.add_router("", prompts_router)
+api.add_router("", conversations_router)
+api.add_router("", search_router)
+api.add_router("", preferences_router)

@@ -73,13 +73,17 @@ def user_for_token(token: str):
 
 
 def user_for_token_from(token: str, *, address: str):
-    """``user_for_token``, throttled: a bad token counts as a failed sign-in of ``address``.
+    """``user_for_token``, throttled: a bad token counts as a failed sign-in of ``address``,
+    and while the address is throttled a bad token raises SignInThrottled.
 
-    Raises SignInThrottled, before looking at the token, while the address is throttled.
+    A valid token is never throttled: tokens are 256 random bits (guessing one is hopeless),
+    so the limit is only there to stop hammering, and a throttled address (a shared NAT) must
+    not lock out the clients that hold real tokens. It also keeps the cache (Redis) off the
+    path of every API request.
     """
-    signin_check(address=address)
     user = user_for_token(token)
     if user is None:
+        signin_check(address=address)
         signin_failed(address=address)
     return user
 

@@ -3,11 +3,13 @@
 Example::
 
     default_model = "openai/gpt-4o-mini"        # optional; else the first model
+    plugins = ["dispatch-weather"]              # installed plugin packages to load (docs/plugins.md)
 
     [runtime]
     max_steps = 25
     retry_delays = [0.5, 1, 2, 4]               # seconds; its length is the retry budget
     max_tokens = 4096                           # optional; a credential's own wins
+    vision_model = "openai/gpt-4o-mini"         # optional: describes images for models without vision
 
     [compaction]
     threshold = 85                              # % of the window; 0: never automatically
@@ -33,12 +35,22 @@ Example::
     temperature = 0.7                           # temperature, top_p, top_k, min_p,
     top_p = 0.9                                 # presence_penalty, frequency_penalty, seed,
                                                 # repeat_penalty (what each kind takes: below)
+    vision = true                               # its models see images; or ["gpt-4o", …]
 
     [[credentials]]
     name = "local"
     kind = "local"
     path = "/models/qwen.gguf"                  # optional; default: the bundled SmolLM2
     models = ["qwen"]                           # optional; default: the file's stem
+
+    [[credentials]]
+    name = "acme"
+    kind = "acme"                               # a kind a plugin provides
+    options = { region = "eu" }                 # for the plugin; only for plugin kinds
+
+    [system_prompt]                             # optional; chat.prompts has the syntax
+    template = "You are a helpful agent. Today is {{date}}; you work in {{cwd}}."
+    # file = "system_prompt.md"                 # or the template in a file
 
     [[mcp_servers]]
     name = "files"
@@ -52,8 +64,12 @@ the reference for what each key takes. Beyond each key's own type:
 - credential names and MCP server names are unique, and a credential name has no ``/``;
 - ``default_model`` names a configured ``<credential>/<model>`` (with no credentials at all:
   ``local/smollm2-135m-instruct``, the embedded model);
-- ``base_url``, ``api_key_env``, ``reasoning_effort`` and ``read_timeout`` are only for kinds
-  ``openai`` and ``anthropic``, ``path`` only for kind ``local``;
+- ``default_model`` and ``runtime.vision_model`` name a configured ``<credential>/<model>``;
+- a credential's ``kind`` is ``openai``, ``anthropic``, ``local`` or a kind an installed plugin
+  provides; that plugin's distribution must be listed in ``plugins``;
+- ``base_url`` and ``api_key_env`` are only for kinds ``openai``, ``anthropic`` and plugin kinds,
+  ``reasoning_effort``, ``read_timeout`` and ``vision`` only for ``openai`` and ``anthropic``,
+  ``path`` only for kind ``local``, ``options`` only for plugin kinds;
 - sampling: ``max_tokens``, ``temperature``, ``top_p`` and ``top_k`` for every kind (``top_k``
   goes to an OpenAI-compatible server as an extra field, as vLLM and llama.cpp take it);
   ``min_p``, ``presence_penalty``, ``frequency_penalty`` and ``seed`` for ``openai`` and
@@ -79,9 +95,10 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Self, TypeVar, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -91,6 +108,9 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
+
+from chat import prompts
+from chat.plugins import BUILTIN_KINDS, installed_provider_kinds, normalize
 
 
 class ConfigError(Exception):
@@ -146,6 +166,12 @@ Strings = Annotated[
     Field(min_length=1),
     Problem("{key} must be a non-empty array of strings"),
 ]
+# true / false for every model of the credential, or the names of its models that see images.
+Vision = Annotated[
+    bool | tuple[Annotated[str, _NonBlank], ...],
+    BeforeValidator(_tuple),
+    Problem("{key} must be true, false or an array of model names"),
+]
 Delays = Annotated[
     tuple[Annotated[float, Field(ge=0)], ...],
     BeforeValidator(_tuple),
@@ -158,10 +184,41 @@ Tables = Annotated[
     BeforeValidator(_tuple),
     Problem("{key} must be an array of tables ([[{key}]])"),
 ]
-Kind = Literal["openai", "anthropic", "local"]
-KINDS: tuple[str, ...] = get_args(Kind)
+Names = Annotated[
+    tuple[Annotated[str, _NonBlank], ...],
+    BeforeValidator(_tuple),
+    Problem("{key} must be an array of strings"),
+]
+Table = Annotated[dict[str, Any], Problem("{key} must be a table")]
+KINDS: tuple[str, ...] = BUILTIN_KINDS
+PLUGIN = "plugin"  # in OnlyFor: every kind a plugin provides
 _REMOTE = OnlyFor("openai", "anthropic")
 _NOT_ANTHROPIC = OnlyFor("openai", "local")
+_SERVED = OnlyFor("openai", "anthropic", PLUGIN)
+
+
+def _known_kind(kind: str) -> str:
+    """A built-in kind, or one an installed plugin provides (checked against ``plugins``
+    by the top level)."""
+    if kind in KINDS:
+        return kind
+    plugin_kinds = installed_provider_kinds()
+    if kind not in plugin_kinds:
+        expected = ", ".join((*KINDS, *sorted(plugin_kinds)))
+        raise _invalid(f"unknown kind {kind!r} (expected one of: {expected})")
+    return kind
+
+
+def _kind_class(kind: str) -> str:
+    """The kind as OnlyFor names it: a built-in kind, or PLUGIN."""
+    return kind if kind in KINDS else PLUGIN
+
+
+Kind = Annotated[
+    str,
+    AfterValidator(_known_kind),
+    Problem(f"unknown kind {{input!r}} (expected one of: {', '.join(KINDS)})"),
+]
 
 
 # ---------------------------------------------------------------- checks
@@ -217,11 +274,9 @@ class CredentialConfig(_Table):
     """``[[credentials]]``: one provider account and the models it serves."""
 
     name: Text
-    kind: Annotated[
-        Kind, Problem(f"unknown kind {{input!r}} (expected one of: {', '.join(KINDS)})")
-    ]
-    base_url: Annotated[Text | None, _REMOTE] = None
-    api_key_env: Annotated[Text | None, _REMOTE] = None
+    kind: Kind
+    base_url: Annotated[Text | None, _SERVED] = None
+    api_key_env: Annotated[Text | None, _SERVED] = None
     models: Strings | None = None  # None: list them from the server
     context_window: Count | None = None
     reasoning_effort: Annotated[Flag, _REMOTE] = False
@@ -238,6 +293,11 @@ class CredentialConfig(_Table):
     frequency_penalty: Annotated[Penalty | None, _NOT_ANTHROPIC] = None
     seed: Annotated[Seed | None, _NOT_ANTHROPIC] = None
     repeat_penalty: Annotated[Positive | None, OnlyFor("local")] = None
+    # Whether its models see images; None: what the server's listing says, else the known
+    # models (chat.providers.catalog.known_vision).
+    vision: Annotated[Vision | None, _REMOTE] = None
+    # Settings of a plugin's provider, as its documentation says.
+    options: Annotated[Table, OnlyFor(PLUGIN)] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -259,7 +319,8 @@ class CredentialConfig(_Table):
             raise _invalid(f"credential name {self.name!r} must not contain '/'", "name")
         for key, field in type(self).model_fields.items():
             allowed = _marker(field, OnlyFor)
-            if allowed and key in self.model_fields_set and self.kind not in allowed.kinds:
+            kind = _kind_class(self.kind)
+            if allowed and key in self.model_fields_set and kind not in allowed.kinds:
                 raise _invalid(f"{key} is not allowed for a credential of kind {self.kind!r}", key)
         if self.models is not None and len(set(self.models)) != len(self.models):
             raise _invalid(f"credential {self.name!r} lists a model twice", "models")
@@ -272,6 +333,8 @@ class RuntimeConfig(_Table):
     max_steps: Count = 25
     retry_delays: Delays = (0.5, 1.0, 2.0, 4.0)  # seconds; its length is the retry budget
     max_tokens: Count | None = None
+    # A model with vision that describes images for models without it (else: a placeholder).
+    vision_model: Text | None = None
 
 
 class CompactionConfig(_Table):
@@ -294,6 +357,31 @@ class ToolsConfig(_Table):
     run_shell: Flag = False
     run_shell_timeout: Seconds = 60.0
     run_shell_network: Flag = False  # the run_shell sandbox has no network unless true
+
+
+class SystemPromptConfig(_Table):
+    """``[system_prompt]``: the deployment's system prompt template (chat.prompts), inline
+    (``template``) or in a file (``file``, relative to this file); a conversation resolves it
+    at its first turn unless its owner set their own."""
+
+    template: Annotated[str, Problem("{key} must be a string")] | None = None
+    file: Directory | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.template is None) == (self.file is None):
+            raise _invalid("system_prompt needs exactly one of template or file")
+        if self.template is not None:
+            _check_template(self.template, "template")
+        return self
+
+
+def _check_template(source: str, key: str) -> None:
+    try:
+        prompts.parse(source)
+    except prompts.TemplateError as exc:
+        where = f" (line {exc.line} of the template)" if exc.line is not None else ""
+        raise _invalid(f"system_prompt.{key}: {exc.problem}{where}", key) from None
 
 
 class McpServerConfig(_Table):
@@ -321,37 +409,60 @@ class _ConfigFile(_Table):
     """The top level of the file."""
 
     default_model: Text | None = None  # else the first model
+    # Installed plugin distributions allowed to load (docs/plugins.md); others stay disabled.
+    plugins: Names = ()
     runtime: RuntimeConfig = RuntimeConfig()
     compaction: CompactionConfig = CompactionConfig()
     tools: ToolsConfig = ToolsConfig()
     credentials: Tables[CredentialConfig] = ()
     mcp_servers: Tables[McpServerConfig] = ()
+    system_prompt: SystemPromptConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         _unique("credentials", [c.name for c in self.credentials])
         _unique("mcp_servers", [s.name for s in self.mcp_servers])
+        self._check_plugin_kinds()
         if self.default_model is not None:
-            self._check_default_model(self.default_model)
+            self._check_model_name(self.default_model, "default_model")
+        if self.runtime.vision_model is not None:
+            self._check_model_name(self.runtime.vision_model, "runtime", "vision_model")
         return self
 
-    def _check_default_model(self, default_model: str) -> None:
-        credential_name, _, model = default_model.partition("/")
+    def _check_plugin_kinds(self) -> None:
+        """A plugin's kind is usable only when its distribution is in ``plugins``."""
+        if all(c.kind in KINDS for c in self.credentials):
+            return
+        allowed = {normalize(name) for name in self.plugins}
+        provided_by = installed_provider_kinds()
+        for index, credential in enumerate(self.credentials):
+            distribution = provided_by.get(credential.kind, "")
+            if credential.kind not in KINDS and normalize(distribution) not in allowed:
+                raise _invalid(
+                    f"kind {credential.kind!r} comes from the plugin {distribution!r}, which "
+                    f"plugins does not list (add it: plugins = [{distribution!r}])",
+                    "credentials",
+                    index,
+                    "kind",
+                )
+
+    def _check_model_name(self, name: str, *at: str) -> None:
+        """``name`` is a ``<credential>/<model>`` of the config; ``at`` is its key."""
+        key = ".".join(at)
+        credential_name, _, model = name.partition("/")
         if not model:
-            raise _invalid("default_model must be '<credential>/<model>'", "default_model")
+            raise _invalid(f"{key} must be '<credential>/<model>'", *at)
         by_name = {c.name: c for c in self.credentials or (EMBEDDED_CREDENTIAL,)}
         credential = by_name.get(credential_name)
         if credential is None:
             raise _invalid(
-                f"default_model {default_model!r} names no credential "
-                f"(credentials: {', '.join(by_name)})",
-                "default_model",
+                f"{key} {name!r} names no credential (credentials: {', '.join(by_name)})", *at
             )
         if credential.models is not None and model not in credential.models:
             raise _invalid(
-                f"default_model {default_model!r}: credential {credential_name!r} has no "
+                f"{key} {name!r}: credential {credential_name!r} has no "
                 f"model {model!r} (models: {', '.join(credential.models)})",
-                "default_model",
+                *at,
             )
 
 
@@ -359,6 +470,8 @@ class DispatchConfig(_ConfigFile):
     """The whole config: the file's tables, and the file they were read from."""
 
     source: str | None = None  # None when there is no file
+    # The system prompt template: ``[system_prompt] template``, or the text of its ``file``.
+    system_prompt_template: str = ""
 
 
 _config: DispatchConfig | None = None
@@ -406,7 +519,30 @@ def load_config(path: str | Path | None = None) -> DispatchConfig:
         parsed = _ConfigFile.model_validate(data)
     except ValidationError as exc:
         raise _config_error(path, raw, exc) from exc
-    return DispatchConfig(**dict(parsed), source=str(path))
+    return DispatchConfig(
+        **dict(parsed), source=str(path), system_prompt_template=_system_prompt(path, parsed)
+    )
+
+
+def _system_prompt(path: Path, parsed: _ConfigFile) -> str:
+    """The deployment's template, read from its file when it is one, and checked."""
+    table = parsed.system_prompt
+    if table is None:
+        return ""
+    if table.template is not None:
+        return table.template
+    assert table.file is not None
+    file = table.file if table.file.is_absolute() else path.parent / table.file
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: system_prompt.file: cannot read {file}: {exc}") from exc
+    try:
+        prompts.parse(source)
+    except prompts.TemplateError as exc:
+        where = f"{file}, line {exc.line}" if exc.line is not None else str(file)
+        raise ConfigError(f"{where}: {exc.problem} (system_prompt.file of {path})") from exc
+    return source
 
 
 # ---------------------------------------------------------------- errors

@@ -43,6 +43,10 @@ class NotFound(DomainError):
     def conversation(cls, conversation_id: str) -> NotFound:
         return cls(f"conversation not found: {conversation_id}")
 
+    @classmethod
+    def attachment(cls, attachment_id: str) -> NotFound:
+        return cls(f"attachment not found: {attachment_id}")
+
 
 class Conflict(DomainError):
     """The request clashes with the object's state (e.g. a turn is already running)."""
@@ -64,3 +68,10 @@ class ModelFailed(DomainError):
     Dispatch's own faults (a failing model is in-band in a turn, docs/protocol.md#9-errors)."""
 
     status = 422
+
+
+class Unavailable(DomainError):
+    """The server cannot do it right now: the database refuses writes, or this worker is
+    shutting down (another one will take the request)."""
+
+    status = 503

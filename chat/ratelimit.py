@@ -7,12 +7,16 @@ into a new turn is not counted: only a client's request to start a turn is.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 from chat.errors import RateLimited
+
+log = logging.getLogger(__name__)
 
 
 async def turn_rate_check(*, user) -> None:
@@ -22,7 +26,12 @@ async def turn_rate_check(*, user) -> None:
         return
     window = settings.DISPATCH_TURN_RATE_WINDOW
     key = f"turn-rate:{user.pk}:{int(time.time() // window)}"
-    # add() is a no-op when the key exists, so concurrent first turns cannot reset the count.
-    await cache.aadd(key, 0, timeout=window + 1)
-    if await cache.aincr(key) > limit:
+    try:
+        # add() is a no-op when the key exists: concurrent first turns cannot reset the count.
+        await cache.aadd(key, 0, timeout=window + 1)
+        count = await cache.aincr(key)
+    except (RedisError, OSError) as exc:  # the cache is down (Redis restarting): not counted
+        log.warning("turn rate limit: cache unavailable (%s); not counted", exc)
+        return
+    if count > limit:
         raise RateLimited(f"too many turns: at most {limit} per {window}s, try again in a moment")

@@ -10,6 +10,7 @@ the owner's worker channel (its name is stored on the Turn row).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from channels.layers import get_channel_layer
 
+from chat import observe
 from chat.models import group_name_for
 from chat.runtime import TurnRunner
 
@@ -33,20 +35,56 @@ class RunningTurn:
     listeners: set[asyncio.Queue] = field(default_factory=set)
     # Set when sealed: the conversation's status then and the queued texts to carry on with.
     closing: tuple[str, list[str]] | None = None
+    # A stop or close asked for this turn (sticky), and the wake-up of a seal that waits to
+    # retry (cleared by each wait).
+    stop_requested: bool = False
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def listen(self) -> asyncio.Queue:
-        """A queue of this turn's events: every event so far, then the live ones (never drops)."""
+        """A queue of this turn's events: every event so far, then the live ones (never drops).
+
+        A None after them means the stream ends without ``turn-sealed`` (``end_streams``).
+        """
         queue: asyncio.Queue = asyncio.Queue()
         for event in self.events:
             queue.put_nowait(event)
         self.listeners.add(queue)
         return queue
 
+    def end_streams(self) -> None:
+        """End every local listener's stream now (a None), e.g. a stopped turn whose seal waits
+        for the database; events after this go to the channel layer only."""
+        for queue in self.listeners:
+            queue.put_nowait(None)
+        self.listeners.clear()
+
+    def request_stop(self) -> None:
+        """Abort the turn (``TurnRunner.abort``) and wake a seal that waits to retry."""
+        self.stop_requested = True
+        if self.runner is not None:
+            self.runner.abort()
+        self._wake.set()
+
+    def interrupt(self) -> None:
+        """End the turn as ``interrupted`` after its last committed step
+        (``TurnRunner.interrupt``), and wake a seal that waits to retry."""
+        if self.runner is not None:
+            self.runner.interrupt()
+        self._wake.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a stop is requested meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
 
 class RunningTurns:
     def __init__(self) -> None:
         self.turns: dict[str, RunningTurn] = {}
         self.worker: str = ""
+        # Shutting down: no new turns or sockets here; running turns finish (chat.startup).
+        self.draining = False
         self._background: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -63,6 +101,21 @@ class RunningTurns:
                 for job in (self._listen(layer), *(job() for job in background))
             ]
         return self.worker
+
+    async def until_idle(self) -> None:
+        """Return once no turn runs here (turns carried into new ones included)."""
+        while self.turns:
+            tasks = [turn.task for turn in self.turns.values() if turn.task is not None]
+            if tasks:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            else:  # a turn being started has no task yet
+                await asyncio.sleep(0.05)
+
+    def interrupt_all(self) -> int:
+        """Interrupt every turn running here; how many."""
+        for turn in list(self.turns.values()):
+            turn.interrupt()
+        return len(self.turns)
 
     # ------------------------------------------------------------------ fan-out
 
@@ -100,7 +153,7 @@ class RunningTurns:
         turn = self.turns.get(conversation_id)
         if turn is None or turn.runner is None:
             return False
-        turn.runner.abort()
+        turn.request_stop()
         return True
 
     async def _send_replay(self, conversation_id: str, reply_to: str) -> None:
@@ -133,6 +186,7 @@ async def notify(group: str, message: dict) -> None:
     try:
         await get_channel_layer().group_send(group, message)
     except Exception as exc:
+        observe.channel_send_failed(message["type"])
         log.warning("channel layer: dropped a %s message to %s: %r", message["type"], group, exc)
 
 

@@ -10,12 +10,17 @@ from ninja import Schema
 from pydantic import ConfigDict
 
 from chat.services.inputs import (
+    AttachmentIds,
     CompactThreshold,
     ConversationId,
     Cwd,
     MessageText,
     ModelName,
+    PromptTemplate,
+    PromptText,
     ReasoningEffort,
+    Seq,
+    Theme,
     Title,
 )
 
@@ -30,11 +35,14 @@ class _In(Schema):
 
 
 class ChatIn(_In):
-    message: MessageText
+    # Empty only with attachments: the service checks it (MessageText without them).
+    message: PromptText
     conversationId: ConversationId | None = None
     model: ModelName | None = None
     reasoningEffort: ReasoningEffort | None = None
     cwd: Cwd | None = None
+    attachments: AttachmentIds | None = None
+    systemPrompt: PromptTemplate | None = None
 
 
 class QueueIn(_In):
@@ -65,7 +73,24 @@ class CompactionIn(_In):
     threshold: CompactThreshold
 
 
+class SystemPromptIn(_In):
+    template: PromptTemplate | None  # None: the deployment's template
+
+
+class PresetIn(_In):
+    template: PromptTemplate
+
+
+class ForkIn(_In):
+    beforeSeq: Seq | None = None
+
+
 # ---------------------------------------------------------------------- responses
+
+
+class ForkedFromOut(Schema):
+    conversationId: str
+    seq: int | None
 
 
 class ConversationOut(Schema):
@@ -75,6 +100,25 @@ class ConversationOut(Schema):
     model: str
     createdAt: str
     lastActivityAt: str
+    archived: bool
+    forkedFrom: ForkedFromOut | None
+
+
+def conversation_wire(c) -> dict:
+    """A conversation as ``ConversationOut``."""
+    forked = None
+    if c.forked_from_id:
+        forked = {"conversationId": c.forked_from_id, "seq": c.forked_at_seq}
+    return {
+        "id": c.id,
+        "title": c.title,
+        "status": c.status,
+        "model": c.model,
+        "createdAt": c.created_at.isoformat(),
+        "lastActivityAt": c.last_activity_at.isoformat(),
+        "archived": c.archived_at is not None,
+        "forkedFrom": forked,
+    }
 
 
 class ConversationsOut(Schema):
@@ -100,6 +144,7 @@ class HistoryQuery(Schema):
 
 class ModelInfoOut(Schema):
     contextWindow: int | None = None
+    vision: bool = False  # whether the model takes images
 
 
 class ModelsOut(Schema):
@@ -163,6 +208,87 @@ class HealthOut(Schema):
     ok: bool
     database: str
     channelLayer: str
+    draining: bool
+    runningTurns: int
+
+
+class SystemPromptOut(Schema):
+    conversationId: str
+    template: str  # the template the conversation uses
+    custom: bool  # whether it is the conversation's own (else the deployment's)
+    prompt: str | None  # what it resolved to; None before the first turn
+
+
+class PresetOut(Schema):
+    name: str
+    template: str
+
+
+class PresetsOut(Schema):
+    default: str  # the deployment's template
+    presets: list[PresetOut]
+
+
+class PresetDeleteOut(Schema):
+    name: str
+    deleted: bool
+
+
+class ForksOut(Schema):
+    conversationId: str
+    forkedFrom: ForkedFromOut | None
+    forks: list[ConversationOut]
+
+
+class ArchiveOut(Schema):
+    conversationId: str
+    archived: bool
+
+
+class DeleteOut(Schema):
+    conversationId: str
+    deleted: bool
+
+
+class SearchHitOut(Schema):
+    conversationId: str
+    title: str
+    seq: int | None  # None: the title matched
+    role: str
+    snippet: str  # HTML: the text escaped, the matching words in <mark>
+    archived: bool
+
+
+class SearchOut(Schema):
+    q: str
+    results: list[SearchHitOut]
+
+
+class PreferencesIn(_In):
+    theme: Theme
+
+
+class PreferencesOut(Schema):
+    theme: Theme
+
+
+class AttachmentOut(Schema):
+    id: str
+    kind: str  # "image" | "file"
+    name: str
+    mediaType: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    sha256: str
+    createdAt: str
+    conversationId: str | None
+    sentAt: str | None
+
+
+class AttachmentDeletedOut(Schema):
+    id: str
+    deleted: bool
 
 
 class CompactionOut(Schema):

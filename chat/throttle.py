@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import math
 import time
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth.backends import BaseBackend, ModelBackend
@@ -31,6 +33,9 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 
 class SignInThrottled(Exception):
@@ -114,10 +119,24 @@ def _retry_after() -> int:
     return max(1, math.ceil(window - _now() % window))
 
 
+@contextmanager
+def _unless_cache_down(what: str):
+    """Skip the counting when the cache is unreachable (Redis restarting): every request
+    signs in, so a throttle that failed with the cache would take the whole API down with it.
+    Attempts pass unthrottled until the cache is back."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        log.warning("sign-in throttle: cache unavailable (%s); %s skipped", exc, what)
+
+
 def signin_check(*, address: str, account: str | None = None) -> None:
     """Raise SignInThrottled when ``address`` (or ``account``) used up its failures."""
     for key, limit in _counters(address, account):
-        if cache.get(key, 0) >= limit:
+        count = 0
+        with _unless_cache_down("check"):
+            count = cache.get(key, 0)
+        if count >= limit:
             raise SignInThrottled(_retry_after())
 
 
@@ -125,14 +144,16 @@ def signin_failed(*, address: str, account: str | None = None) -> None:
     """Count one failed sign-in from ``address`` (and for ``account``)."""
     timeout = settings.DISPATCH_SIGNIN_WINDOW + 1
     for key, _limit in _counters(address, account):
-        # add() is a no-op when the key exists, so concurrent failures cannot reset the count.
-        cache.add(key, 0, timeout=timeout)
-        cache.incr(key)
+        with _unless_cache_down("count"):
+            # add() is a no-op when the key exists: concurrent failures cannot reset the count.
+            cache.add(key, 0, timeout=timeout)
+            cache.incr(key)
 
 
 def signin_succeeded(*, account: str) -> None:
     """The account's owner signed in: forget its failures (never the address's)."""
-    cache.delete(_account_counter(account)[0])
+    with _unless_cache_down("reset"):
+        cache.delete(_account_counter(account)[0])
 
 
 # ---------------------------------------------------------------- password sign-ins

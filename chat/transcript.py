@@ -8,12 +8,19 @@ errors) in the order they first appeared, which is the order the runtime persist
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
+
+from django.utils.html import strip_tags
 
 from chat.render import markdown_html
+from chat.runtime.attachments import ATTACHMENT_TYPES, format_bytes
 from chat.runtime.types import StepMetrics, TurnMetrics, Usage
 from metrics.format import compaction_row, step_row, turn_row
 
@@ -84,12 +91,75 @@ class Item:
 
 
 @dataclass
+class AttachmentView:
+    """An ``image`` or ``file`` chunk of a user message, as the page shows it: a thumbnail that
+    opens the image, or a chip with the file's name and size. An image the conversation no
+    longer has (an imported log) shows its name only."""
+
+    kind: str
+    attachment_id: str
+    name: str
+    media_type: str = ""
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    path: str = ""
+    available: bool = True
+    description: str = ""  # written by a vision model for models without vision
+    described_by: str = ""
+
+    @classmethod
+    def from_chunk(
+        cls, chunk: Mapping[str, Any], known: Mapping[str, tuple[str, str]] | None = None
+    ) -> AttachmentView:
+        """``known``: the conversation's attachments (id → description, described by); None
+        when every attachment is (a live turn's, just sent)."""
+        attachment_id = str(chunk.get("attachmentId") or "")
+        description, described_by = (known or {}).get(attachment_id, ("", ""))
+        return cls(
+            kind="file" if chunk.get("type") == "file" else "image",
+            attachment_id=attachment_id,
+            name=str(chunk.get("name") or "unnamed"),
+            media_type=str(chunk.get("mediaType") or ""),
+            size=chunk.get("size") if isinstance(chunk.get("size"), int) else None,
+            width=chunk.get("width") if isinstance(chunk.get("width"), int) else None,
+            height=chunk.get("height") if isinstance(chunk.get("height"), int) else None,
+            path=str(chunk.get("path") or ""),
+            available=known is None or attachment_id in known,
+            description=description,
+            described_by=described_by,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"/attachments/{quote(self.attachment_id, safe='')}/content"
+
+    @property
+    def size_label(self) -> str:
+        return format_bytes(self.size)
+
+    @property
+    def label(self) -> str:
+        """``image cat.png (PNG · 640×480 · 12 KiB)``, a file with where it was saved."""
+        label = f"{self.kind} {self.name} ({self.details})"
+        return f"{label} → {self.path}" if self.kind == "file" and self.path else label
+
+    @property
+    def details(self) -> str:
+        """``PNG · 640×480 · 12 KiB``."""
+        kind = self.media_type.partition("/")[2].upper() if self.kind == "image" else ""
+        dimensions = f"{self.width}×{self.height}" if self.width and self.height else ""
+        return " · ".join(part for part in (kind, dimensions, self.size_label) if part)
+
+
+@dataclass
 class UserBlock:
     text: str
     steering: bool = False
     kind: str = "user"
     continuation: bool = False  # a Continue's prompt: not shown, the answers read as one
-    seq: int | None = None
+    attachments: list[AttachmentView] = field(default_factory=list)
+    seq: int | None = None  # of its first chunk, once it is in the log (forks start here)
 
 
 @dataclass
@@ -113,6 +183,10 @@ class Step:
     @property
     def has_tools(self) -> bool:
         return any(item.kind == "tools" for item in self.items)
+
+
+FAILED_FINISHES = frozenset({"error", "interrupted"})
+WAITING_LABELS = {"reading": "Reading the prompt", "queued": "Waiting for the model"}
 
 
 @dataclass
@@ -152,12 +226,25 @@ class TurnView:
     retry: str = ""
     running: bool = False
     kind: str = "turn"  # or "compaction": a manual compaction
-    finish_reason: str = ""
     continuation: bool = False  # it continues the answer before it
     continued: bool = False  # the next turn continues its answer
     first_seq: int | None = None
     last_seq: int | None = None
     part: int | None = None  # a window shows it from this seq on (a turn cut at a step)
+    finish_reason: str = ""
+    # While a step waits for its first output: "reading" (the model reads the prompt) or
+    # "queued" (it waits for capacity), since ``waiting_since`` (time.monotonic()).
+    waiting: str = ""
+    waiting_since: float = 0.0
+    prompt_progress: tuple[int, int] | None = None  # (done, total) prompt tokens read
+
+    @property
+    def progress_text(self) -> str:
+        """``45% of 2,270 tokens`` while the model reports how far it read the prompt."""
+        if self.waiting != "reading" or not self.prompt_progress:
+            return ""
+        done, total = self.prompt_progress
+        return f"{done * 100 // max(total, 1)}% of {total:,} tokens"
 
     @property
     def dom(self) -> str:
@@ -168,8 +255,60 @@ class TurnView:
     @property
     def cut(self) -> bool:
         """The answer stopped at the length limit and was not continued: the page says so
-        and offers Continue (docs/protocol.md#410-continue)."""
+        and offers Continue (docs/protocol.md#411-continue)."""
         return self.finish_reason == "length" and not self.continued
+
+    @property
+    def prompt_seq(self) -> int | None:
+        """The seq of the turn's user message (what Regenerate forks before)."""
+        first = self.blocks[0] if self.blocks else None
+        return first.seq if isinstance(first, UserBlock) and not first.steering else None
+
+    def failed(self) -> bool:
+        return self.finish_reason in FAILED_FINISHES
+
+    @property
+    def waiting_label(self) -> str:
+        return WAITING_LABELS.get(self.waiting, "")
+
+    @property
+    def waiting_ms(self) -> int:
+        """How long the turn has waited so far (the page counts on from there)."""
+        return round((time.monotonic() - self.waiting_since) * 1000) if self.waiting else 0
+
+    def _texts(self) -> list[Item]:
+        return [
+            item
+            for block in self.blocks
+            if isinstance(block, Step)
+            for item in block.items
+            if item.kind == "text" and item.text.strip()
+        ]
+
+    @property
+    def answer_markdown(self) -> str:
+        """The answer's text as the model wrote it (Markdown): its steps' texts, in order."""
+        return "\n\n".join(item.text.strip() for item in self._texts())
+
+    def announcement(self, limit: int = 2000) -> str:
+        """What a screen reader is told once the turn ended: its answer as plain text, or
+        how it ended when it did not finish."""
+        text = " ".join(" ".join(html.unescape(strip_tags(i.html)).split()) for i in self._texts())
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+        errors = [
+            item.text
+            for block in self.blocks
+            if isinstance(block, Step)
+            for item in block.items
+            if item.kind == "error"
+        ]
+        parts = [f"Answer: {text}" if text else "The turn ended without an answer."]
+        if errors:
+            parts.append(f"Error: {errors[-1]}")
+        if self.finish_reason == "aborted":
+            parts.append("(stopped)")
+        return " ".join(parts)
 
     def new_step(self) -> Step:
         count = sum(1 for block in self.blocks if block.kind == "step")
@@ -219,13 +358,16 @@ def turns_from_history(
     rows: list[dict],
     metrics: dict[str, TurnMetrics],
     numbers: dict[str, int | None],
+    attachments: Mapping[str, tuple[str, str]] | None = None,
     *,
     previous_text: str = "",
 ) -> list[TurnView]:
     """Turns from log rows ``{seq, turn_id, message, role, chunk}`` (ascending seq), the
     sealed turns' TurnMetrics by id and the turns' numbers (None: a compaction turn).
 
-    ``previous_text`` is the answer before the first row, for a first turn that continues it.
+    ``attachments``: the conversation's attachments, id → (description, described by); an
+    attachment chunk naming another id shows as no longer available. ``previous_text`` is the
+    answer before the first row, for a first turn that continues it.
     """
     turns: list[TurnView] = []
     cards: dict[str, ToolCard] = {}
@@ -246,7 +388,7 @@ def turns_from_history(
             block = _open_block(turn, row["role"], row["chunk"])
             if block is not None:
                 block.seq = row.get("seq")
-        _add_chunk(turn, block, row["chunk"], cards)
+        _add_chunk(turn, block, row["chunk"], cards, attachments or {})
     for turn in turns:
         turn.number = numbers.get(turn.turn_id)
         turn_metrics = metrics.get(turn.turn_id)
@@ -286,7 +428,11 @@ def _open_block(turn: TurnView, role: str, chunk: dict) -> Block | None:
 
 
 def _add_chunk(
-    turn: TurnView, block: Block | None, chunk: dict, cards: dict[str, ToolCard]
+    turn: TurnView,
+    block: Block | None,
+    chunk: dict,
+    cards: dict[str, ToolCard],
+    attachments: Mapping[str, tuple[str, str]],
 ) -> None:
     kind = chunk.get("type")
     if isinstance(block, CompactionBlock):
@@ -296,7 +442,10 @@ def _add_chunk(
         block.trigger = str(chunk.get("trigger", "auto"))
         block.step_id = str(chunk.get("stepId", ""))
     elif isinstance(block, UserBlock):
-        block.text += chunk.get("text", "")
+        if kind in ATTACHMENT_TYPES:
+            block.attachments.append(AttachmentView.from_chunk(chunk, attachments))
+        else:
+            block.text += chunk.get("text", "")
     elif kind == "tool-result":
         card = cards.get(chunk.get("toolCallId", ""))
         if card is None:  # a result whose call is not in view: show it on its own card
@@ -347,6 +496,8 @@ def _content_text(content: Any) -> str:
 # ---------------------------------------------------------------------- from live events
 
 DELTAS = frozenset({"text-delta", "reasoning-delta", "tool-output"})
+# Events that show a step's output has begun (or the turn is over): no more waiting.
+_OUTPUT = frozenset({"text-delta", "reasoning-delta", "tool-call", "error", "done"})
 
 
 class LiveTurn:
@@ -357,6 +508,7 @@ class LiveTurn:
         kind = "turn" if number is not None else "compaction"  # compaction turns have none
         self.view = TurnView(turn_id, number=number, running=True, kind=kind)
         self._fence = fence  # a code block the answer before this one was cut inside
+        self._wait("reading")
         self._step: Step | None = None  # the step receiving content (None between steps)
         self._last_step: Step | None = None
         self._cards: dict[str, tuple[ToolCard, Step]] = {}
@@ -383,6 +535,16 @@ class LiveTurn:
         self._new, self._appended, self._dirty, self._foot = False, [], [], False
         return changes
 
+    def _wait(self, what: str) -> None:
+        """The turn waits for a step's first output (``""``: it does not)."""
+        view = self.view
+        if view.waiting == what:
+            return
+        if what and not view.waiting:
+            view.waiting_since = time.monotonic()
+            view.prompt_progress = None
+        view.waiting, self._foot = what, True
+
     def _touch(self, block: Block) -> None:
         if not any(block is b for b in self._dirty):
             self._dirty.append(block)
@@ -404,6 +566,8 @@ class LiveTurn:
         kind = event["type"]
         if self.view.retry and kind not in ("provider-retry", "usage"):
             self.view.retry, self._foot = "", True
+        if kind in _OUTPUT:
+            self._wait("")
         handler = getattr(self, "_on_" + kind.replace("-", "_"), None)
         if handler is not None:
             handler(event)
@@ -411,14 +575,26 @@ class LiveTurn:
     def _on_user_message(self, event: dict) -> None:
         if not self.view.blocks:
             continuation = bool(event.get("continuation"))
+            attachments = [AttachmentView.from_chunk(c) for c in event.get("attachments") or ()]
             self.view.continuation = continuation
-            self.view.blocks.append(UserBlock(event["text"], continuation=continuation))
+            self.view.blocks.append(
+                UserBlock(event["text"], continuation=continuation, attachments=attachments)
+            )
 
     def _on_steering(self, event: dict) -> None:
         block = UserBlock(event["text"], steering=True)
         self.view.blocks.append(block)
         self._appended.append(block)
         self._step = None
+        self._wait("reading")
+
+    def _on_prompt_progress(self, event: dict) -> None:
+        self.view.prompt_progress = (int(event["done"]), int(event["total"]))
+        self._foot = True
+
+    def _on_status(self, event: dict) -> None:
+        if self.view.running and (self._step is None or self.view.waiting):
+            self._wait("queued" if event.get("status") == "queued" else "reading")
 
     def _on_text_delta(self, event: dict) -> None:
         step = self._open_step()
@@ -455,6 +631,8 @@ class LiveTurn:
         card.is_error = bool(event.get("isError"))
         card.duration_ms = event.get("durationMs")
         self._touch(step)
+        if all(not c.running for c in step.item("tools").cards):
+            self._wait("reading")  # the step's tools are done: the next step reads its prompt
 
     def _on_usage(self, event: dict) -> None:
         self._usage[event["stepId"]] = Usage.from_wire(event["usage"])
@@ -527,6 +705,7 @@ class LiveTurn:
                 self._touch(step)
         self.view.running = False
         self.view.finish_reason = event["reason"]
+        self._wait("")
         self.context_size = event.get("contextSize")
         metrics = TurnMetrics(
             turn_id=self.turn_id,

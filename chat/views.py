@@ -12,8 +12,9 @@ import uuid
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
 from chat import pages, selectors, services
@@ -51,7 +52,12 @@ async def conversation_page(request, conversation_id: str):
         raise Http404("no such conversation")
     user = await request.auser()
     try:
-        await services.conversation_open(user=user, conversation_id=conversation_id)
+        conversation = await sync_to_async(selectors.conversation_for_user)(
+            user=user, conversation_id=conversation_id
+        )
+        # An archived conversation is read here, not opened (which would restore it).
+        if conversation is None or conversation.archived_at is None:
+            await services.conversation_open(user=user, conversation_id=conversation_id)
     except NotFound:
         exists = await sync_to_async(selectors.conversation_owner_id)(
             conversation_id=conversation_id
@@ -102,7 +108,14 @@ def conversation_turns(request, conversation_id: str):
 @login_required
 @require_GET
 def conversation_search(request):
-    """The conversation list filtered by ``q`` (title or id prefix), as a fragment."""
-    q = request.GET.get("q", "").strip()
-    context = pages.conversation_list_context(user=request.user, q=q)
-    return render(request, "chat/_conversation_list.html", context)
+    """The sidebar's conversation list, filtered by ``q`` (inside a title, or an id's start;
+    ``archived=1``: the archived ones), as a fragment, with the full-text hits of ``q`` in
+    messages (oob); ``current`` (the page's conversation) is marked as the current page."""
+    q = request.GET.get("q", "").strip()[:500]
+    archived = request.GET.get("archived") == "1"
+    context = pages.conversation_list_context(user=request.user, q=q, archived=archived)
+    context["conversation_id"] = request.GET.get("current", "")
+    html = render_to_string("chat/_conversation_list.html", context, request=request)
+    hits = pages.search_context(user=request.user, q=q)
+    html += render_to_string("chat/_search_results.html", {**hits, "oob": True}, request=request)
+    return HttpResponse(html)

@@ -1,6 +1,7 @@
 """The turn metrics line, in the project's format (docs/protocol.md#8-web-app-socket, as the web app shows it).
 
-``turn 3 · 1,234 tok (1,000 in / 234 out[ / 800 cache]) · 42 tok/s · 1.2s`` from a docs/protocol.md#2-chunks-and-the-log
+``turn 3 · 1,234 tok (1,000 in / 234 out[ / 800 cache]) · 42 tok/s · 1.2s`` (``~`` marking an
+output counted from the stream: ``~45 tok (~45 out)``) from a docs/protocol.md#2-chunks-and-the-log
 ``TurnMetrics`` dict. The CLI cannot import the server's ``metrics/format.py``, so this is a
 copy of its turn row; tests/cli/test_metrics_line.py holds the two to the same output.
 """
@@ -38,9 +39,12 @@ def tps(value: float) -> str:
 
 
 def _generation_ms(turn: dict) -> float | None:
-    """The steps' generation time, each ``decodeMs ?? genTotalMs``; None with no timing."""
+    """The generation time (``decodeMs ?? genTotalMs``) of the steps that produced output
+    tokens; None with no such timing."""
     times = []
     for step in turn.get("steps") or ():
+        if not (step.get("usage") or {}).get("outputTokens"):
+            continue
         ms = step.get("decodeMs")
         if ms is None:
             ms = step.get("genTotalMs")
@@ -51,11 +55,13 @@ def _generation_ms(turn: dict) -> float | None:
 
 def turn_line(turn: dict, number: int) -> str:
     usage = turn["usage"]
-    split = [f"{tokens(usage['inputTokens'])} in", f"{tokens(usage['outputTokens'])} out"]
+    mark = "~" if usage.get("estimated") else ""
+    split = [] if mark and not usage["inputTokens"] else [f"{tokens(usage['inputTokens'])} in"]
+    split.append(f"{mark}{tokens(usage['outputTokens'])} out")
     if usage.get("cacheReadTokens"):
         split.append(f"{tokens(usage['cacheReadTokens'])} cache")
     total = usage["inputTokens"] + usage["outputTokens"]
-    parts = [f"turn {number}", f"{tokens(total)} tok ({' / '.join(split)})"]
+    parts = [f"turn {number}", f"{mark}{tokens(total)} tok ({' / '.join(split)})"]
     ms = _generation_ms(turn)
     if ms is not None and ms > 0:
         parts.append(tps(usage["outputTokens"] / ms * 1000))

@@ -1,5 +1,7 @@
 """Settings, read from the environment (see README: Configuration)."""
 
+import ipaddress
+import json
 import os
 import secrets
 from pathlib import Path
@@ -50,6 +52,21 @@ def _env_origins(name: str) -> list[str]:
             )
         origins.append(origin)
     return origins
+
+
+def _env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A comma-separated list of addresses or networks (``10.0.0.0/8``, ``::1``)."""
+    networks = []
+    for raw in os.environ.get(name, "").split(","):
+        if not raw.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(raw.strip(), strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {raw.strip()!r} is not an address or a network like 10.0.0.0/8"
+            ) from None
+    return networks
 
 
 def _secret_key() -> str:
@@ -123,6 +140,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chat.pages.theme_context",
             ],
         },
     },
@@ -174,11 +192,47 @@ else:
 # the stale limit is sealed `interrupted` by another worker's sweep (only with several workers).
 DISPATCH_HEARTBEAT_SECONDS = float(os.environ.get("DISPATCH_HEARTBEAT_SECONDS", "5"))
 DISPATCH_STALE_SECONDS = float(os.environ.get("DISPATCH_STALE_SECONDS", "30"))
+# A worker told to stop (SIGTERM) lets its running turns finish for at most this many seconds
+# (docs/deploy.md); turns still running then are sealed ``interrupted``.
+DISPATCH_DRAIN_SECONDS = float(os.environ.get("DISPATCH_DRAIN_SECONDS", "600"))
 
 # The Dispatch config file (credentials, tools, MCP servers). Optional.
 DISPATCH_CONFIG = os.environ.get("DISPATCH_CONFIG", "dispatch.toml")
 # Where conversations' working directories live when a conversation sets no cwd.
 DISPATCH_WORKSPACE_ROOT = Path(os.environ.get("DISPATCH_WORKSPACE_ROOT", VAR_DIR / "workspace"))
+
+# Attachments (chat.services.attachments): the storage their bytes live in, a named storage of
+# Django's storage API. FileSystemStorage under var/attachments by default, never served by the
+# static files: only the owner downloads a file, through the API. Any django-storages backend
+# works instead (DISPATCH_ATTACHMENTS_STORAGE=storages.backends.s3.S3Storage, its options as
+# JSON in DISPATCH_ATTACHMENTS_STORAGE_OPTIONS; keep the bucket private).
+DISPATCH_ATTACHMENTS_STORAGE = os.environ.get(
+    "DISPATCH_ATTACHMENTS_STORAGE", "django.core.files.storage.FileSystemStorage"
+)
+try:
+    _attachments_options = json.loads(os.environ.get("DISPATCH_ATTACHMENTS_STORAGE_OPTIONS", "{}"))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DISPATCH_ATTACHMENTS_STORAGE_OPTIONS: not JSON: {exc}") from None
+if not isinstance(_attachments_options, dict):
+    raise ImproperlyConfigured("DISPATCH_ATTACHMENTS_STORAGE_OPTIONS must be a JSON object")
+if DISPATCH_ATTACHMENTS_STORAGE == "django.core.files.storage.FileSystemStorage":
+    _attachments_options = {
+        "location": str(VAR_DIR / "attachments"),
+        "base_url": None,  # no public URL: files are served by the API, to their owner
+        "file_permissions_mode": 0o600,
+        "directory_permissions_mode": 0o700,
+        **_attachments_options,
+    }
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": {"BACKEND": DISPATCH_ATTACHMENTS_STORAGE, "OPTIONS": _attachments_options},
+}
+# One attached file (413 above it), attachments per message (400 above it), and an image's
+# pixels (a decompression bomb is a small file of enormous dimensions; 400 above it).
+DISPATCH_ATTACHMENT_MAX_BYTES = int(os.environ.get("DISPATCH_ATTACHMENT_MAX_BYTES", "10485760"))
+DISPATCH_ATTACHMENTS_PER_MESSAGE = int(os.environ.get("DISPATCH_ATTACHMENTS_PER_MESSAGE", "10"))
+DISPATCH_IMAGE_MAX_PIXELS = int(os.environ.get("DISPATCH_IMAGE_MAX_PIXELS", "40000000"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -211,7 +265,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # The level and the logger on every line: an operator greps for WARNING and ERROR.
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
@@ -282,6 +338,9 @@ CORS_EXPOSE_HEADERS = ["X-Conversation-Id"]
 # Request size limits: whole request bodies, and one chat message (chat.schemas → 400).
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DISPATCH_MAX_REQUEST_BYTES", str(2_621_440)))
 DISPATCH_MAX_MESSAGE_CHARS = int(os.environ.get("DISPATCH_MAX_MESSAGE_CHARS", "200000"))
+# A conversation imported with POST /conversations/import (its own limit: exports of long
+# conversations are larger than any other request body).
+DISPATCH_MAX_IMPORT_BYTES = int(os.environ.get("DISPATCH_MAX_IMPORT_BYTES", str(50 * 2**20)))
 # One WebSocket frame: room for a longest message even when JSON escapes every character.
 DISPATCH_MAX_FRAME_CHARS = int(
     os.environ.get("DISPATCH_MAX_FRAME_CHARS", str(6 * DISPATCH_MAX_MESSAGE_CHARS + 65536))
@@ -305,3 +364,11 @@ if os.environ.get("REDIS_URL"):
             "KEY_PREFIX": "dispatch",
         }
     }
+
+# ---------------------------------------------------------------- observability (docs/deploy.md)
+
+# Prometheus metrics of each worker at /-/metrics (chat.observe): off (404) unless a bearer
+# token or an allow-list of addresses is set; either admits a scraper. Traces: the standard
+# OTEL_* variables (chat.observe.tracing).
+DISPATCH_PROMETHEUS_TOKEN = os.environ.get("DISPATCH_PROMETHEUS_TOKEN", "").strip()
+DISPATCH_PROMETHEUS_ALLOW = _env_networks("DISPATCH_PROMETHEUS_ALLOW")

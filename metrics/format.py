@@ -5,7 +5,9 @@ rows (built from ``step-complete``/``usage``/``done`` events) and stored rows fo
 
 Missing parts are left out of a row rather than shown as a placeholder: a step without timing
 reads ``step 2 · 1,234 tok``; a turn without cache reads has no ``/ N cache`` part (nor does one
-whose cache read count is 0); no TTFT gives an empty tooltip.
+whose cache read count is 0); no TTFT gives an empty tooltip. Estimated output (a step stopped
+or failed before the provider reported its usage) is marked ``~``: ``~1,279 tok (1,200 in /
+~79 out)``, and its unknown input is left out: ``~45 tok (~45 out)``.
 """
 
 from __future__ import annotations
@@ -63,8 +65,15 @@ def step_generation_ms(step: StepMetrics) -> float | None:
 
 
 def turn_generation_ms(turn: TurnMetrics) -> float | None:
-    """Sum of the steps' generation times; None when no step has any timing."""
-    times = [t for t in (step_generation_ms(s) for s in turn.steps) if t is not None]
+    """Sum of the generation times of the steps that produced output tokens; None when no
+    such step has a timing. Tokens and time come from the same steps, so a step that produced
+    nothing (failed before its first token, stopped while the prompt was read) cannot drag a
+    model's throughput down, and a stopped step counts its estimated tokens over its time."""
+    times = [
+        t
+        for t in (step_generation_ms(s) for s in turn.steps if s.usage.output_tokens > 0)
+        if t is not None
+    ]
     return sum(times) if times else None
 
 
@@ -82,13 +91,18 @@ def turn_tps(turn: TurnMetrics) -> float | None:
     return tokens_per_second(turn.usage.output_tokens, turn_generation_ms(turn))
 
 
-def _total_tokens(usage: Usage) -> int:
-    return usage.input_tokens + usage.output_tokens
+def _mark(usage: Usage) -> str:
+    return "~" if usage.estimated else ""
+
+
+def _total_tokens(usage: Usage) -> str:
+    """``in + out`` with thousands separators, ``~`` when the output is estimated."""
+    return _mark(usage) + format_tokens(usage.input_tokens + usage.output_tokens)
 
 
 def step_row(step: StepMetrics, number: int) -> dict:
     """``step N · {in+out} tok · {TPS} · {genTotal}``, the TTFT as the tooltip ``title``."""
-    parts = [f"step {number}", f"{format_tokens(_total_tokens(step.usage))} tok"]
+    parts = [f"step {number}", f"{_total_tokens(step.usage)} tok"]
     tps = step_tps(step)
     if tps is not None:
         parts.append(format_tps(tps))
@@ -100,7 +114,7 @@ def step_row(step: StepMetrics, number: int) -> dict:
 
 def compaction_row(step: StepMetrics) -> dict:
     """``compaction · {in+out} tok · {genTotal}``: a compaction's model call, TTFT as ``title``."""
-    parts = ["compaction", f"{format_tokens(_total_tokens(step.usage))} tok"]
+    parts = ["compaction", f"{_total_tokens(step.usage)} tok"]
     if step.gen_total_ms is not None:
         parts.append(format_duration(step.gen_total_ms))
     title = f"TTFT {format_duration(step.ttft_ms)}" if step.ttft_ms is not None else ""
@@ -113,12 +127,15 @@ def turn_row(turn: TurnMetrics, number: int) -> dict:
     The tooltip ``title`` carries the model, the finish reason and the turn's TTFT.
     """
     usage = turn.usage
-    split = [f"{format_tokens(usage.input_tokens)} in", f"{format_tokens(usage.output_tokens)} out"]
+    split = [f"{format_tokens(usage.input_tokens)} in"]
+    if usage.estimated and not usage.input_tokens:
+        split = []  # unknown, not zero
+    split.append(f"{_mark(usage)}{format_tokens(usage.output_tokens)} out")
     if usage.cache_read_tokens:
         split.append(f"{format_tokens(usage.cache_read_tokens)} cache")
     parts = [
         f"turn {number}",
-        f"{format_tokens(_total_tokens(usage))} tok ({' / '.join(split)})",
+        f"{_total_tokens(usage)} tok ({' / '.join(split)})",
     ]
     tps = turn_tps(turn)
     if tps is not None:
@@ -129,4 +146,6 @@ def turn_row(turn: TurnMetrics, number: int) -> dict:
     ttft = turn_ttft_ms(turn)
     if ttft is not None:
         title.append(f"TTFT {format_duration(ttft)}")
+    if usage.estimated:
+        title.append("~ output counted from the stream (no usage reported)")
     return {"text": SEPARATOR.join(parts), "title": SEPARATOR.join(title)}

@@ -12,6 +12,9 @@ class TurnMetrics(models.Model):
     finish_reason = models.CharField(max_length=40)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
+    # The provider did not report all of it (a stopped or failed step): the output of such
+    # steps was counted from the streamed deltas.
+    output_tokens_estimated = models.BooleanField(default=False)
     cache_read_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     cache_write_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
@@ -21,11 +24,16 @@ class TurnMetrics(models.Model):
     decode_ms = models.FloatField(null=True, blank=True)
     # Sum over steps of (decodeMs ?? genTotalMs): the time TPS divides by. Summing the two
     # turn-level columns above cannot give it, since a tool-call-only step has no decodeMs.
+    # Steps that produced no output token add no time (metrics.format.turn_generation_ms).
     generation_ms = models.FloatField(null=True, blank=True)
     ttft_ms = models.FloatField(
         null=True, blank=True, help_text="TTFT of the first step that streamed tokens"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Copied from another turn by a fork or an import: shown with its conversation, left out
+    # of the throughput aggregates (the generation it measures is counted once, or was not
+    # this server's).
+    copied = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -49,6 +57,7 @@ class StepMetrics(models.Model):
     kind = models.CharField(max_length=12, default="step")
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens_estimated = models.BooleanField(default=False)
     cache_read_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     cache_write_tokens = models.PositiveBigIntegerField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True)

@@ -38,6 +38,7 @@ _TURN_FIELDS = (
     "finish_reason",
     "input_tokens",
     "output_tokens",
+    "output_tokens_estimated",
     "cache_read_tokens",
     "cache_write_tokens",
     "duration_ms",
@@ -48,6 +49,7 @@ _STEP_FIELDS = (
     "step_id",
     "input_tokens",
     "output_tokens",
+    "output_tokens_estimated",
     "cache_read_tokens",
     "cache_write_tokens",
     "ttft_ms",
@@ -63,6 +65,7 @@ def _usage(row: dict) -> Usage:
         row["output_tokens"],
         row["cache_read_tokens"],
         row["cache_write_tokens"],
+        row["output_tokens_estimated"],
     )
 
 
@@ -151,16 +154,20 @@ class Window:
             return self.first_day.strftime("%Y-%m")
         return self.first_day.isoformat()
 
-    def shifted(self, periods: int) -> Window:
-        """The window ``periods`` periods later (earlier when negative)."""
-        if self.period == "day":
-            day = self.first_day + dt.timedelta(days=periods)
-        elif self.period == "week":
-            day = self.first_day + dt.timedelta(weeks=periods)
-        else:
-            months = self.first_day.year * 12 + self.first_day.month - 1 + periods
-            day = dt.date(months // 12, months % 12 + 1, 1)
-        return period_window(self.period, day.isoformat())
+    def shifted(self, periods: int) -> Window | None:
+        """The window ``periods`` periods later (earlier when negative); None past the
+        supported days (``period_window``)."""
+        try:
+            if self.period == "day":
+                day = self.first_day + dt.timedelta(days=periods)
+            elif self.period == "week":
+                day = self.first_day + dt.timedelta(weeks=periods)
+            else:
+                months = self.first_day.year * 12 + self.first_day.month - 1 + periods
+                day = dt.date(months // 12, months % 12 + 1, 1)
+            return period_window(self.period, day.isoformat())
+        except (ValueError, OverflowError):
+            return None
 
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -201,6 +208,15 @@ def _first_day(period: str, date: str | None, today: dt.date) -> dt.date:
     return day
 
 
+def _last_day(period: str, first: dt.date) -> dt.date:
+    """The period's last day (computed without stepping past the calendar's end)."""
+    if period == "day":
+        return first
+    if period == "week":
+        return min(first, dt.date.max - dt.timedelta(days=6)) + dt.timedelta(days=6)
+    return first.replace(day=calendar.monthrange(first.year, first.month)[1])
+
+
 def _next_first_day(period: str, first: dt.date) -> dt.date:
     if period == "day":
         return first + dt.timedelta(days=1)
@@ -209,17 +225,25 @@ def _next_first_day(period: str, first: dt.date) -> dt.date:
     return first + dt.timedelta(days=calendar.monthrange(first.year, first.month)[1])
 
 
+# The days a window may cover: a day of margin at both ends of Python's calendar (years 1 to
+# 9999), so the window's bounds still exist in UTC whatever the server's time zone.
+FIRST_DAY, LAST_DAY = dt.date(1, 1, 2), dt.date(9999, 12, 30)
+
+
 def period_window(period: str, date: str | None) -> Window:
     """The window of ``period`` (day, ISO week, month) holding ``date``; now's when None.
 
     ``date`` is ``YYYY-MM-DD`` (any day inside the period), or ``YYYY-MM`` for a month, or
     ``YYYY-Www`` for a week. Periods start at local midnight in ``settings.TIME_ZONE``.
-    Raises ValueError with a readable message for anything else.
+    Raises ValueError with a readable message for anything else, and for a period that
+    does not lie between FIRST_DAY and LAST_DAY (e.g. ``9999-12`` or the week of 0001-01-01).
     """
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
     tz = server_timezone()
     first = _first_day(period, date, timezone.now().astimezone(tz).date())
+    if first < FIRST_DAY or _last_day(period, first) > LAST_DAY:
+        raise ValueError(f"date {date!r}: the {period} must lie between {FIRST_DAY} and {LAST_DAY}")
     last = _next_first_day(period, first)
     return Window(
         period=period,
@@ -237,6 +261,7 @@ def _timed_turns(*, owner, window: Window) -> QuerySet:
         created_at__gte=window.start,
         created_at__lt=window.end,
         generation_ms__gt=0,
+        copied=False,
     ).exclude(model="")
 
 
@@ -341,10 +366,14 @@ def throughput_series(*, owner, window: Window) -> list[dict]:
 
 
 def turns_in_window(*, owner, window: Window) -> QuerySet:
-    """The owner's turns created in the window, newest first (for the page's table)."""
+    """The owner's turns created in the window, newest first (for the page's table); copies
+    made by forks and imports are left out, as in the aggregates."""
     return (
         TurnMetricsRow.objects.filter(
-            conversation__owner=owner, created_at__gte=window.start, created_at__lt=window.end
+            conversation__owner=owner,
+            created_at__gte=window.start,
+            created_at__lt=window.end,
+            copied=False,
         )
         .order_by("-created_at", "-id")
         .values(
@@ -354,6 +383,7 @@ def turns_in_window(*, owner, window: Window) -> QuerySet:
             "finish_reason",
             "input_tokens",
             "output_tokens",
+            "output_tokens_estimated",
             "generation_ms",
             "ttft_ms",
             "duration_ms",

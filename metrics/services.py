@@ -11,8 +11,9 @@ def _sum(values):
     return sum(present) if present else None
 
 
-def turn_metrics_record(*, turn, metrics: TurnMetrics) -> TurnMetricsRow:
-    """Store a turn's TurnMetrics and its steps (the turn-level sums kept for aggregation)."""
+def turn_metrics_record(*, turn, metrics: TurnMetrics, copied: bool = False) -> TurnMetricsRow:
+    """Store a turn's TurnMetrics and its steps (the turn-level sums kept for aggregation);
+    ``copied`` for a copy made by a fork or an import (left out of the aggregates)."""
     usage, steps = metrics.usage, metrics.steps
     row = TurnMetricsRow.objects.create(
         turn=turn,
@@ -21,6 +22,7 @@ def turn_metrics_record(*, turn, metrics: TurnMetrics) -> TurnMetricsRow:
         finish_reason=metrics.finish_reason,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
+        output_tokens_estimated=usage.estimated,
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
         duration_ms=metrics.duration_ms,
@@ -29,6 +31,7 @@ def turn_metrics_record(*, turn, metrics: TurnMetrics) -> TurnMetricsRow:
         decode_ms=_sum(s.decode_ms for s in steps),
         generation_ms=turn_generation_ms(metrics),
         ttft_ms=turn_ttft_ms(metrics),
+        copied=copied,
     )
     StepMetricsRow.objects.bulk_create(
         StepMetricsRow(
@@ -37,6 +40,7 @@ def turn_metrics_record(*, turn, metrics: TurnMetrics) -> TurnMetricsRow:
             index=index,
             input_tokens=step.usage.input_tokens,
             output_tokens=step.usage.output_tokens,
+            output_tokens_estimated=step.usage.estimated,
             cache_read_tokens=step.usage.cache_read_tokens,
             cache_write_tokens=step.usage.cache_write_tokens,
             ttft_ms=step.ttft_ms,

@@ -35,14 +35,15 @@ def _maybe(value, formatter) -> str:
 
 
 def _turn_row(row: dict) -> dict:
+    mark = "~" if row["output_tokens_estimated"] else ""  # counted from the stream
     return {
         "conversation_id": row["conversation_id"],
         "turn_id": row["turn_id"],
         "created_at": row["created_at"],
         "model": row["model"] or "–",
-        "tokens": format_tokens(row["input_tokens"] + row["output_tokens"]),
+        "tokens": mark + format_tokens(row["input_tokens"] + row["output_tokens"]),
         "split": f"{format_tokens(row['input_tokens'])} in / "
-        f"{format_tokens(row['output_tokens'])} out",
+        f"{mark}{format_tokens(row['output_tokens'])} out",
         "tps": _maybe(tokens_per_second(row["output_tokens"], row["generation_ms"]), format_tps),
         "ttft": _maybe(row["ttft_ms"], format_duration),
         "duration": _maybe(row["duration_ms"], format_duration),
@@ -81,6 +82,12 @@ def _charts(*, user, window: Window, models: list[str]) -> list:
             format_value=format_duration,
         ),
     ]
+
+
+def _shifted_link(window, periods: int) -> str | None:
+    """The page of the period ``periods`` away; None at the ends of the supported days."""
+    shifted = window.shifted(periods)
+    return None if shifted is None else _query(period=window.period, date=shifted.label)
 
 
 @login_required
@@ -122,8 +129,8 @@ def metrics_page(request):
         "date_value": window.first_day.isoformat(),
         "end_day": window.end.date() - dt.timedelta(days=1),
         "period_links": [(p, _query(period=p, date=window.first_day.isoformat())) for p in PERIODS],
-        "previous_link": _query(period=window.period, date=window.shifted(-1).label),
-        "next_link": _query(period=window.period, date=window.shifted(1).label),
+        "previous_link": _shifted_link(window, -1),
+        "next_link": _shifted_link(window, 1),
         "models": models,
         "charts": _charts(
             user=request.user, window=window, models=[m["model"] for m in summary["models"]]

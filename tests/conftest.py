@@ -44,6 +44,23 @@ def redis_url(redis_server) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def _attachments_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("attachments")
+
+
+@pytest.fixture(autouse=True)
+def _attachments_in_a_temporary_directory(_attachments_dir, settings):
+    """Attachments uploaded in the test process go to a temporary directory, never var/."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "attachments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(_attachments_dir)},
+        },
+    }
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice")

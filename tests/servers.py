@@ -1,4 +1,5 @@
-"""Real servers for the test suite: PostgreSQL, Redis and Daphne workers of this project.
+"""Real servers for the test suite: PostgreSQL, Redis, Daphne workers of this project, and a
+health-checking TCP load balancer in front of workers.
 
 Each binds 127.0.0.1 on a free port, lives in its own temp dir and is torn down by ``stop()``
 (all are context managers). Readiness is polled (a connection attempt, ``pg_isready``, an HTTP
@@ -11,6 +12,7 @@ environment (DATABASE_URL, REDIS_URL, DISPATCH_VAR_DIR …) and nothing inherite
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import http.client
 import os
@@ -21,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -308,8 +311,123 @@ class DaphneWorker(_Server):
         _terminate(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def terminate(self) -> None:
+        """SIGTERM, as a deploy does, without waiting: the worker drains, then exits."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit; its exit code."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
     def kill(self) -> None:
         """SIGKILL, like a crashed server: nothing of the worker runs after this."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class BalancingProxy(_Server):
+    """A TCP load balancer on 127.0.0.1 in front of workers, as nginx or HAProxy would be.
+
+    Every ``CHECK_INTERVAL`` it asks each backend ``GET /health``; a new connection goes to the
+    next backend (round robin) whose last answer was 200, and bytes are copied both ways until
+    either side closes. ``backend_of(port)`` names the backend a client connection (by its
+    local port) was sent to. Runs its own event loop in a thread.
+    """
+
+    CHECK_INTERVAL = 0.1
+
+    def __init__(self, backends: list[int]) -> None:
+        self.backends = backends  # their ports
+        self.port = free_port()
+        self.healthy: dict[int, bool] = dict.fromkeys(backends, False)
+        self.routes: dict[int, int] = {}  # client port -> backend port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._next = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def backend_of(self, client_port: int) -> int | None:
+        return self.routes.get(client_port)
+
+    def start(self) -> BalancingProxy:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._serve(ready))
+
+        self._thread = threading.Thread(target=run, name="balancing-proxy", daemon=True)
+        self._thread.start()
+        if not ready.wait(START_TIMEOUT):
+            raise ServerError("the proxy did not start")
+        return self
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stopped = asyncio.Event()
+        server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        checks = asyncio.ensure_future(self._check_forever())
+        ready.set()
+        await self._stopped.wait()
+        checks.cancel()
+        server.close()
+
+    async def _check_forever(self) -> None:
+        while True:
+            for port in self.backends:
+                self.healthy[port] = await self._check(port)
+            await asyncio.sleep(self.CHECK_INTERVAL)
+
+    async def _check(self, port: int) -> bool:
+        try:
+            async with asyncio.timeout(5):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                status = await reader.readline()
+                writer.close()
+            return status.split()[1:2] == [b"200"]
+        except (OSError, TimeoutError, IndexError):
+            return False
+
+    def _pick(self) -> list[int]:
+        """The healthy backends, the next in turn first."""
+        up = [port for port in self.backends if self.healthy[port]]
+        self._next += 1
+        return up[self._next % len(up) :] + up[: self._next % len(up)] if up else []
+
+    async def _accept(self, client_reader, client_writer) -> None:
+        client_port = client_writer.get_extra_info("peername")[1]
+        for port in self._pick():
+            try:
+                backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            self.routes[client_port] = port
+            await asyncio.gather(
+                self._pipe(client_reader, backend_writer),
+                self._pipe(backend_reader, client_writer),
+            )
+            return
+        client_writer.close()  # no backend: refused, as a proxy answers 502
+
+    async def _pipe(self, reader, writer) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join(10)

@@ -8,9 +8,14 @@ checked against the override instead of silently drifting from it:
   inbox instead of a task per message, and no database hop per message.
 - ``channel_layer``: Channels' ``InMemoryChannelLayer`` (channels 4.3) — constant cost per
   send whatever the number of sockets.
-- ``llama``: llama-cpp-python's ``Llama.generate`` (0.3) — a hook between sampled tokens, to
-  count them and to stop a generation within one token.
+- ``llama``: llama-cpp-python's ``Llama.generate`` and ``Llama.eval`` (0.3) — a hook between
+  sampled tokens, to count them and to stop a generation within one token, and between prompt
+  batches, to report how far the prompt is read and to stop there.
+- ``access_log``: Daphne's CLI access log (daphne 4.2) — a ``token`` query parameter's value
+  never reaches the log.
+- ``daphne``: Daphne's ``WebRequest`` (daphne 4.2, Twisted 26) — without Twisted's parsing of
+  multipart bodies, which Daphne never uses (uploads were parsed twice, once on the reactor).
 
 Nothing here imports Django at module level; ``llama`` imports llama_cpp (only the embedded
-model's provider imports it).
+model's provider imports it); ``daphne`` is installed by dispatch_site/asgi.py.
 """

@@ -19,7 +19,8 @@ import anthropic
 import httpx
 
 from chat.providers.sampling import DEFAULT_SAMPLING, Sampling
-from chat.providers.streaming import ClientPerLoop, relay, transport_failure
+from chat.providers.streaming import ClientPerLoop, ListedModel, relay, transport_failure
+from chat.runtime.attachments import ATTACHMENT_TYPES, attachment_text, image_part
 from chat.runtime.types import (
     Finish,
     Message,
@@ -80,13 +81,9 @@ class AnthropicProvider:
         """Close this event loop's connections to the server."""
         await self._clients.aclose()
 
-    async def list_models(self) -> list[str]:
-        """The model ids the server offers, in its order. Raises ProviderError."""
+    async def list_models(self) -> list[ListedModel]:
+        """The models the server offers, in its order. Raises ProviderError."""
         return await self._clients.list_models(classify=provider_error)
-
-    @property
-    def listed_windows(self) -> dict[str, int]:
-        return self._clients.windows
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Stream one step (see the Provider protocol). Raises ProviderError."""
@@ -171,6 +168,13 @@ class AnthropicProvider:
             kind = chunk["type"]
             if kind == "text" and chunk["text"]:
                 blocks.append({"type": "text", "text": chunk["text"]})
+            elif kind in ATTACHMENT_TYPES:
+                image = image_part(chunk)
+                if image is None:
+                    blocks.append({"type": "text", "text": attachment_text(chunk)})
+                else:
+                    source = {"type": "base64", "media_type": image.media_type, "data": image.data}
+                    blocks.append({"type": "image", "source": source})
             elif kind == "tool-call":
                 blocks.append(
                     {

@@ -2,20 +2,29 @@
 
 Built once per process from the config. Providers are created lazily, once per credential,
 and reused; a credential without a ``models`` list asks its server once (a failed listing is
-not cached, so the server is asked again next time).
+not cached, so the server is asked again next time). A credential of a plugin's kind gets its
+provider from the plugin (chat.plugins); while the plugin fails, its models are not listed
+and asking for one says why.
+
+Whether a model sees images (``vision``) comes, in order, from the credential's ``vision`` key
+(true/false, or the names of its models that do), from the server's listing when it says, and
+else from the models known to (``known_vision``). The embedded model has no vision.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from chat.config import EMBEDDED_CREDENTIAL, CredentialConfig, DispatchConfig, get_config
+from chat.config import EMBEDDED_CREDENTIAL, KINDS, CredentialConfig, DispatchConfig, get_config
+from chat.plugins import PluginError, get_plugins
 from chat.providers.sampling import EMBEDDED_SAMPLING, Sampling
+from chat.providers.streaming import ListedModel
 from chat.runtime.types import Provider, ProviderError
 
 logger = logging.getLogger(__name__)
@@ -28,6 +37,10 @@ class UnknownModel(Exception):
 @dataclass(frozen=True)
 class ModelInfo:
     context_window: int | None
+    # The credential passes a reasoning effort (``reasoning_effort = true``): the web app
+    # offers its Effort control only then.
+    reasoning: bool = False
+    vision: bool = False
 
 
 @dataclass(frozen=True)
@@ -36,12 +49,51 @@ class ResolvedModel:
     provider: Provider
     provider_model: str  # the part after the first "/"
     context_window: int | None
+    kind: str = ""  # the credential's kind: openai, anthropic, local or a plugin's
+    vision: bool = False
     max_tokens: int | None = None  # the credential's limit on an answer
 
 
 @runtime_checkable
 class _ListingProvider(Protocol):
-    async def list_models(self) -> list[str]: ...
+    # The built-in providers list ListedModels; a plugin's may list plain ids.
+    async def list_models(self) -> Sequence[ListedModel | str]: ...
+
+
+# Model names (the part after the last "/", lower case) of families known to take images.
+OPENAI_VISION_PREFIXES = (
+    "gpt-4o",
+    "chatgpt-4o",
+    "gpt-4.1",
+    "gpt-4.5",
+    "gpt-4-turbo",
+    "gpt-4-vision",
+    "gpt-5",
+    "o1",
+    "o3",
+    "o4",
+)
+OPENAI_TEXT_ONLY_PREFIXES = ("o1-mini", "o1-preview", "o3-mini", "gpt-4o-audio", "gpt-4o-realtime")
+# Open models whose names say they take images (llama.cpp, vLLM, Ollama, LM Studio …).
+VISION_NAME_MARKERS = ("vision", "-vl", "_vl", "llava", "pixtral")
+
+
+def known_vision(kind: str, model: str) -> bool:
+    """Whether a model of that kind and name is known to take images.
+
+    Anthropic: every Claude model since Claude 3. OpenAI-compatible: OpenAI's vision families
+    (GPT-4o, 4.1, 4.5, 5, o1, o3, o4-mini, not the -mini reasoning models before o4) and open
+    models named for it (``…-vision``, ``…-VL``, LLaVA, Pixtral). Anything else: no vision
+    unless the credential's ``vision`` says so.
+    """
+    name = model.lower().rsplit("/", 1)[-1].rsplit(":", 1)[0]
+    if kind == "anthropic":
+        return not name.startswith(("claude-2", "claude-instant"))
+    if kind != "openai":
+        return False
+    if name.startswith(OPENAI_TEXT_ONLY_PREFIXES):
+        return False
+    return name.startswith(OPENAI_VISION_PREFIXES) or any(m in name for m in VISION_NAME_MARKERS)
 
 
 class Catalog:
@@ -53,6 +105,8 @@ class Catalog:
         self._configured_default = config.default_model
         self._providers: dict[str, Provider] = {}
         self._listed: dict[str, tuple[str, ...]] = {}  # successful server listings
+        self._listed_vision: dict[str, dict[str, bool]] = {}  # what those listings said
+        self._listed_window: dict[str, dict[str, int]] = {}  # the windows they reported
 
     @property
     def default_model(self) -> str:
@@ -69,11 +123,29 @@ class Catalog:
         """Every model, in config order; an unreachable server contributes nothing."""
         out: dict[str, ModelInfo] = {}
         for credential in self._credentials.values():
-            for model in await self._models_of(credential) or ():
+            try:
+                models = await self._models_of(credential) or ()
+                if credential.kind not in KINDS:
+                    self._provider(credential)  # a failing plugin offers no model
+            except PluginError as exc:
+                logger.warning("credential %r: %s", credential.name, exc)
+                continue
+            for model in models:
                 out[f"{credential.name}/{model}"] = ModelInfo(
-                    self._context_window(credential, model)
+                    self._context_window(credential, model),
+                    credential.reasoning_effort,
+                    self.vision(credential, model),
                 )
         return out
+
+    def vision(self, credential: CredentialConfig, model: str) -> bool:
+        """Whether the credential's model takes images (see the module's docstring)."""
+        if isinstance(credential.vision, bool):
+            return credential.vision
+        if credential.vision is not None:
+            return model in credential.vision
+        listed = self._listed_vision.get(credential.name, {}).get(model)
+        return listed if listed is not None else known_vision(credential.kind, model)
 
     async def resolve(self, name: str) -> ResolvedModel:
         """Find the provider for ``<credential>/<model>``; raises UnknownModel."""
@@ -86,16 +158,26 @@ class Catalog:
                 f"unknown model {name!r}: no credential named {credential_name!r} "
                 f"(credentials: {', '.join(self._credentials)})"
             )
-        models = await self._models_of(credential)
-        # An unlistable server gets the benefit of the doubt: the provider will say more.
-        if models is not None and model not in models:
-            raise UnknownModel(
-                f"unknown model {name!r}: credential {credential_name!r} has "
-                f"{', '.join(models) if models else 'no models'}"
-            )
-        provider = self._provider(credential)
-        window = self._context_window(credential, model)
-        return ResolvedModel(name, provider, model, window, credential.max_tokens)
+        try:
+            models = await self._models_of(credential)
+            # An unlistable server gets the benefit of the doubt: the provider will say more.
+            if models is not None and model not in models:
+                raise UnknownModel(
+                    f"unknown model {name!r}: credential {credential_name!r} has "
+                    f"{', '.join(models) if models else 'no models'}"
+                )
+            provider = self._provider(credential)
+        except PluginError as exc:
+            raise UnknownModel(f"model {name!r} is unavailable: {exc}") from exc
+        return ResolvedModel(
+            name,
+            provider,
+            model,
+            self._context_window(credential, model),
+            credential.kind,
+            self.vision(credential, model),
+            credential.max_tokens,
+        )
 
     def _context_window(self, credential: CredentialConfig, model: str) -> int | None:
         """The configured window; else what the server's model listing reported
@@ -103,9 +185,7 @@ class Catalog:
         if credential.context_window is not None:
             return credential.context_window
         if credential.kind != "local":
-            provider = self._providers.get(credential.name)
-            listed = getattr(provider, "listed_windows", None) or {}
-            return listed.get(model)
+            return self._listed_window.get(credential.name, {}).get(model)
         try:
             window = getattr(self._provider(credential), "context_window", None)
         except (ImportError, OSError, ValueError) as exc:
@@ -126,11 +206,20 @@ class Catalog:
         if not isinstance(provider, _ListingProvider):
             return None
         try:
-            models = tuple(await provider.list_models())
+            listed = [
+                m if isinstance(m, ListedModel) else ListedModel(str(m))
+                for m in await provider.list_models()
+            ]
         except ProviderError as exc:
             logger.warning("cannot list the models of credential %r: %s", credential.name, exc)
             return None
-        self._listed[credential.name] = models
+        self._listed_vision[credential.name] = {
+            m.id: m.vision for m in listed if m.vision is not None
+        }
+        self._listed_window[credential.name] = {
+            m.id: m.window for m in listed if m.window is not None
+        }
+        models = self._listed[credential.name] = tuple(m.id for m in listed)
         return models
 
     async def aclose(self) -> None:
@@ -156,6 +245,8 @@ def _options(credential: CredentialConfig) -> dict[str, Any]:
 
 
 def _make_provider(credential: CredentialConfig) -> Provider:
+    if credential.kind not in KINDS:
+        return get_plugins().provider(credential)  # PluginError when the plugin fails
     # Each kind's module is imported when a credential of that kind is first used: the SDKs
     # take seconds to import and llama.cpp loads a native library (chat.startup imports the
     # SDKs at process start, before any event loop runs).

@@ -31,9 +31,11 @@ import llama_cpp
 from chat.overrides.llama import WatchedLlama
 from chat.providers.sampling import DEFAULT_SAMPLING, Sampling
 from chat.providers.streaming import coalesce
+from chat.runtime.attachments import ATTACHMENT_TYPES, attachment_text
 from chat.runtime.types import (
     Finish,
     Message,
+    PromptProgress,
     ProviderError,
     ProviderEvent,
     ProviderRequest,
@@ -161,6 +163,8 @@ def _render_chunk(chunk: dict[str, Any]) -> str:
     kind = chunk.get("type")
     if kind in ("text", "system"):
         return str(chunk.get("text", ""))
+    if kind in ATTACHMENT_TYPES:  # the embedded model has no vision: a placeholder
+        return attachment_text(chunk)
     if kind == "tool-call":
         call = {"name": chunk["toolName"], "arguments": chunk.get("input", {})}
         return f"{TOOL_CALL_OPEN}\n{json.dumps(call, ensure_ascii=False)}\n{TOOL_CALL_CLOSE}"
@@ -416,6 +420,10 @@ class _TokenWatch:
         self._is_eog = is_end_of_generation
         self.prompt_tokens = 0
         self.completion_tokens = 0
+
+    def on_prompt(self, done: int, total: int) -> None:
+        """Between prompt batches: tell the stream how far it is; a closed stream stops here."""
+        self._job.put(PromptProgress(done, total))
 
     def on_token(self, token: int) -> bool:
         """A token was sampled; False stops generation before it is used."""

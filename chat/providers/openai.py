@@ -20,7 +20,8 @@ import httpx
 import openai
 
 from chat.providers.sampling import DEFAULT_SAMPLING, Sampling
-from chat.providers.streaming import ClientPerLoop, SSEData, relay, transport_failure
+from chat.providers.streaming import ClientPerLoop, ListedModel, SSEData, relay, transport_failure
+from chat.runtime.attachments import ImagePart, Part, joined_text, user_parts
 from chat.runtime.types import (
     Finish,
     Message,
@@ -74,14 +75,9 @@ class OpenAIProvider:
         """Close this event loop's connections to the server."""
         await self._clients.aclose()
 
-    async def list_models(self) -> list[str]:
-        """The model ids the server offers, in its order. Raises ProviderError."""
+    async def list_models(self) -> list[ListedModel]:
+        """The models the server offers, in its order. Raises ProviderError."""
         return await self._clients.list_models(classify=provider_error)
-
-    @property
-    def listed_windows(self) -> dict[str, int]:
-        """The context windows the last listing reported (``context_length`` …), by model."""
-        return self._clients.windows
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderEvent]:
         """Stream one step (see the Provider protocol). Raises ProviderError."""
@@ -151,7 +147,11 @@ def _parse(payloads: list[bytes], chunks: list[dict[str, Any]]) -> bool:
 
 
 def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Runtime messages → chat-completions messages. Thinking is never sent back."""
+    """Runtime messages → chat-completions messages. Thinking is never sent back.
+
+    A user message with an image becomes a list of content parts (text and ``image_url``
+    parts with a ``data:`` URL); every other user message stays one string.
+    """
     out: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "tool":
@@ -165,6 +165,9 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
                 for chunk in message.chunks
                 if chunk["type"] == "tool-result"
             )
+            continue
+        if message.role == "user":
+            out.append({"role": "user", "content": _user_content(user_parts(message.chunks))})
             continue
         text = "".join(c["text"] for c in message.chunks if c["type"] in ("text", "system"))
         if message.role != "assistant":
@@ -198,6 +201,17 @@ def sampling_params(sampling: Sampling) -> dict[str, Any]:
     given.pop("repeat_penalty", None)  # the config allows it only for local models
     extra = {key: given.pop(key) for key in EXTRA_SAMPLING if key in given}
     return {**given, "extra_body": extra} if extra else given
+
+
+def _user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
+    if not any(isinstance(part, ImagePart) for part in parts):
+        return joined_text(parts)
+    return [
+        {"type": "image_url", "image_url": {"url": part.data_url}}
+        if isinstance(part, ImagePart)
+        else {"type": "text", "text": part}
+        for part in parts
+    ]
 
 
 def to_openai_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:

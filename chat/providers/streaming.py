@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import json
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -15,6 +16,42 @@ from chat.runtime.types import ProviderError, ProviderEvent, ReasoningDelta, Tex
 
 Client = TypeVar("Client")
 LIST_TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # listing models is quick or broken
+
+
+@dataclass(frozen=True)
+class ListedModel:
+    """A model a server lists: its id, and whether it sees images when the listing says."""
+
+    id: str
+    vision: bool | None = None
+    window: int | None = None  # the context window, when the listing reports it
+
+    @classmethod
+    def from_listing(cls, entry: Mapping[str, Any]) -> ListedModel:
+        return cls(str(entry["id"]), listing_vision(entry), listed_window(entry))
+
+
+def listing_vision(entry: Mapping[str, Any]) -> bool | None:
+    """Whether a listing entry says its model takes images; None when it does not say.
+
+    Understood: ``capabilities`` as a list (``vision``, ``multimodal``) or an object with a
+    ``vision`` flag (Ollama, llama.cpp, vLLM-style servers), ``input_modalities`` alone or in
+    ``architecture`` (OpenRouter), and LM Studio's ``type: "vlm"``.
+    """
+    capabilities = entry.get("capabilities")
+    if isinstance(capabilities, list):
+        return bool({"vision", "multimodal", "image"} & {str(c).lower() for c in capabilities})
+    if isinstance(capabilities, Mapping) and isinstance(capabilities.get("vision"), bool):
+        return capabilities["vision"]
+    architecture = entry.get("architecture")
+    modalities = entry.get("input_modalities")
+    if isinstance(architecture, Mapping) and modalities is None:
+        modalities = architecture.get("input_modalities")
+    if isinstance(modalities, list):
+        return "image" in modalities
+    if entry.get("type") in ("vlm", "llm"):
+        return entry["type"] == "vlm"
+    return None
 
 
 class ClientPerLoop(Generic[Client]):
@@ -41,8 +78,6 @@ class ClientPerLoop(Generic[Client]):
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Client] = (
             weakref.WeakKeyDictionary()
         )
-        # Context windows the last listing reported, by model id (docs/protocol.md#55-conversations-and-sticky-settings).
-        self.windows: dict[str, int] = {}
 
     def get(self) -> Client:
         loop = asyncio.get_running_loop()
@@ -51,21 +86,16 @@ class ClientPerLoop(Generic[Client]):
             client = self._clients[loop] = self._make()
         return client
 
-    async def list_models(self, *, classify: Callable[[Exception], ProviderError]) -> list[str]:
-        """The model ids the server offers, in its order. Raises ``classify(exc)``.
-
-        The context windows the listing reports are kept in ``windows``.
-        """
+    async def list_models(
+        self, *, classify: Callable[[Exception], ProviderError]
+    ) -> list[ListedModel]:
+        """The models the server offers, in its order. Raises ``classify(exc)``."""
         client: Any = self.get()
         try:
             page = await client.models.list(timeout=LIST_TIMEOUT)
-            models = [model async for model in page]
+            return [ListedModel.from_listing(model.model_dump()) async for model in page]
         except Exception as exc:
             raise classify(exc) from exc
-        self.windows = {
-            model.id: window for model in models if (window := listed_window(model)) is not None
-        }
-        return [model.id for model in models]
 
     async def aclose(self) -> None:
         """Close the running loop's client (its connections)."""
@@ -80,11 +110,10 @@ class ClientPerLoop(Generic[Client]):
 WINDOW_FIELDS = ("context_length", "max_model_len", "context_window", "max_context_length")
 
 
-def listed_window(model: Any) -> int | None:
-    """The context window a listed model reports, if it does (a positive integer)."""
-    extra = getattr(model, "model_extra", None) or {}
+def listed_window(entry: Mapping[str, Any]) -> int | None:
+    """The context window a listing entry reports, if it does (a positive integer)."""
     for field in WINDOW_FIELDS:
-        value = extra.get(field, getattr(model, field, None))
+        value = entry.get(field)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
@@ -127,12 +156,13 @@ async def relay(
 
 
 def coalesce(events: list[ProviderEvent]) -> list[ProviderEvent]:
-    """Merge adjacent text deltas, and adjacent reasoning deltas, into one each."""
+    """Merge adjacent text deltas, and adjacent reasoning deltas, into one each (their token
+    counts add up: a stopped step's output is estimated from them)."""
     merged: list[ProviderEvent] = []
     for event in events:
         last = merged[-1] if merged else None
         if type(event) is type(last) and isinstance(event, TextDelta | ReasoningDelta):
-            merged[-1] = type(event)(last.text + event.text)  # type: ignore[union-attr]
+            merged[-1] = type(event)(last.text + event.text, last.tokens + event.tokens)  # type: ignore[union-attr]
         else:
             merged.append(event)
     return merged

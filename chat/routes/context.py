@@ -1,4 +1,4 @@
-"""Routes of long conversations (docs/protocol.md#24-compaction, #410-continue): compacting a
+"""Routes of long conversations (docs/protocol.md#24-compaction, #411-continue): compacting a
 conversation, its compaction threshold, and continuing an answer cut at the length limit."""
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ def turn_events_response(running: RunningTurn) -> StreamingHttpResponse:
         try:
             while True:
                 event = await queue.get()
+                if event is None:  # stopped while its seal waits for the database
+                    return
                 yield json.dumps(event, separators=(",", ":")) + "\n"
                 if event["type"] == "turn-sealed":
                     return

@@ -2,11 +2,13 @@
 
 from chat.runtime.context import Budget, effective, is_compaction, request_messages
 from chat.runtime.ids import new_turn_id, step_id
+from chat.runtime.observer import NO_OBSERVER, TurnObserver
 from chat.runtime.reconcile import INTERRUPTED_RESULT, reconcile
 from chat.runtime.turn import TurnConfig, TurnPorts, TurnRunner, run_turn
 from chat.runtime.types import (
     Finish,
     Message,
+    PromptProgress,
     Provider,
     ProviderError,
     ProviderEvent,
@@ -28,11 +30,13 @@ from chat.runtime.types import (
 __all__ = [
     "INTERRUPTED_RESULT",
     "Budget",
+    "NO_OBSERVER",
     "Finish",
     "Message",
     "Provider",
     "ProviderError",
     "ProviderEvent",
+    "PromptProgress",
     "ProviderRequest",
     "ReasoningDelta",
     "StatusChange",
@@ -45,6 +49,7 @@ __all__ = [
     "ToolSpec",
     "TurnConfig",
     "TurnMetrics",
+    "TurnObserver",
     "TurnPorts",
     "TurnRunner",
     "Usage",

@@ -1,7 +1,7 @@
 """What a provider is sent, how many tokens that is, and where a compaction cuts.
 
 Pure functions and small values, no I/O (docs/protocol.md#24-compaction and
-#49-the-context-budget):
+#410-the-context-budget):
 
 - ``request_messages``: the ONE place that assembles the messages of a provider request from
   the raw history: [the system prompt] + [the latest compaction summary] + [the messages after
@@ -90,7 +90,7 @@ def request_messages(history: Sequence[Message], *, system_prompt: str = "") -> 
     view = effective(history)
     out: list[Message] = []
     if system_prompt:
-        out.append(Message("system", [{"type": "text", "text": system_prompt}]))
+        out.append(Message("system", [{"type": "system", "text": system_prompt}]))
     if view.summary is not None:
         out.append(summary_message(view.summary))
     out.extend(view.messages)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ from chat.runtime.context import (
     transcript,
 )
 from chat.runtime.ids import step_id as make_step_id
+from chat.runtime.observer import NO_OBSERVER, TurnObserver
 from chat.runtime.reconcile import reconcile
 from chat.runtime.types import (
     Finish,
     Message,
+    PromptProgress,
     Provider,
     ProviderError,
     ProviderRequest,
@@ -48,6 +51,8 @@ from chat.runtime.types import (
     WireChunk,
     WireEvent,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 DEFAULT_MAX_STEPS = 25
@@ -69,6 +74,8 @@ class TurnConfig:
     turn_id: str
     prompt: str
     history: list[Message]  # the conversation so far, raw (reconciled here before use)
+    # The prompt's ``image`` and ``file`` chunks (chat.runtime.attachments), after its text.
+    attachments: Sequence[WireChunk] = ()
     model: str = ""  # "<credential>/<model>", reported in metrics
     provider_model: str = ""  # the part the provider is asked for
     reasoning_effort: str | None = None
@@ -78,7 +85,7 @@ class TurnConfig:
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
     kind: TurnKind = "turn"
     continuation: bool = False  # the prompt asks the model to continue its cut answer
-    # The context budget (docs/protocol.md#49-the-context-budget): the model's window (None:
+    # The context budget (docs/protocol.md#410-the-context-budget): the model's window (None:
     # unknown, no budget), the share of it at which the conversation is compacted before a
     # provider call (0: never automatically), the messages a compaction keeps verbatim.
     context_window: int | None = None
@@ -88,6 +95,9 @@ class TurnConfig:
     # The measured size (input + output tokens) of the history as the last turn left it:
     # the base of the estimate for providers that cannot count tokens.
     context_size: int | None = None
+    # Sent as the first (system) message of every provider request; "" sends none. The same
+    # bytes on every request of a conversation, so providers' prompt caches keep working.
+    system_prompt: str = ""
 
 
 @dataclass
@@ -104,8 +114,10 @@ class TurnPorts:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     # The exact input tokens of a request, for a provider that can tell (the embedded model);
-    # None: estimated (docs/protocol.md#49-the-context-budget).
+    # None: estimated (docs/protocol.md#410-the-context-budget).
     count_tokens: Callable[[ProviderRequest], Awaitable[int]] | None = None
+    # Told of the turn's boundaries (never of single deltas): metrics and traces.
+    observer: TurnObserver = NO_OBSERVER
 
 
 @dataclass
@@ -124,11 +136,30 @@ class _Step:
     summary: str = ""  # a compaction step's text
     stream_start: float | None = None
     first_token: float | None = None
+    last_token: float | None = None
     stream_end: float | None = None
+    committed: bool = False  # its messages are persisted (or it had none)
+    streamed_tokens: int = 0  # text and reasoning pieces that streamed in (≈ tokens)
 
     @property
     def has_content(self) -> bool:
         return bool(self.chunks) or bool(self.summary)
+
+    def cut_short(self, now: float) -> None:
+        """The stream ended without finishing (stopped, failed): for its timings it ended
+        at its last token, since the time after that (a stall, the wait for the user's
+        stop) produced nothing."""
+        if self.stream_end is None:
+            self.stream_end = self.last_token if self.last_token is not None else now
+
+    def measured_usage(self) -> Usage:
+        """The provider's usage; without it, the output counted from the streamed deltas
+        (marked ``estimated``; the input is unknown)."""
+        if self.usage is not None:
+            return self.usage
+        if self.streamed_tokens:
+            return Usage(output_tokens=self.streamed_tokens, estimated=True)
+        return Usage()
 
     def metrics(self) -> StepMetrics:
         """The step's usage so far and its timings (docs/protocol.md#2-chunks-and-the-log), as far as the stream got."""
@@ -138,7 +169,7 @@ class _Step:
                 ttft = _ms(self.first_token - self.stream_start)
                 decode = _ms(self.stream_end - self.first_token)
             total = _ms(self.stream_end - self.stream_start)
-        return StepMetrics(self.id, self.usage or Usage(), ttft, decode, total, self.kind)
+        return StepMetrics(self.id, self.measured_usage(), ttft, decode, total, self.kind)
 
 
 def _drop_unfinished_calls(step: _Step) -> None:
@@ -176,12 +207,14 @@ class CompactionFailed(Exception):
 
 
 class TurnRunner:
-    """Runs one turn. ``abort()`` stops it at the next event boundary."""
+    """Runs one turn. ``abort()`` stops it at the next event boundary; ``interrupt()`` too,
+    dropping the unfinished step."""
 
     def __init__(self, config: TurnConfig, ports: TurnPorts):
         self.config = config
         self.ports = ports
         self.aborted = False
+        self.interrupted = False
         self._inner: asyncio.Task[Any] | None = None
         self._steps: list[_Step] = []
         self._compactions = 0
@@ -200,6 +233,13 @@ class TurnRunner:
         if self._inner is not None:
             self._inner.cancel()
 
+    def interrupt(self) -> None:
+        """End the turn as ``interrupted`` at the next event boundary, keeping only the steps
+        already committed (as if its server had died, but with done and turn-sealed): what a
+        worker that must exit does with the turns still running at its deadline."""
+        self.interrupted = True
+        self.abort()
+
     # ------------------------------------------------------------------ events
 
     async def _emit(self, type_: str, **fields: Any) -> None:
@@ -217,21 +257,36 @@ class TurnRunner:
             return await self._run_compaction()
         cfg, ports = self.config, self.ports
         started = ports.clock()
+        ports.observer.turn_started()
+        attachments = [dict(chunk) for chunk in cfg.attachments]
         continuation = {"continuation": True} if cfg.continuation else {}
-        await self._emit("user-message", text=cfg.prompt, **continuation)
+        await self._emit(
+            "user-message",
+            text=cfg.prompt,
+            **continuation,
+            **({"attachments": attachments} if attachments else {}),
+        )
         await self._emit("turn-start")
         reason = "error"
         try:
-            user = Message("user", [{"type": "text", "text": cfg.prompt, **continuation}])
+            # The text chunk comes first even when empty: a user message is one text chunk
+            # followed by its attachments, so a client regroups the log exactly.
+            user = Message(
+                "user", [{"type": "text", "text": cfg.prompt, **continuation}, *attachments]
+            )
             await ports.persist_user(user)
             history = [*cfg.history, user]
             reason = await self._steps_loop(history)
         except TurnAborted:
-            reason = "aborted"
+            reason = self._stop_reason()
         except Exception as exc:  # a port failed: the turn still ends with done + turn-sealed
             if self.aborted:
-                reason = "aborted"
+                reason = self._stop_reason()
             else:
+                log.error(
+                    "conversation %s turn %s: turn failed: %s: %s",
+                    cfg.conversation_id, cfg.turn_id, type(exc).__name__, exc,
+                )  # fmt: skip
                 await self._emit("error", message=f"turn failed: {exc}")
                 reason = "error"
         return await self._finish(reason, started)
@@ -239,6 +294,7 @@ class TurnRunner:
     async def _run_compaction(self) -> TurnMetrics:
         """A manual compaction: compact the history, then seal (docs/protocol.md#24-compaction)."""
         started = self.ports.clock()
+        self.ports.observer.turn_started()
         reason = "error"
         try:
             await self._compact(list(self.config.history), trigger="manual")
@@ -254,28 +310,37 @@ class TurnRunner:
                 await self._emit("error", message=f"compaction failed: {exc}")
         return await self._finish(reason, started)
 
+    def _stop_reason(self) -> str:
+        return "interrupted" if self.interrupted else "aborted"
+
     async def _finish(self, reason: str, started: float) -> TurnMetrics:
-        steps = self._steps
+        kept = self._steps
+        if self.interrupted:  # the unfinished step is not in the log: not in metrics either
+            kept = [s for s in kept if s.committed]
         # Only steps that called the provider count: an abort can leave a next step unstarted.
-        ran = [s for s in steps if s.stream_start is not None]
+        ran = [s for s in kept if s.stream_start is not None]
+        steps = tuple(s.metrics() for s in ran)
         metrics = TurnMetrics(
             turn_id=self.config.turn_id,
             finish_reason=reason,
-            usage=sum((s.usage for s in steps if s.usage), Usage()),
+            usage=sum((s.usage for s in steps), Usage()),
             model=self.config.model or None,
             duration_ms=_ms(self.ports.clock() - started),
             context_size=self._context_size,
-            steps=tuple(s.metrics() for s in ran),
+            steps=steps,
             kind=self.config.kind,
         )
         done: dict[str, Any] = {"reason": reason, "durationMs": metrics.duration_ms}
-        if any(s.usage for s in steps):
+        if any(s.usage is not None or s.streamed_tokens for s in ran):
             done["usage"] = metrics.usage.to_wire()
         if metrics.context_size is not None:
             done["contextSize"] = metrics.context_size
-        await self._emit("done", **done)
-        await self.ports.seal(metrics)
-        await self._emit("turn-sealed")
+        try:
+            await self._emit("done", **done)
+            await self.ports.seal(metrics)
+            await self._emit("turn-sealed")
+        finally:
+            self.ports.observer.turn_ended(metrics)
         return metrics
 
     async def _steps_loop(self, history: list[Message]) -> str:
@@ -299,7 +364,10 @@ class TurnRunner:
                 if step.error is None and step.calls:
                     await self._interruptible(self._run_tools(step), step)
             except TurnAborted:
-                await self._persist_step(step, history)  # the partial text/thinking
+                if not self.interrupted:
+                    await self._persist_step(step, history)  # the partial text/thinking
+                    if step.usage is not None:  # the provider told what the model read
+                        self._context_size = step.usage.input_tokens + step.usage.output_tokens
                 raise
             if step.error is not None:
                 _drop_unfinished_calls(step)  # they never ran: no call without its result
@@ -367,7 +435,10 @@ class TurnRunner:
 
     def _messages(self, history: list[Message]) -> tuple[list[Message], list[Message]]:
         """(the request's messages, reconciled; the effective history they were made from)."""
-        return reconcile(request_messages(history)), effective(history).messages
+        return (
+            reconcile(request_messages(history, system_prompt=self.config.system_prompt)),
+            effective(history).messages,
+        )
 
     async def _measure(self, messages: list[Message], view: list[Message]) -> int:
         """The input tokens of a request of these messages: counted when the provider can,
@@ -527,7 +598,7 @@ class TurnRunner:
 
     def _aborted_in(self, step: _Step) -> TurnAborted:
         """Abort rule: keep partial text/thinking and finished call/result pairs only."""
-        step.stream_end = step.stream_end or self.ports.clock()
+        step.cut_short(self.ports.clock())
         _drop_unfinished_calls(step)
         return TurnAborted()
 
@@ -542,6 +613,7 @@ class TurnRunner:
         if messages:
             await self.ports.persist_step(messages)
             history.extend(messages)
+        step.committed = True
 
     # ------------------------------------------------------------------ streaming
 
@@ -553,6 +625,23 @@ class TurnRunner:
     ) -> None:
         """Stream ``request`` into ``step`` through ``on_event``, retrying as the step allows
         (docs/protocol.md#45-provider-errors-and-retries); a final failure is ``step.error``."""
+        ports = self.ports
+        ports.observer.step_started(step.id, request)
+        try:
+            await self._stream_attempts(step, request, on_event)
+        finally:
+            # Cancelled mid-stream (an abort): it ended at its last token (cut_short).
+            step.cut_short(ports.clock())
+            reason = "error" if step.error else "aborted" if self.aborted else step.finish_reason
+            ports.observer.step_ended(step.metrics(), reason, step.error)
+
+    async def _stream_attempts(
+        self,
+        step: _Step,
+        request: ProviderRequest,
+        on_event: Callable[[_Step, object], Awaitable[None]],
+    ) -> None:
+        """Stream the step, retrying retryable errors while it has no content yet."""
         cfg, ports = self.config, self.ports
         attempt = 0
         while True:
@@ -563,12 +652,21 @@ class TurnRunner:
                         if self.aborted:
                             break  # the next event boundary; abort() may not have cancelled us
                         await on_event(step, event)
-                step.stream_end = ports.clock()
+                if self.aborted:
+                    step.cut_short(ports.clock())
+                else:
+                    step.stream_end = ports.clock()
+                if attempt:
+                    log.warning(
+                        "conversation %s turn %s step %d: the provider recovered after %d retries",
+                        cfg.conversation_id, cfg.turn_id, step.index, attempt,
+                    )  # fmt: skip
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                step.stream_end = ports.clock()
+                step.stream_end = None
+                step.cut_short(ports.clock())
                 error = (
                     exc
                     if isinstance(exc, ProviderError)
@@ -577,6 +675,8 @@ class TurnRunner:
                 if error.retryable and not step.has_content and attempt < len(cfg.retry_delays):
                     delay = cfg.retry_delays[attempt]
                     attempt += 1
+                    ports.observer.provider_retry(step.id, error, attempt)
+                    self._log_failure(step, error, f"retry {attempt} in {delay:g}s")
                     fields = {"code": error.code} if error.code else {}
                     await self._emit(
                         "provider-retry",
@@ -587,15 +687,35 @@ class TurnRunner:
                     )
                     await ports.sleep(delay)
                     continue
+                outcome = f"gave up after {attempt} retries" if error.retryable else "not retryable"
+                self._log_failure(step, error, outcome, level=logging.ERROR)
                 step.error = error
                 return
+
+    def _log_failure(
+        self, step: _Step, error: ProviderError, outcome: str, level: int = logging.WARNING
+    ) -> None:
+        """One line for the operator: ids, the error's code and message (the adapters word
+        it from the status and the server's error; never the conversation's text)."""
+        log.log(
+            level,
+            "conversation %s turn %s step %d: provider failed (%s): %s; %s",
+            self.config.conversation_id, self.config.turn_id, step.index,
+            error.code or "error", error.message, outcome,
+        )  # fmt: skip
+
+    def _token(self, step: _Step, tokens: int) -> None:
+        now = self.ports.clock()
+        if step.first_token is None:
+            step.first_token = now
+        step.last_token = now
+        step.streamed_tokens += tokens
 
     async def _on_provider_event(self, step: _Step, event: object) -> None:
         if isinstance(event, TextDelta):
             if not event.text:
                 return
-            if step.first_token is None:
-                step.first_token = self.ports.clock()
+            self._token(step, event.tokens)
             if step.text is None:
                 step.text = {"type": "text", "text": ""}
                 step.chunks.append(step.text)
@@ -604,8 +724,7 @@ class TurnRunner:
         elif isinstance(event, ReasoningDelta):
             if not event.text:
                 return
-            if step.first_token is None:
-                step.first_token = self.ports.clock()
+            self._token(step, event.tokens)
             if step.thinking is None:
                 step.thinking = {"type": "thinking", "text": ""}
                 step.chunks.append(step.thinking)
@@ -635,6 +754,8 @@ class TurnRunner:
             step.finish_reason = event.reason
         elif isinstance(event, StatusChange):
             await self._emit("status", status=event.status)
+        elif isinstance(event, PromptProgress):
+            await self._emit("prompt-progress", stepId=step.id, done=event.done, total=event.total)
 
     async def _on_summary_event(self, step: _Step, event: object) -> None:
         """A compaction's stream: its text is the summary (not streamed to clients), reasoning
@@ -681,7 +802,7 @@ class TurnRunner:
         key = call["toolName"] + "\0" + json.dumps(call["input"], sort_keys=True)
         first = key not in runs
         if first:
-            runs[key] = asyncio.ensure_future(self._execute(call))
+            runs[key] = asyncio.ensure_future(self._execute(step, call))
         outcome, duration_ms = await runs[key]
         result = {
             "type": "tool-result",
@@ -702,25 +823,32 @@ class TurnRunner:
             durationMs=duration_ms,
         )
 
-    async def _execute(self, call: WireChunk) -> tuple[ToolOutcome, float]:
-        tool = self.ports.tools.get(call["toolName"])
+    async def _execute(self, step: _Step, call: WireChunk) -> tuple[ToolOutcome, float]:
+        """Run one call; its outcome and run time in ms (reported to the observer too)."""
         started = self.ports.clock()
+        self.ports.observer.tool_started(step.id, call)
+        outcome: ToolOutcome | None = None  # stays None when the call is cancelled
+        try:
+            outcome = await self._run_tool(call)
+        finally:
+            duration_ms = _ms(self.ports.clock() - started)
+            self.ports.observer.tool_ended(step.id, call, outcome, duration_ms)
+        return outcome, duration_ms
+
+    async def _run_tool(self, call: WireChunk) -> ToolOutcome:
+        tool = self.ports.tools.get(call["toolName"])
         if tool is None:
-            outcome = ToolOutcome(f"unknown tool: {call['toolName']}", is_error=True)
-        else:
+            return ToolOutcome(f"unknown tool: {call['toolName']}", is_error=True)
 
-            async def emit_output(data: str, stream: str) -> None:
-                await self._emit(
-                    "tool-output", toolCallId=call["toolCallId"], data=data, stream=stream
-                )
+        async def emit_output(data: str, stream: str) -> None:
+            await self._emit("tool-output", toolCallId=call["toolCallId"], data=data, stream=stream)
 
-            try:
-                outcome = await tool.run(call["input"], ToolContext(self.config.cwd, emit_output))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                outcome = ToolOutcome(f"{type(exc).__name__}: {exc}", is_error=True)
-        return outcome, _ms(self.ports.clock() - started)
+        try:
+            return await tool.run(call["input"], ToolContext(self.config.cwd, emit_output))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return ToolOutcome(f"{type(exc).__name__}: {exc}", is_error=True)
 
 
 async def run_turn(config: TurnConfig, ports: TurnPorts) -> TurnMetrics:

@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+# The chunk types of the log (docs/protocol.md#21-chunk-types): what an import accepts.
+CHUNK_TYPES: tuple[str, ...] = (
+    "text",
+    "thinking",
+    "tool-call",
+    "tool-result",
+    "error",
+    "system",
+    "image",
+    "file",
+)
 WireChunk = dict[str, Any]
 WireEvent = dict[str, Any]
 
@@ -31,12 +43,18 @@ class Message:
 
 @dataclass(frozen=True)
 class Usage:
-    """Token usage. ``input_tokens`` is the whole prompt INCLUDING cached tokens."""
+    """Token usage. ``input_tokens`` is the whole prompt INCLUDING cached tokens.
+
+    ``estimated``: the provider never reported this usage (its step was stopped or failed
+    first), so ``output_tokens`` counts the tokens that streamed in and the input is unknown
+    (0). A sum is estimated when any part is.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
+    estimated: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         def add(a: int | None, b: int | None) -> int | None:
@@ -47,14 +65,20 @@ class Usage:
             self.output_tokens + other.output_tokens,
             add(self.cache_read_tokens, other.cache_read_tokens),
             add(self.cache_write_tokens, other.cache_write_tokens),
+            self.estimated or other.estimated,
         )
 
-    def to_wire(self) -> dict[str, int]:
-        wire = {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens}
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "inputTokens": self.input_tokens,
+            "outputTokens": self.output_tokens,
+        }
         if self.cache_read_tokens is not None:
             wire["cacheReadTokens"] = self.cache_read_tokens
         if self.cache_write_tokens is not None:
             wire["cacheWriteTokens"] = self.cache_write_tokens
+        if self.estimated:
+            wire["estimated"] = True
         return wire
 
     @classmethod
@@ -64,6 +88,7 @@ class Usage:
             wire.get("outputTokens", 0),
             wire.get("cacheReadTokens"),
             wire.get("cacheWriteTokens"),
+            bool(wire.get("estimated", False)),
         )
 
 
@@ -169,12 +194,18 @@ FinishReason = str  # "stop" | "length" | "tool-calls" | "content-filter" | prov
 
 @dataclass(frozen=True)
 class TextDelta:
+    """Answer text; ``tokens`` is how many streamed pieces (≈ tokens) it merges."""
+
     text: str
+    tokens: int = 1
 
 
 @dataclass(frozen=True)
 class ReasoningDelta:
+    """Reasoning text; ``tokens`` as for ``TextDelta``."""
+
     text: str
+    tokens: int = 1
 
 
 @dataclass(frozen=True)
@@ -199,13 +230,30 @@ class Finish:
 
 
 @dataclass(frozen=True)
+class PromptProgress:
+    """The model has read ``done`` of the ``total`` prompt tokens it had to evaluate (the
+    embedded model reports it between its batches; a prompt read in one batch reports none)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class StatusChange:
     """The provider is waiting for capacity (``queued``) or generating again (``active``)."""
 
     status: Literal["queued", "active"]
 
 
-ProviderEvent = TextDelta | ReasoningDelta | ToolCallReady | UsageReport | Finish | StatusChange
+ProviderEvent = (
+    TextDelta
+    | ReasoningDelta
+    | ToolCallReady
+    | UsageReport
+    | Finish
+    | StatusChange
+    | PromptProgress
+)
 
 
 class ProviderError(Exception):

@@ -9,11 +9,13 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chat import search
 from chat.errors import Conflict
 from chat.models import (
     Chunk,
     Conversation,
     QueuedMessage,
+    SearchEntry,
     Turn,
 )
 from chat.runtime import Message, TurnMetrics
@@ -21,6 +23,22 @@ from chat.selectors import conversation_for_user
 from metrics.services import turn_metrics_record
 
 TITLE_LENGTH = 40
+# What U+0000 in model or tool output becomes: PostgreSQL's text and jsonb cannot hold it, and
+# U+FFFD is what HTML parsers and decoders put in place of characters they cannot use.
+NUL_REPLACEMENT = "\ufffd"
+
+
+def storable(value):
+    """``value`` (a string, or JSON-like lists and dicts of them) with every U+0000 replaced by
+    U+FFFD, keys included; the same value when there is none. Input from clients is refused
+    instead (chat.services.inputs); this is for what the model and the tools produce."""
+    if isinstance(value, str):
+        return value.replace("\0", NUL_REPLACEMENT) if "\0" in value else value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
 
 
 def default_title(text: str) -> str:
@@ -37,7 +55,13 @@ def conversation_ensure(*, user, conversation_id: str, **defaults) -> Conversati
             return conversation
         try:
             with transaction.atomic():
-                return Conversation.objects.create(id=conversation_id, owner=user, **defaults)
+                conversation = Conversation.objects.create(
+                    id=conversation_id, owner=user, **defaults
+                )
+                search.title_index(
+                    conversation_id=conversation.id, owner_id=user.pk, title=conversation.title
+                )
+                return conversation
         except IntegrityError:
             continue  # created concurrently: read it again
     raise Conflict(f"could not create conversation {conversation_id}")
@@ -50,16 +74,17 @@ def chunks_append(
     """Append messages to the log in one transaction; returns their StoredChunks.
 
     The conversation row is locked while its counters are bumped, so concurrent writers get
-    seqs 1, 2, 3 … with no gap and no duplicate, and every message a fresh ordinal.
+    seqs 1, 2, 3 … with no gap and no duplicate, and every message a fresh ordinal. Chunks are
+    stored ``storable`` (no U+0000).
     """
     conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
     seq, ordinal = conversation.last_seq, conversation.last_message_ordinal
-    rows = []
+    rows, entries = [], []
     for message in messages:
         if not message.chunks:
             continue
         ordinal += 1
-        for chunk in message.chunks:
+        for chunk in storable(message.chunks):
             seq += 1
             rows.append(
                 Chunk(
@@ -73,7 +98,19 @@ def chunks_append(
                     step_id=chunk.get("stepId", ""),
                 )
             )
+            text = search.indexed_text(chunk, message.role)
+            if text is not None:
+                entries.append(
+                    SearchEntry(
+                        conversation_id=conversation_id,
+                        owner_id=conversation.owner_id,
+                        seq=seq,
+                        role=message.role,
+                        text=text,
+                    )
+                )
     Chunk.objects.bulk_create(rows)
+    SearchEntry.objects.bulk_create(entries)
     Conversation.objects.filter(pk=conversation_id).update(
         last_seq=seq, last_message_ordinal=ordinal, last_activity_at=timezone.now()
     )
@@ -143,10 +180,16 @@ def conversation_set_status(*, conversation_id: str, status: str) -> None:
 
 
 def conversation_update(*, conversation: Conversation, **fields) -> Conversation:
-    """Set title / model / reasoning_effort / cwd."""
+    """Set title / model / reasoning_effort / cwd / the system prompt's fields."""
     for name, value in fields.items():
         setattr(conversation, name, value)
     conversation.save(update_fields=list(fields))
+    if "title" in fields:
+        search.title_index(
+            conversation_id=conversation.id,
+            owner_id=conversation.owner_id,
+            title=conversation.title,
+        )
     return conversation
 
 

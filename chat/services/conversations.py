@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.db import database_sync_to_async
+
 from chat import selectors
-from chat.errors import InvalidInput, NotFound
+from chat.errors import InvalidInput, NotFound, Unavailable
 from chat.models import Conversation, Tab
 from chat.services import _log
 from chat.services.events import publish_on_commit, user_group, write
@@ -69,7 +71,16 @@ async def conversation_close(*, user, conversation_id: str) -> bool:
     leaves the user's tabs; it stays in the list and can be opened again. Whether a turn was
     stopped. Closing a conversation that does not exist does nothing."""
     check("conversationId", ConversationId, conversation_id)
-    closed = await write(_do_close, user=user, conversation_id=conversation_id)
+    try:
+        closed = await write(_do_close, user=user, conversation_id=conversation_id)
+    except Unavailable:
+        # The database refuses the write: the conversation cannot be closed now, but its
+        # running turn still stops (closing always ends it).
+        if await database_sync_to_async(selectors.conversation_for_user)(
+            user=user, conversation_id=conversation_id
+        ):
+            await abort_running(conversation_id)
+        raise
     return await abort_running(conversation_id) if closed else False
 
 
@@ -86,7 +97,8 @@ def _do_close(*, user, conversation_id: str) -> bool:
 
 async def conversation_open(*, user, conversation_id: str) -> Conversation:
     """Open the conversation as the user's current tab (the last one when it is new); a closed
-    conversation is reopened (status ``idle``). NotFound when it does not exist."""
+    conversation is reopened (status ``idle``), an archived one restored. NotFound when it
+    does not exist."""
     check("conversationId", ConversationId, conversation_id)
     return await write(_do_open, user=user, conversation_id=conversation_id)
 
@@ -100,6 +112,10 @@ def _do_open(*, user, conversation_id: str) -> Conversation:
         conversation.status = Conversation.Status.IDLE
         _log.conversation_set_status(conversation_id=conversation_id, status=conversation.status)
         status_changed(conversation_id=conversation_id, status=conversation.status)
+        changed = True
+    if conversation.archived_at is not None:
+        conversation.archived_at = None
+        conversation.save(update_fields=["archived_at"])
         changed = True
     tabs = Tab.objects.select_for_update().filter(user=user)
     if not tabs.filter(conversation=conversation).exists():

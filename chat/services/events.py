@@ -17,8 +17,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import close_old_connections, transaction
+from django.db import (
+    DatabaseError,
+    InternalError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 
+from chat.errors import Unavailable
 from chat.models import group_name_for
 from chat.running import notify
 
@@ -64,8 +71,39 @@ def _collect(function: Callable[..., T], kwargs: dict[str, Any]) -> tuple[T, lis
 
 async def write(function: Callable[..., T], **kwargs: Any) -> T:
     """Run the sync ``function(**kwargs)`` in one transaction in the database thread; after it
-    commits, send the events it published, in order. Returns what ``function`` returned."""
-    result, events = await sync_to_async(_collect)(function, kwargs)
+    commits, send the events it published, in order. Returns what ``function`` returned.
+
+    A database that refuses the write (unreachable, locked, full, read-only) raises
+    Unavailable with a short phrase (``storage_failure``), never its SQL or data.
+    """
+    try:
+        result, events = await sync_to_async(_collect)(function, kwargs)
+    except (OperationalError, InternalError) as exc:
+        raise storage_failure(exc) from exc
     for group, message in events:
         await notify(group, message)
     return result
+
+
+# What a client may hear of a database failure: a phrase per kind, never the driver's message,
+# which can hold the statement and the data (PostgreSQL's LINE/DETAIL/CONTEXT lines).
+_STORAGE_PHRASES = (
+    (("database is locked", "deadlock", "could not obtain lock"), "the database is locked"),
+    (
+        ("disk is full", "no space left", "could not extend", "disk full"),
+        "the database disk is full",
+    ),
+    (("readonly database", "read-only"), "the database is read-only"),
+    (("disk i/o error", "could not write", "could not fsync"), "the database cannot write to disk"),
+)
+
+
+def storage_failure(exc: DatabaseError) -> Unavailable:
+    """Unavailable naming what kind of failure ``exc`` is, in words fit for a client."""
+    text = str(exc).lower()
+    for needles, phrase in _STORAGE_PHRASES:
+        if any(needle in text for needle in needles):
+            return Unavailable(phrase)
+    if isinstance(exc, OperationalError | InternalError):
+        return Unavailable("the database is unavailable")
+    return Unavailable(f"the database refused the write ({type(exc).__name__})")

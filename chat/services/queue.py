@@ -10,7 +10,14 @@ from chat.ratelimit import turn_rate_check
 from chat.services import _log
 from chat.services.events import write
 from chat.services.inputs import ConversationId, MessageId, MessageText, check
-from chat.services.turns import carry, queue_changed, queue_take, turn_runs, turn_start
+from chat.services.turns import (
+    carry,
+    queue_changed,
+    queue_take,
+    turn_runs,
+    turn_start,
+    turns_accepted,
+)
 
 
 async def queue_add(*, user, conversation_id: str, text: str) -> tuple[bool, list[dict]]:
@@ -28,7 +35,8 @@ async def queue_add(*, user, conversation_id: str, text: str) -> tuple[bool, lis
         return True, []
     started = False
     if not await turn_runs(conversation_id):
-        await turn_rate_check(user=user)  # the text would start a turn: count it first
+        turns_accepted()  # the text would start a turn here: refused while shutting down
+        await turn_rate_check(user=user)  # and counted first
     queue = await write(_push, conversation_id=conversation_id, text=text)
     # Order matters: queued first, then look for the turn. If the turn sealed in between, its
     # own final drain may have taken the text; else we take it and start a turn.

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from chat import selectors
+from chat import observe, selectors
 from chat.models import Turn
 from chat.running import running_turns
 from chat.runtime import TurnMetrics
@@ -36,9 +36,14 @@ def turns_recover(*, stale_before=None) -> list[str]:
     rows = Turn.objects.filter(status=Turn.Status.RUNNING)
     if stale_before is not None:
         rows = rows.filter(heartbeat_at__lt=stale_before)
-    sealed = [turn.id for turn in rows if _recover(turn)]
-    if sealed:
-        log.warning("recovered %d interrupted turn(s): %s", len(sealed), ", ".join(sealed))
+    sealed = []
+    for turn in rows:
+        if _recover(turn):
+            sealed.append(turn.id)
+            log.warning(
+                "conversation %s turn %s: its worker %s is gone; sealed as interrupted",
+                turn.conversation_id, turn.id, turn.worker or "(unknown)",
+            )  # fmt: skip
     return sealed
 
 
@@ -69,6 +74,7 @@ def _recover(turn: Turn) -> bool:
     publish_on_commit(
         group, {"type": "chat.status", "conversation": conversation_id, "status": status}
     )
+    transaction.on_commit(lambda: observe.turn_interrupted(model=turn.model))
     return True
 
 
@@ -93,5 +99,7 @@ async def heartbeat_loop() -> None:
                 await database_sync_to_async(turns_heartbeat)(
                     worker=running_turns.worker, turn_ids=turn_ids
                 )
+        except DatabaseError as exc:  # an outage: said once a beat, without a traceback
+            log.warning("heartbeat failed: %s", exc)
         except Exception:
             log.exception("heartbeat")

@@ -8,36 +8,70 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 import uuid
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
-from django.db import OperationalError
+from django.db import DatabaseError
 
-from chat import selectors
+from chat import observe, selectors
 from chat.config import get_config
-from chat.errors import Conflict, DomainError, InvalidInput
+from chat.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation, Turn
 from chat.providers import ResolvedModel, UnknownModel, get_catalog
 from chat.ratelimit import turn_rate_check
 from chat.running import RunningTurn, notify, running_turns
-from chat.runtime import Message, TurnConfig, TurnMetrics, TurnPorts, TurnRunner, new_turn_id
+from chat.runtime import (
+    Message,
+    Provider,
+    TurnConfig,
+    TurnMetrics,
+    TurnPorts,
+    TurnRunner,
+    new_turn_id,
+)
 from chat.services import _log
-from chat.services.events import conversation_group, publish_on_commit, user_group, write
-from chat.services.inputs import ConversationId, Cwd, MessageText, ModelName, ReasoningEffort, check
+from chat.services.attachments import (
+    attachments_again,
+    attachments_check,
+    attachments_names,
+    attachments_send,
+)
+from chat.services.events import (
+    conversation_group,
+    publish_on_commit,
+    storage_failure,
+    user_group,
+    write,
+)
+from chat.services.inputs import (
+    ConversationId,
+    Cwd,
+    MessageText,
+    ModelName,
+    PromptText,
+    ReasoningEffort,
+    TurnId,
+    check,
+)
+from chat.services.prompts import check_template, system_prompt_for_turn
 from chat.services.recovery import heartbeat_loop
+from chat.services.vision import ImagesForModel
 from chat.services.workspace import conversation_dir, conversation_dir_ready
 from chat.signals import COMPACTION_ENDS, compaction_report
 from chat.tools import get_tool_registry
 
 log = logging.getLogger(__name__)
 
-# Seconds between attempts to seal a turn whose database is locked or unreachable.
-SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Seconds between attempts to seal a turn whose database refuses the write; the last one
+# repeats for as long as the process lives.
+SEAL_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+SHUTTING_DOWN = "this server is shutting down: send again and another server will take it"
 
 
-# The prompt of a Continue (docs/protocol.md#410-continue): the model picks up its cut answer.
+# The prompt of a Continue (docs/protocol.md#411-continue): the model picks up its cut answer.
 CONTINUE_PROMPT = (
     "Continue your previous answer exactly where it stopped. Do not repeat anything you "
     "already wrote and do not comment on the interruption."
@@ -55,6 +89,8 @@ class _TurnRequest:
     cwd: str | None = None
     kind: str = Turn.Kind.TURN
     continuation: bool = False
+    attachments: tuple[str, ...] = ()
+    system_prompt: str | None = None  # a template for the conversation (chat.prompts)
 
 
 async def turn_start(
@@ -65,27 +101,41 @@ async def turn_start(
     model: str | None = None,
     reasoning_effort: str | None = None,
     cwd: str | None = None,
+    attachments: list[str] | None = None,
+    system_prompt: str | None = None,
 ) -> RunningTurn:
     """Start a turn and return it; ``listen()`` on it yields every event from the first.
 
-    ``conversation_id`` None mints a new conversation. Raises InvalidInput (bad fields, an
-    unknown model, a cwd outside the user's workspace) before anything is stored, NotFound for
-    someone else's conversation, Conflict when a turn already runs in the conversation,
-    RateLimited when the user started too many turns lately.
+    ``conversation_id`` None mints a new conversation. ``attachments`` are ids of the user's
+    unsent attachments (chat.services.attachments); with some, ``message`` may be empty.
+    ``system_prompt``, a template, becomes the conversation's (as
+    ``conversation_set_system_prompt``). Raises InvalidInput (bad fields, an unknown model, a
+    cwd outside the user's workspace, too many or already sent attachments, a template that
+    does not parse) before anything is stored, NotFound for someone else's conversation or
+    attachment, Conflict when a turn already runs in the conversation, RateLimited when the
+    user started too many turns lately.
     """
+    attachment_ids = (
+        await attachments_check(user=user, attachment_ids=attachments) if attachments else ()
+    )
     request = _TurnRequest(
         conversation_id=str(uuid.uuid4())
         if conversation_id is None
         else check("conversationId", ConversationId, conversation_id),
-        message=check("message", MessageText, message),
+        message=check("message", PromptText if attachment_ids else MessageText, message),
         model=None if model is None else check("model", ModelName, model),
         reasoning_effort=None
         if reasoning_effort is None
         else check("reasoningEffort", ReasoningEffort, reasoning_effort),
         cwd=None if cwd is None else check("cwd", Cwd, cwd),
+        attachments=attachment_ids,
+        system_prompt=None
+        if system_prompt is None
+        else check_template("systemPrompt", system_prompt),
     )
     if request.cwd:
         conversation_dir(owner_id=user.pk, cwd=request.cwd)
+    turns_accepted()
     existing = await database_sync_to_async(selectors.conversation_for_user)(
         user=user, conversation_id=request.conversation_id
     )
@@ -99,16 +149,20 @@ async def turn_start(
 
 async def turn_continue(*, user, conversation_id: str) -> RunningTurn:
     """Start a turn that asks the model to continue its last answer (after a ``length`` cut),
-    with the conversation's model and settings. InvalidInput for a conversation with nothing
-    to continue; otherwise refused as ``turn_start`` refuses."""
+    with the conversation's model and settings. NotFound for an unknown (or someone else's)
+    conversation, InvalidInput for one with nothing to continue; otherwise refused as
+    ``turn_start`` refuses."""
     check("conversationId", ConversationId, conversation_id)
     conversation = await database_sync_to_async(selectors.conversation_for_user)(
         user=user, conversation_id=conversation_id
     )
-    if conversation is None or conversation.last_turn_number == 0:
+    if conversation is None:
+        raise NotFound.conversation(conversation_id)
+    if conversation.last_turn_number == 0:
         raise InvalidInput("there is no answer to continue in this conversation")
     if conversation_id in running_turns.turns:
         raise Conflict("a turn is already running in this conversation")
+    turns_accepted()
     resolved = await resolve_model(conversation.model or get_catalog().default_model)
     await turn_rate_check(user=user)
     request = _TurnRequest(
@@ -122,9 +176,54 @@ async def compaction_start(*, user, conversation: Conversation) -> RunningTurn:
     chat.services.compaction checks the rest)."""
     if conversation.pk in running_turns.turns:
         raise Conflict("a turn is already running in this conversation")
+    turns_accepted()
     resolved = await resolve_model(conversation.model or get_catalog().default_model)
     request = _TurnRequest(conversation_id=conversation.pk, message="", kind=Turn.Kind.COMPACTION)
     return await _launch(user=user, request=request, resolved=resolved)
+
+
+def turns_accepted() -> None:
+    """Unavailable when this worker takes no new turns (it drains before exiting)."""
+    if running_turns.draining:
+        raise Unavailable(SHUTTING_DOWN)
+
+
+RETRYABLE_FINISHES = ("error", "interrupted")
+
+
+async def turn_retry(*, user, conversation_id: str, turn_id: str) -> RunningTurn:
+    """Send a failed turn's prompt again, as a new turn with the conversation's settings; the
+    failed turn stays in the log. NotFound for an unknown turn (or someone else's
+    conversation), InvalidInput for a turn that did not fail; then as ``turn_start``."""
+    check("conversationId", ConversationId, conversation_id)
+    turn_id = check("turnId", TurnId, turn_id)
+    conversation = await database_sync_to_async(selectors.conversation_for_user)(
+        user=user, conversation_id=conversation_id
+    )
+    found = (
+        await database_sync_to_async(selectors.turn_retryable)(
+            conversation_id=conversation_id, turn_id=turn_id
+        )
+        if conversation is not None
+        else None
+    )
+    if found is None:
+        raise NotFound(f"turn not found: {turn_id}")
+    prompt, finish = found
+    seq = await database_sync_to_async(selectors.turn_prompt_seq)(
+        conversation_id=conversation_id, turn_id=turn_id
+    )
+    if finish not in RETRYABLE_FINISHES or seq is None:
+        raise InvalidInput("only a failed turn can be retried", field="turnId")
+    # The prompt's attachments go again too (as copies: an attachment is sent once).
+    attachments = await write(
+        attachments_again, user=user, conversation_id=conversation_id, seq=seq
+    )
+    if not prompt and not attachments:
+        raise InvalidInput("only a failed turn can be retried", field="turnId")
+    return await turn_start(
+        user=user, conversation_id=conversation_id, message=prompt, attachments=attachments or None
+    )
 
 
 async def resolve_model(name: str) -> ResolvedModel:
@@ -198,10 +297,14 @@ def _status_message(conversation_id: str, status: str) -> dict:
 
 
 def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id: str, worker: str):
-    """One transaction: the conversation (created or updated), the running Turn row and the
-    ``active`` status; then the history the turn starts from, its working directory and the
-    size the last turn measured (the base of the context budget's estimates)."""
-    defaults = {"title": _log.default_title(request.message), "model": resolved.name}
+    """One transaction: the conversation (created or updated), the running Turn row, the
+    ``active`` status and the attachments given to the new message (their chunks); then the
+    history the turn starts from, its working directory and the size the last turn measured
+    (the base of the context budget's estimates)."""
+    title = request.message.strip() or ", ".join(
+        attachments_names(user=user, ids=request.attachments)
+    )
+    defaults = {"title": _log.default_title(title), "model": resolved.name}
     if request.reasoning_effort:
         defaults["reasoning_effort"] = request.reasoning_effort
     if request.cwd:
@@ -220,6 +323,9 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         updates["reasoning_effort"] = request.reasoning_effort
     if request.cwd and conversation.cwd != request.cwd:
         updates["cwd"] = request.cwd
+    if request.system_prompt is not None:
+        updates["system_prompt_template"] = request.system_prompt
+        updates["system_prompt_resolved_for"] = ""  # resolved for this turn
     if updates:
         _log.conversation_update(conversation=conversation, **updates)
     _log.turn_begin(
@@ -237,7 +343,14 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
     history = selectors.history_messages(conversation_id=conversation.id)
     cwd = conversation_dir_ready(owner_id=conversation.owner_id, cwd=conversation.cwd)
     size = selectors.last_context_size(conversation_id=conversation.id)
-    return conversation, history, cwd, size
+    chunks = (
+        attachments_send(
+            user=user, conversation=conversation, attachment_ids=request.attachments, cwd=cwd
+        )
+        if request.attachments
+        else []
+    )
+    return conversation, history, cwd, chunks, size
 
 
 async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> RunningTurn:
@@ -249,13 +362,18 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     running = RunningTurn(conversation_id=conversation_id, turn_id=turn_id)
     running_turns.turns[conversation_id] = running  # claim before awaiting: no double start
     try:
-        conversation, history, cwd, size = await write(
+        conversation, history, cwd, attachments, size = await write(
             _turn_open, user=user, request=request, resolved=resolved, turn_id=turn_id,
             worker=worker,
         )  # fmt: skip
     except BaseException:
         running_turns.turns.pop(conversation_id, None)
         raise
+    try:
+        system_prompt = await system_prompt_for_turn(conversation=conversation)
+    except Exception:  # never a broken turn: the prompt stored before, if any
+        log.exception("conversation %s: the system prompt could not be resolved", conversation_id)
+        system_prompt = conversation.system_prompt
     tools = get_tool_registry()
     await tools.start()
     runtime = get_config().runtime
@@ -264,6 +382,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         turn_id=turn_id,
         prompt=request.message,
         history=history,
+        attachments=attachments,
         model=resolved.name,
         provider_model=resolved.provider_model,
         reasoning_effort=conversation.reasoning_effort or DEFAULT_REASONING_EFFORT,
@@ -273,10 +392,16 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         kind=request.kind,
         continuation=request.continuation,
         context_size=size,
+        system_prompt=system_prompt,
         **context_settings(conversation, resolved),
     )
+    provider = ImagesForModel(
+        resolved.provider, conversation_id=conversation_id, vision=resolved.vision
+    )
     # A compaction turn runs no tool, but its cut leaves room for their descriptions.
-    running.runner = TurnRunner(turn_config, _ports(running, resolved, tools.tools()))
+    ports = _ports(running, resolved, provider, tools.tools())
+    ports.observer = observe.turn_observer(turn_config, system=resolved.kind, tools=ports.tools)
+    running.runner = TurnRunner(turn_config, ports)
     # A fresh context: the turn outlives the request that starts it, so it must not inherit
     # the request's thread-sensitive executor (asgiref), which dies with the request.
     running.task = asyncio.get_running_loop().create_task(
@@ -292,7 +417,7 @@ def compact_threshold(conversation: Conversation | None) -> int:
 
 
 def context_settings(conversation: Conversation, resolved: ResolvedModel) -> dict:
-    """The TurnConfig fields of the context budget (docs/protocol.md#49-the-context-budget):
+    """The TurnConfig fields of the context budget (docs/protocol.md#410-the-context-budget):
     the model's window, the answer's limit (the credential's, else ``[runtime]``'s) and the
     conversation's compaction settings."""
     config = get_config()
@@ -305,10 +430,11 @@ def context_settings(conversation: Conversation, resolved: ResolvedModel) -> dic
     }
 
 
-def _ports(running: RunningTurn, resolved: ResolvedModel, tools) -> TurnPorts:
+def _ports(running: RunningTurn, resolved: ResolvedModel, provider: Provider, tools) -> TurnPorts:
     conversation_id, turn_id = running.conversation_id, running.turn_id
 
     async def emit(event: dict) -> None:
+        event = _log.storable(event)  # as its chunks are stored: live and log stay equal
         await running_turns.publish(running, event)
         if event["type"] == "status":
             await status_publish(conversation_id=conversation_id, status=event["status"])
@@ -316,9 +442,13 @@ def _ports(running: RunningTurn, resolved: ResolvedModel, tools) -> TurnPorts:
             compaction_report(model=resolved.name, event=event)
 
     async def persist(messages: list[Message]) -> None:
-        stored = await database_sync_to_async(_log.chunks_append)(
-            conversation_id=conversation_id, messages=messages, turn_id=turn_id
-        )
+        try:
+            stored = await database_sync_to_async(_log.chunks_append)(
+                conversation_id=conversation_id, messages=messages, turn_id=turn_id
+            )
+        except DatabaseError as exc:  # the turn's error event says what, never the SQL
+            log.warning("turn %s: a write failed: %s", turn_id, exc)
+            raise storage_failure(exc) from exc
         _log.messages_stamp(messages, stored)
 
     async def persist_user(message: Message) -> None:
@@ -328,20 +458,26 @@ def _ports(running: RunningTurn, resolved: ResolvedModel, tools) -> TurnPorts:
         return await write(queue_take, conversation_id=conversation_id)
 
     async def seal(metrics: TurnMetrics) -> None:
-        # A turn must end sealed: outlast a database that stays locked past its busy timeout
-        # (the turn already failed on it) rather than leave the turn running until recovery.
-        for delay in (*SEAL_RETRY_DELAYS, None):
+        # A turn must end sealed: outlast a database that is locked, full, read-only or gone
+        # for as long as this process lives, rather than leave the turn running. A stop or
+        # close wakes the next attempt; if that fails too, the turn's NDJSON streams end now
+        # (its subscribers still get turn-sealed once the seal commits).
+        for attempt in itertools.count():
             try:
                 running.closing = await write(_turn_close, turn_id=turn_id, metrics=metrics)
                 return
-            except OperationalError as exc:
-                if delay is None:
-                    raise
-                log.warning("sealing turn %s failed (%s); retrying in %ss", turn_id, exc, delay)
-                await asyncio.sleep(delay)
+            except (Unavailable, DatabaseError) as exc:
+                if running.stop_requested:
+                    running.end_streams()
+                delay = SEAL_RETRY_DELAYS[min(attempt, len(SEAL_RETRY_DELAYS) - 1)]
+                log.warning(
+                    "conversation %s turn %s: sealing failed (%s); retrying in %ss",
+                    conversation_id, turn_id, exc, delay,
+                )  # fmt: skip
+                await running.pause(delay)
 
     return TurnPorts(
-        provider=resolved.provider,
+        provider=provider,
         emit=emit,
         persist_user=persist_user,
         persist_step=persist,
@@ -384,7 +520,7 @@ async def _drive(running: RunningTurn) -> None:
     try:
         await running.runner.run()
     except Exception:
-        log.exception("turn %s crashed", running.turn_id)
+        log.exception("conversation %s turn %s crashed", conversation_id, running.turn_id)
     finally:
         running_turns.turns.pop(conversation_id, None)
     if running.closing is None:  # never sealed: recovery will seal it

@@ -20,6 +20,8 @@ SURFACE_OPS = {"subscribe", "unsubscribe", "invoke"}
 
 
 class ApiSocket(BaseSocket):
+    kind = "api"
+
     async def opened(self) -> None:
         self.subscriptions: dict[str, TurnFeed] = {}
         self.surface_subscriptions: set[tuple[str, str | None]] = set()
@@ -31,6 +33,10 @@ class ApiSocket(BaseSocket):
             await self.channel_layer.group_discard(
                 group_name_for(conversation_id), self.channel_name
             )
+
+    async def draining(self) -> None:
+        # docs/protocol.md#65-reconnecting: open a new socket, subscribe again; the replay fills in.
+        await self.send_json({"type": "reconnect", "reason": "shutdown"})
 
     async def refuse(self, message: str, frame: dict | None) -> None:
         # Surface ops answer failures with `error`, chat ops with `chat.error`.
@@ -58,6 +64,7 @@ class ApiSocket(BaseSocket):
                 model=frame.get("model"),
                 reasoning_effort=frame.get("reasoningEffort"),
                 cwd=frame.get("cwd"),
+                attachments=frame.get("attachments"),
             )
         except BaseException:
             if not subscribed:  # a refused send leaves no subscription behind
@@ -217,6 +224,20 @@ class ApiSocket(BaseSocket):
             "conversationId": conversation_id,
         }
         await self.send_json({"type": "update", "update": update})
+
+    async def chat_deleted(self, message: dict) -> None:
+        """A subscribed conversation was deleted: say so (its id answers 404 from now on)."""
+        conversation_id = message["conversation"]
+        if conversation_id in self.subscriptions:
+            await self.send_json(
+                {"type": "conversation.deleted", "conversationId": conversation_id}
+            )
+
+    async def chat_prompt(self, message: dict) -> None:
+        """A system prompt changed: read it with GET …/system-prompt (no frame)."""
+
+    async def user_presets(self, message: dict) -> None:
+        """The user's presets changed: the web app's news, not part of this protocol."""
 
     async def conversation_open(self, message: dict) -> None:
         await self.send_json(

@@ -16,10 +16,17 @@ client about a refusal (``refuse``); this base does the rest the same way for al
 
 Every socket joins its user's group (chat.services.events.user_group) and receives what the
 services announce there.
+
+A worker that shuts down (chat.startup.drain) takes no new sockets — they are closed at once
+with 4503, "reconnect" to clients and the web app — hands every open socket a reconnect hint
+(``draining``) and closes the rest with 4503 when it exits. (The registered codes 1012 and 1013
+would say the same, but Daphne's WebSocket library lets a server close with 1000 or
+3000–4999 only.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -28,18 +35,24 @@ from typing import Any, ClassVar
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InternalError, OperationalError
 
-from chat import selectors
+from chat import observe, selectors
 from chat.errors import DomainError, NotFound
 from chat.overrides.consumer import DirectDispatch
-from chat.services.events import user_group
+from chat.running import running_turns
+from chat.services.events import storage_failure, user_group
 
 log = logging.getLogger(__name__)
 
 UNAUTHORIZED = 4401
+GOING_AWAY = 4503  # this worker shuts down: reconnect (through the proxy, to another one)
 MAX_DEPTH = 64  # nesting of a frame's JSON
 
 Handler = Callable[[Any, dict], Awaitable[None]]
+# The signed-in sockets of this process, for a shutdown's hints (its consumers, not weakly:
+# a socket leaves when it disconnects).
+OPEN_SOCKETS: set[BaseSocket] = set()
 
 
 class Refused(Exception):
@@ -69,7 +82,7 @@ class Ownership:
             conversation_id=conversation_id
         )
         if owner is None:
-            return False
+            return False  # not yet: whoever creates it decides
         (self.mine if owner == self.user.pk else self.foreign).add(conversation_id)
         return owner == self.user.pk
 
@@ -82,13 +95,34 @@ class Ownership:
         return False
 
 
+async def sockets_draining() -> None:
+    """Hand every open socket of this process its reconnect hint (``BaseSocket.draining``)."""
+    await asyncio.gather(*(_quietly(sock.draining()) for sock in list(OPEN_SOCKETS)))
+
+
+async def sockets_close() -> None:
+    """Close every open socket of this process with 4503 (reconnect)."""
+    await asyncio.gather(*(_quietly(sock.close(code=GOING_AWAY)) for sock in list(OPEN_SOCKETS)))
+
+
+async def _quietly(work) -> None:
+    try:
+        await work
+    except Exception:  # a socket closing meanwhile must not stop the others
+        log.exception("socket hint or close failed")
+
+
 class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
     OPS: ClassVar[dict[str, Handler]] = {}
     op_key: ClassVar[str] = "type"  # the frame field naming the operation
+    kind: ClassVar[str] = ""  # for metrics: ``api`` or ``webapp``
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         await self.accept()
+        if running_turns.draining:  # shutting down: the client reconnects to another worker
+            await self.close(code=GOING_AWAY)
+            return
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=UNAUTHORIZED)
             return
@@ -96,6 +130,8 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
         self.user_group = user_group(self.user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         self.joined = self.ready = True
+        observe.socket_opened(self.kind)
+        OPEN_SOCKETS.add(self)
         await self.opened()
 
     async def reject(self, code: int) -> None:
@@ -104,8 +140,10 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def disconnect(self, code) -> None:
+        OPEN_SOCKETS.discard(self)
         if not getattr(self, "joined", False):
             return  # refused before it joined anything
+        observe.socket_closed(self.kind)
         await self.closed()
         await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
@@ -118,6 +156,10 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
     async def refuse(self, message: str, frame: dict | None) -> None:
         """Tell the client a frame was refused (and why)."""
         raise NotImplementedError
+
+    async def draining(self) -> None:
+        """This worker shuts down: tell the client to reconnect (it lands on another worker).
+        The socket keeps working until the worker exits; then it is closed with 4503."""
 
     async def send_json(self, content: dict) -> None:
         await self.send(text_data=json.dumps(content))
@@ -133,11 +175,15 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
             handler = self.OPS.get(frame[self.op_key])
             if handler is None:
                 raise Refused(f"unknown {self.op_key}: {str(frame[self.op_key])[:80]}")
-            await handler(self, frame)
+            with observe.socket_frame(self.scope, frame[self.op_key]):
+                await handler(self, frame)
         except Refused as exc:
             await self.refuse(str(exc), frame)
         except DomainError as exc:
             await self.refuse(exc.message, frame)
+        except (OperationalError, InternalError) as exc:  # a read the database refused
+            log.warning("socket frame %r: %s", frame and frame.get(self.op_key), exc)
+            await self.refuse(storage_failure(exc).message, frame)
         except Exception:
             log.exception("socket frame %r failed", frame and frame.get(self.op_key))
             await self.refuse("internal error", frame)

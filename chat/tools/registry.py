@@ -1,4 +1,5 @@
-"""The process-wide tool registry: built-ins, run_shell when enabled, and MCP servers' tools."""
+"""The process-wide tool registry: built-ins, run_shell when enabled, plugins' tools and MCP
+servers' tools."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chat.config import McpServerConfig, ToolsConfig, get_config
+from chat.plugins import Plugins, get_plugins
 from chat.runtime.types import Tool
 from chat.tools.builtin import builtin_tools
 from chat.tools.mcp import READY, McpServer
@@ -19,9 +21,23 @@ class ToolRegistry:
     """The tools a turn is given, and their state for the ``tools`` surface."""
 
     def __init__(
-        self, tools_config: ToolsConfig, mcp_servers: Sequence[McpServerConfig] = ()
+        self,
+        tools_config: ToolsConfig,
+        mcp_servers: Sequence[McpServerConfig] = (),
+        plugins: Plugins | None = None,
     ) -> None:
         self.builtins = builtin_tools(tools_config)
+        self.plugins = plugins
+        # Plugins' tools, but none that would take a built-in's name (those are listed as
+        # errors in the tools surface).
+        self.plugin_tools: dict[str, Tool] = {}
+        self.shadowed: dict[str, Tool] = {}
+        for name, tool in (plugins.tools() if plugins is not None else {}).items():
+            if name in self.builtins:
+                logger.error("plugin tool %s: the name of a built-in tool, skipped", name)
+                self.shadowed[name] = tool
+            else:
+                self.plugin_tools[name] = tool
         for name, tool in self.builtins.items():
             if (state := _builtin_state(tool)) != READY:
                 logger.warning("tool %s: %s", name, state)
@@ -54,8 +70,9 @@ class ToolRegistry:
         await asyncio.gather(*(server.stop() for server in self.servers))
 
     def tools(self) -> dict[str, Tool]:
-        """Every usable tool by name: built-ins first, then the tools of ready MCP servers."""
-        tools: dict[str, Tool] = dict(self.builtins)
+        """Every usable tool by name: built-ins first, then the tools of ready plugins, then
+        the tools of ready MCP servers; a name already taken is skipped."""
+        tools: dict[str, Tool] = {**self.builtins, **self.plugin_tools}
         for server in self.servers:
             if server.state != READY:
                 continue  # a failed server's tools disappear until it is connected again
@@ -67,11 +84,22 @@ class ToolRegistry:
         return tools
 
     def state(self) -> list[dict[str, Any]]:
-        """One entry per tool and per MCP server: ``{name, kind, source, state}``."""
+        """One entry per tool, per plugin and per MCP server: ``{name, kind, source, state}``
+        (a plugin's name says which kind of plugin it is: ``echo (tools plugin)``)."""
         entries = [
             {"name": name, "kind": "tool", "source": "builtin", "state": _builtin_state(tool)}
             for name, tool in self.builtins.items()
         ]
+        for plugin in self.plugins.state() if self.plugins is not None else ():
+            entries.append({**plugin, "name": f"{plugin['name']} ({plugin['kind']})"})
+        for tools, state in (
+            (self.plugin_tools, READY),
+            (self.shadowed, "error: the name of a built-in tool"),
+        ):
+            entries.extend(
+                {"name": name, "kind": "tool", "source": _source(tool), "state": state}
+                for name, tool in tools.items()
+            )
         for server in self.servers:
             entries.append(
                 {
@@ -87,6 +115,11 @@ class ToolRegistry:
                     for name in server.tools
                 )
         return entries
+
+
+def _source(tool: Tool) -> str:
+    """A plugin tool's distribution."""
+    return getattr(tool, "distribution", "plugin")
 
 
 def _builtin_state(tool: Tool) -> str:
@@ -105,7 +138,7 @@ def get_tool_registry() -> ToolRegistry:
     global _registry
     if _registry is None:
         config = get_config()
-        _registry = ToolRegistry(config.tools, config.mcp_servers)
+        _registry = ToolRegistry(config.tools, config.mcp_servers, get_plugins())
     return _registry
 
 

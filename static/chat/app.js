@@ -23,6 +23,9 @@
     return !!status && status.dataset.status === "active";
   }
 
+  // Attachments in the composer (attachments.js) make a message too.
+  function hasAttachments() { return !!document.querySelector("#attachment-tray > *"); }
+
   // Send when idle, Queue when a turn runs and there is text, Stop when it runs and is empty.
   function updateButton() {
     var button = document.getElementById("send-button");
@@ -32,7 +35,7 @@
     var label = running() ? (hasText ? "Queue" : "Stop") : "Send";
     button.textContent = label;
     button.dataset.mode = label.toLowerCase();
-    button.disabled = label === "Send" && !hasText;
+    button.disabled = label === "Send" && !hasText && !hasAttachments();
   }
 
   function transcript() { return document.getElementById("transcript"); }
@@ -64,7 +67,8 @@
 
   document.addEventListener("submit", function (event) {
     // An empty box only means something (Stop) while a turn runs.
-    if (event.target === composer() && !running() && messageBox().value.trim() === "") {
+    if (event.target === composer() && !running() && messageBox().value.trim() === "" &&
+        !hasAttachments()) {
       event.preventDefault();
       event.stopImmediatePropagation();
     }
@@ -85,11 +89,32 @@
     following = !!box && box.scrollHeight - box.scrollTop - box.clientHeight < FOLLOW_SLACK;
   });
 
+  // Scrolled up while new content arrives: offer a way back down instead of jumping there.
+  function jumpButton() { return document.getElementById("jump-latest"); }
+  function atBottom(box) { return box.scrollHeight - box.scrollTop - box.clientHeight < FOLLOW_SLACK; }
+
+  document.addEventListener("scroll", function (event) {
+    var box = transcript();
+    var jump = jumpButton();
+    if (event.target === box && jump && atBottom(box)) jump.hidden = true;
+  }, true);
+
+  document.addEventListener("click", function (event) {
+    var jump = jumpButton();
+    if (!jump || event.target !== jump) return;
+    var box = transcript();
+    box.scrollTop = box.scrollHeight;
+    following = true;
+    jump.hidden = true;
+  });
+
   document.addEventListener("htmx:wsAfterMessage", function () {
     restoreDetails();
     updateButton();
     var box = transcript();
     if (box && following) box.scrollTop = box.scrollHeight;
+    var jump = jumpButton();
+    if (box && jump && !following && !atBottom(box)) jump.hidden = false;
     var nav = document.getElementById("nav");
     if (nav && nav.dataset.href) window.location.assign(nav.dataset.href);
   });
@@ -102,12 +127,10 @@
     }
   });
 
-  // Double-click a tab's title to rename its conversation.
-  document.addEventListener("dblclick", function (event) {
-    var title = event.target.closest && event.target.closest(".tab .tab-title");
-    var tab = title && title.closest(".tab[data-conversation]");
-    if (!tab || !socket) return;
-    event.preventDefault();
+  // Rename a tab's conversation: its pencil button, or a double-click on its title.
+  function startRename(tab) {
+    var title = tab && tab.querySelector(".tab-title");
+    if (!title || !socket) return;
     clearTimeout(pendingNavigation);
     var input = document.createElement("input");
     input.className = "tab-rename";
@@ -128,16 +151,31 @@
         }));
       }
       input.replaceWith(title);
+      var pencil = tab.querySelector(".tab-rename-button");
+      if (pencil && !save) pencil.focus();
     }
     input.addEventListener("keydown", function (e) {
       if (e.key === "Enter") { e.preventDefault(); finish(true); }
-      if (e.key === "Escape") finish(false);
+      if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); finish(false); }
     });
     input.addEventListener("blur", function () { finish(true); });
+  }
+
+  document.addEventListener("dblclick", function (event) {
+    var title = event.target.closest && event.target.closest(".tab .tab-title");
+    var tab = title && title.closest(".tab[data-conversation]");
+    if (!tab) return;
+    event.preventDefault();
+    startRename(tab);
   });
   // A click on a tab's title navigates a moment later, so that a double-click can rename.
   var pendingNavigation = null;
   document.addEventListener("click", function (event) {
+    var pencil = event.target.closest && event.target.closest(".tab .tab-rename-button");
+    if (pencil) {
+      startRename(pencil.closest(".tab[data-conversation]"));
+      return;
+    }
     var title = event.target.closest && event.target.closest(".tab .tab-title");
     var link = title && title.closest("a");
     if (!link) return;
@@ -150,11 +188,20 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     updateButton();
-    var current = document.querySelector(".tab.current");
-    if (current) current.scrollIntoView({ block: "nearest", inline: "nearest" });
     var box = transcript();
     if (box) box.scrollTop = box.scrollHeight;
   });
 
-  window.dispatchUI = { reconnect: function () { if (socket) socket.reconnect(); } };
+  window.dispatchUI = {
+    reconnect: function () { if (socket) socket.reconnect(); },
+    update: updateButton,
+    // Send a frame over the page's socket; false when it is not open.
+    send: function (frame) {
+      if (!socket || document.body.dataset.socket !== "open") return false;
+      socket.send(JSON.stringify(frame));
+      return true;
+    },
+    running: running,
+    stop: function () { return running() && window.dispatchUI.send({ action: "stop" }); }
+  };
 })();

@@ -82,7 +82,8 @@ def conversation_fill(
                  "finish_reason": "stop", "input_tokens": (2 * n - 1) * per_chunk,
                  "output_tokens": per_chunk, "cache_read_tokens": None, "cache_write_tokens": None,
                  "duration_ms": 100.0, "context_size": 2 * n * per_chunk, "gen_total_ms": 90.0,
-                 "decode_ms": 80.0, "generation_ms": 80.0, "ttft_ms": 10.0, "created_at": now}
+                 "decode_ms": 80.0, "generation_ms": 80.0, "ttft_ms": 10.0, "created_at": now,
+                 "output_tokens_estimated": False, "copied": False}
                 for n in numbers
             ])  # fmt: skip
             _insert(Chunk, [

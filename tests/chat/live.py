@@ -26,12 +26,20 @@ MODEL = "scripted/test-model"
 DEADLINE = 30.0
 
 
-def write_config(directory: Path, scripted_url: str, extra: str = "") -> Path:
-    config = directory / "dispatch.toml"
+def write_config(
+    directory: Path,
+    scripted_url: str,
+    extra: str = "",
+    top: str = "",
+    name: str = "dispatch.toml",
+    runtime: str = "",
+) -> Path:
+    config = directory / name
     config.write_text(
-        f"""
+        f"""{top}
 [runtime]
 retry_delays = [0.05, 0.05]
+{runtime}
 
 [[credentials]]
 name = "scripted"
@@ -100,23 +108,36 @@ def start_stack(
     workers: int = 1,
     *,
     config_extra: str = "",
+    config_top: str = "",
+    runtime_extra: str = "",
     model_url: str | None = None,
+    model_paths: tuple[str, ...] = (),
 ) -> Iterator[Stack]:
     """Live workers with users alice and bob and a scripted OpenAI-format model.
 
     ``config_extra`` is TOML after the ``scripted`` credential (``MODEL_URL`` in it becomes
-    the model server's URL); ``model_url`` puts another model server in the scripted one's
-    place.
+    the model server's URL), ``config_top`` top-level keys before every table,
+    ``runtime_extra`` keys of its ``[runtime]`` table; ``model_url`` puts another model server
+    in the scripted one's place. With ``model_paths``, worker ``i``
+    has a config of its own whose model is served under ``model_paths[i]`` (e.g. ``/a``: its
+    turns ask ``/a/v1/chat/completions``), so a test can script each worker's turns apart.
     """
     scripted = ScriptedServer().start()
     var_dir = Path(tempfile.mkdtemp(prefix="dispatch-stack-"))
     model_url = model_url or scripted.url
-    config = write_config(var_dir, model_url, config_extra.replace("MODEL_URL", model_url))
+    config = write_config(
+        var_dir,
+        model_url,
+        config_extra.replace("MODEL_URL", model_url),
+        config_top,
+        runtime=runtime_extra,
+    )
     env = {
         "DISPATCH_VAR_DIR": str(var_dir),
         "DISPATCH_CONFIG": str(config),
         "SCRIPTED_API_KEY": "test-key",
         "DISPATCH_TURN_RATE_LIMIT": "0",  # tests start many turns; the limit has its own tests
+        "DISPATCH_DRAIN_SECONDS": "10",  # a worker stopped with turns running exits soon
         **(env_extra or {}),
     }
     manage(["migrate", "--noinput"], **env)
@@ -124,8 +145,14 @@ def start_stack(
     for name in ("alice", "bob"):
         stack.user_ids[name], stack.tokens[name] = create_user(env, name)
     try:
-        for _ in range(workers):
-            stack.workers.append(DaphneWorker(env).start())
+        for index in range(workers):
+            worker_env = env
+            if model_paths:
+                own = write_config(
+                    var_dir, model_url + model_paths[index], name=f"worker-{index}.toml"
+                )
+                worker_env = env | {"DISPATCH_CONFIG": str(own)}
+            stack.workers.append(DaphneWorker(worker_env).start())
         yield stack
     finally:
         scripted.close()

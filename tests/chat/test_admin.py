@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from chat.auth import api_token_create, user_for_token
-from chat.models import ApiToken, Chunk, Conversation, QueuedMessage, Tab, Turn
+from chat.models import ApiToken, Attachment, Chunk, Conversation, QueuedMessage, Tab, Turn
 from chat.runtime import Message
 from chat.services._log import chunks_append, conversation_ensure, queue_push
 
@@ -56,6 +56,11 @@ def test_every_changelist_renders(admin_client, user, conversation):
     queue_push(conversation_id="conv-1", text="and then?")
     Tab.objects.create(user=user, conversation=conversation)
     api_token_create(user=user, name="laptop")
+    Attachment.objects.create(
+        id="att_1", owner=user, conversation=conversation, kind="image", name="beach.png",
+        media_type="image/png", size=2048, width=640, height=480, sha256="0" * 64,
+        storage_name="1/att_1.png",
+    )  # fmt: skip
     expected = {
         "conversation": "Trip planning",
         "chunk": "search(",
@@ -63,6 +68,7 @@ def test_every_changelist_renders(admin_client, user, conversation):
         "queuedmessage": "and then?",
         "tab": "conv-1",
         "apitoken": "laptop",
+        "attachment": "beach.png",
     }
 
     for model, needle in expected.items():
@@ -182,3 +188,31 @@ def test_queued_messages_are_cancelled_by_the_action(admin_client, conversation)
     assert response.status_code == 302
     assert list(QueuedMessage.objects.values_list("pk", flat=True)) == [keep.pk]
     assert Conversation.objects.filter(pk="conv-1").exists()
+
+
+def test_attachment_chunks_are_described_and_attachments_are_view_only(admin_client, user):
+    image = {
+        "type": "image",
+        "attachmentId": "att_9",
+        "name": "cat.png",
+        "mediaType": "image/png",
+        "size": 12800,
+        "width": 640,
+        "height": 480,
+    }
+    file = {"type": "file", "attachmentId": "att_8", "name": "a.csv", "size": 10, "path": "a-1.csv"}
+    conversation_ensure(user=user, conversation_id="conv-9")
+    chunks_append(conversation_id="conv-9", messages=[Message("user", [_text("see"), image, file])])
+    Attachment.objects.create(
+        id="att_9", owner=user, kind="image", name="cat.png", media_type="image/png",
+        size=12800, sha256="0" * 64, storage_name="1/att_9.png",
+    )  # fmt: skip
+
+    chunks = admin_client.get(reverse("admin:chat_chunk_changelist")).content.decode()
+    assert "image cat.png (PNG, 640×480, 13 KiB)" in chunks
+    assert "file a.csv (10 bytes) → a-1.csv" in chunks
+    change = admin_client.get(reverse("admin:chat_attachment_change", args=["att_9"]))
+    assert change.status_code == 200
+    assert "1/att_9.png" not in change.content.decode()  # where the bytes are is not shown
+    delete = admin_client.post(reverse("admin:chat_attachment_delete", args=["att_9"]))
+    assert delete.status_code == 403 and Attachment.objects.filter(pk="att_9").exists()

@@ -292,7 +292,7 @@ def test_sticky_settings_and_models(stack):
     with stack.client() as client:
         models = client.get("/models").json()
         assert models["models"] == [MODEL, "scripted/other-model"]
-        assert models["modelInfo"][MODEL] == {"contextWindow": 8192}
+        assert models["modelInfo"][MODEL] == {"contextWindow": 8192, "vision": False}
         assert client.get(f"/conversations/{conversation_id}/model").json()["model"] == MODEL
         put = client.put(
             f"/conversations/{conversation_id}/model", json={"model": "scripted/other-model"}
@@ -363,6 +363,8 @@ def test_health_and_auth(stack):
         "ok": True,
         "database": "ok",
         "channelLayer": "ok",
+        "draining": False,
+        "runningTurns": 0,
     }
     anonymous = httpx.get(stack.url + "/conversations")
     assert anonymous.status_code == 401

@@ -32,6 +32,7 @@ default_model = "openai/gpt-4o-mini"
 max_steps = 10
 retry_delays = [0.5, 1]
 max_tokens = 2048
+vision_model = "openai/gpt-4o-mini"
 
 [tools]
 workspace_root = "/srv/work"
@@ -45,10 +46,12 @@ api_key_env = "OPENAI_API_KEY"
 models = ["gpt-4o-mini", "o3"]
 context_window = 128000
 reasoning_effort = true
+vision = ["gpt-4o-mini"]
 
 [[credentials]]
 name = "claude"
 kind = "anthropic"
+vision = true
 
 [[credentials]]
 name = "llama"
@@ -92,15 +95,21 @@ def test_a_good_file_is_read_completely(tmp_path):
                 models=("gpt-4o-mini", "o3"),
                 context_window=128000,
                 reasoning_effort=True,
+                vision=("gpt-4o-mini",),
             ),
-            CredentialConfig(name="claude", kind="anthropic"),
+            CredentialConfig(name="claude", kind="anthropic", vision=True),
             CredentialConfig(name="llama", kind="openai", base_url="http://127.0.0.1:8080/v1"),
             CredentialConfig(
                 name="mine", kind="local", path="/models/qwen3-0.6b.gguf", models=("qwen3-0.6b",)
             ),
         ),
         default_model="openai/gpt-4o-mini",
-        runtime=RuntimeConfig(max_steps=10, retry_delays=(0.5, 1.0), max_tokens=2048),
+        runtime=RuntimeConfig(
+            max_steps=10,
+            retry_delays=(0.5, 1.0),
+            max_tokens=2048,
+            vision_model="openai/gpt-4o-mini",
+        ),
         tools=ToolsConfig(workspace_root=Path("/srv/work"), run_shell=True, run_shell_timeout=30),
         mcp_servers=(
             McpServerConfig(name="files", command=("python", "server.py"), env={"TOKEN": "x"}),
@@ -252,9 +261,9 @@ def test_a_local_credential_without_path_or_models_serves_the_bundled_model(tmp_
             '[[credentials]]\nname = "a"\nkindd = "openai"\n',
             3,
             "unknown key 'credentials[0].kindd' (expected one of: api_key_env, base_url, "
-            "context_window, frequency_penalty, kind, max_tokens, min_p, models, name, path, "
-            "presence_penalty, read_timeout, reasoning_effort, repeat_penalty, seed, "
-            "temperature, top_k, top_p)",
+            "context_window, frequency_penalty, kind, max_tokens, min_p, models, name, options, "
+            "path, presence_penalty, read_timeout, reasoning_effort, repeat_penalty, seed, "
+            "temperature, top_k, top_p, vision)",
             id="misspelt-key-before-the-missing-one",
         ),
         pytest.param(
@@ -277,6 +286,25 @@ def test_a_local_credential_without_path_or_models_serves_the_bundled_model(tmp_
             4,
             "credential 'a' lists a model twice",
             id="model-twice",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "openai"\nvision = "yes"\n',
+            4,
+            "credentials[0].vision must be true, false or an array of model names",
+            id="vision-not-a-flag-or-names",
+        ),
+        pytest.param(
+            '[[credentials]]\nname = "a"\nkind = "local"\nvision = true\n',
+            4,
+            "vision is not allowed for a credential of kind 'local'",
+            id="vision-for-the-embedded-kind",
+        ),
+        pytest.param(
+            '[runtime]\nvision_model = "a/y"\n[[credentials]]\nname = "a"\nkind = "openai"\n'
+            'models = ["x"]\n',
+            2,
+            "runtime.vision_model 'a/y': credential 'a' has no model 'y' (models: x)",
+            id="vision-model-unknown",
         ),
         pytest.param(
             '[[mcp_servers]]\nname = "m"\nurl = "u"\n[[mcp_servers]]\nname = "m"\ncommand = ["x"]\n',

@@ -41,6 +41,17 @@ def test_a_real_turn_on_the_embedded_model():
         history = client.get("/conversations/local-1").json()["chunks"]
         (turn,) = client.get("/conversations/local-1/metrics").json()["turns"]
 
+        # The same message under a system prompt: the model gets the prompt and, after it in
+        # the same system message, its tool instructions (chat.providers.local).
+        prompt = client.put(
+            "/conversations/local-2/system-prompt",
+            json={"template": "You are a lighthouse keeper on {{hostname}}. Be brief."},
+        )
+        assert prompt.status_code == 200, prompt.text
+        prompted = ndjson(
+            client.post("/chat", json={"message": "Say hello.", "conversationId": "local-2"})
+        )
+
     types = [e["type"] for e in events]
     assert types[:2] == ["user-message", "turn-start"] and types[-2:] == ["done", "turn-sealed"]
     text = "".join(e["delta"] for e in events if e["type"] == "text-delta")
@@ -62,3 +73,8 @@ def test_a_real_turn_on_the_embedded_model():
     assert history[-1] == {"seq": 2, "role": "assistant", "chunk": {"type": "text", "text": text}}
     assert turn["model"] == "local/smollm2-135m-instruct"
     assert turn["steps"][0]["usage"] == usage
+
+    (prompted_usage,) = [e["usage"] for e in prompted if e["type"] == "usage"]
+    assert prompted[-2]["reason"] in {"stop", "length"}
+    # The prompt's dozen or so tokens came on top of the same tool instructions and message.
+    assert 8 <= prompted_usage["inputTokens"] - usage["inputTokens"] <= 40

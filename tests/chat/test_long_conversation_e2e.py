@@ -1,6 +1,6 @@
 """A long conversation on the real embedded model (SmolLM2-135M) with a small window: twelve
 turns that together are more than three windows long. The context budget and automatic
-compaction keep every turn going (docs/protocol.md#24-compaction, #49-the-context-budget)."""
+compaction keep every turn going (docs/protocol.md#24-compaction, #410-the-context-budget)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def test_twelve_turns_over_three_windows_stay_within_the_window():
         ) as client,
     ):
         assert client.get("/models").json()["modelInfo"]["local/smollm2-135m-instruct"] == {
-            "contextWindow": WINDOW
+            "vision": False,
+            "contextWindow": WINDOW,
         }
         for text in prompts:
             response = client.post(

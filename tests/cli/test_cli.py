@@ -8,6 +8,7 @@ import threading
 import uuid
 from pathlib import Path
 
+from chat.runtime import TurnMetrics
 from metrics.format import turn_row
 from tests.chat.live import COMPLETIONS, wait_for
 from tests.chat.providers.sse_server import (
@@ -52,7 +53,7 @@ def conversation_status(stack, conversation_id: str) -> str | None:
 
 
 def workspace(stack, name: str) -> Path:
-    path = Path(stack.env["DISPATCH_VAR_DIR"]) / "workspace" / name
+    path = stack.workspace() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -98,7 +99,7 @@ def test_a_chat_turn_streams_text_tool_calls_metrics_and_the_conversation_id(sta
     assert lines[-1] == f"conversation: {conversation_id}" and conversation_id
     [turn] = sealed_turns(stack, conversation_id)
     # The metrics line is the web app's turn row of the stored turn, to the character.
-    assert lines[-2] == turn_row(turn, 1)["text"]
+    assert lines[-2] == turn_row(TurnMetrics.from_wire(turn), 1)["text"]
     assert lines[-2].startswith("turn 1 · 30 tok (20 in / 10 out) · ")
     assert len(lines) == 3
 
@@ -111,7 +112,7 @@ def test_a_chat_turn_streams_text_tool_calls_metrics_and_the_conversation_id(sta
     assert [m["content"] for m in prompt if m["role"] == "user"] == ["what files?", "sure?"]
     turns = sealed_turns(stack, conversation_id)
     assert stderr_lines(again) == [
-        turn_row(turns[1], 2)["text"],
+        turn_row(TurnMetrics.from_wire(turns[1]), 2)["text"],
         f"conversation: {conversation_id}",
     ]
 
@@ -369,25 +370,37 @@ def test_invalid_input_is_a_usage_error(dispatch):
     assert len(no_message.stderr.splitlines()) == 1
     outside = dispatch("chat", "hi", "--cwd", "../..")
     assert outside.returncode == 2
-    assert "cwd must be a directory inside the workspace" in outside.stderr
+    assert "cwd: must be a directory inside your workspace" in outside.stderr
 
 
-def test_export_says_when_the_server_has_no_export_route(stack, dispatch):
-    # The export routes do not exist yet; the CLI already speaks their shape
-    # (GET /conversations/{id}/export?format=md|json) and says so when they are missing.
-    stack.scripted.script(COMPLETIONS, openai_text_reply("x"))
+def test_export_writes_markdown_and_json(stack, dispatch, tmp_path):
+    stack.scripted.script(COMPLETIONS, openai_text_reply("The **exported** answer."))
     conversation_id = new_id()
     assert dispatch("chat", "to export", "-c", conversation_id).returncode == 0
-    with stack.client() as client:
-        route = client.get(f"/conversations/{conversation_id}/export", params={"format": "md"})
-    assert route.status_code == 404  # when this fails, the route exists: test the happy path
-    for fmt in ("md", "json"):
-        done = dispatch("export", conversation_id, "--format", fmt)
-        assert done.returncode == 4
-        assert done.stderr == (
-            f"dispatch: the server at {stack.url} cannot export conversations "
-            f"(no GET /conversations/{conversation_id}/export route): it needs a newer Dispatch\n"
-        )
+
+    markdown = dispatch("export", conversation_id)  # --format md is the default
+    assert markdown.returncode == 0, markdown.stderr
+    assert markdown.stdout.startswith("# to export\n")
+    assert "**User**\n\nto export" in markdown.stdout
+    assert "The **exported** answer." in markdown.stdout
+    assert "*turn 1 · " in markdown.stdout
+    assert markdown.stderr == ""
+
+    target = tmp_path / "chat.json"
+    done = dispatch("export", conversation_id, "--format", "json", "-o", str(target))
+    assert (done.returncode, done.stdout) == (0, "")
+    document = json.loads(target.read_text())
+    assert document["format"] == "dispatch.conversation"
+    assert document["conversation"]["id"] == conversation_id
+    assert [c["chunk"]["text"] for c in document["chunks"]] == [
+        "to export",
+        "The **exported** answer.",
+    ]
+    assert document["turns"][0]["metrics"]["finishReason"] == "stop"
+
+    missing = dispatch("export", new_id(), "--format", "json")
+    assert missing.returncode == 4
+    assert missing.stderr.startswith("dispatch: conversation not found: cli-")
     assert dispatch("export", conversation_id, "--format", "pdf").returncode == 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chat.runtime import TurnMetrics
 from dispatch_cli.metrics import turn_line
 from metrics.format import turn_row
 
@@ -26,10 +27,13 @@ def turns(draw) -> dict:
             )
             if value is not None
         }
+        | {"stepId": f"turn-1#{index}"}
         | {"usage": {"inputTokens": draw(tokens), "outputTokens": draw(tokens)}}
-        for _ in range(draw(st.integers(min_value=0, max_value=4)))
+        for index in range(draw(st.integers(min_value=0, max_value=4)))
     ]
     usage = {"inputTokens": draw(tokens), "outputTokens": draw(tokens)}
+    if draw(st.booleans()):
+        usage["estimated"] = True  # counted from the stream (a stopped turn)
     cache = draw(st.none() | tokens)
     if cache is not None:
         usage["cacheReadTokens"] = cache
@@ -42,7 +46,7 @@ def turns(draw) -> dict:
 
 @given(turns(), st.integers(min_value=1, max_value=10_000))
 def test_the_cli_line_is_the_servers_turn_row(turn, number):
-    assert turn_line(turn, number) == turn_row(turn, number)["text"]
+    assert turn_line(turn, number) == turn_row(TurnMetrics.from_wire(turn), number)["text"]
 
 
 def test_the_example_of_the_format():

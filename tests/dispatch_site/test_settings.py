@@ -91,3 +91,47 @@ def test_allowed_hosts_is_a_comma_separated_list(tmp_path):
     shown = _settings(tmp_path, ALLOWED_HOSTS=" chat.example.org, .example.net,,")
 
     assert shown["allowed_hosts"] == ["chat.example.org", ".example.net"]
+
+
+SHOW_PROMETHEUS = """
+import json
+from django.conf import settings
+print(json.dumps({
+    "token": settings.DISPATCH_PROMETHEUS_TOKEN,
+    "allow": [str(n) for n in settings.DISPATCH_PROMETHEUS_ALLOW],
+}))
+"""
+
+
+def test_prometheus_access_is_a_token_and_a_list_of_addresses_or_networks(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", SHOW_PROMETHEUS],
+        cwd=REPO_ROOT,
+        env=subprocess_env(
+            DISPATCH_VAR_DIR=str(tmp_path),
+            DISPATCH_PROMETHEUS_TOKEN=" t0ken ",
+            DISPATCH_PROMETHEUS_ALLOW="10.0.0.0/8, 127.0.0.1 ,, ::1, 192.168.1.7/24",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "token": "t0ken",
+        "allow": ["10.0.0.0/8", "127.0.0.1/32", "::1/128", "192.168.1.0/24"],
+    }
+
+
+def test_a_bad_prometheus_address_stops_start_up(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=REPO_ROOT,
+        env=subprocess_env(DISPATCH_VAR_DIR=str(tmp_path), DISPATCH_PROMETHEUS_ALLOW="10.0.0.0/33"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "DISPATCH_PROMETHEUS_ALLOW: '10.0.0.0/33' is not an address or a network" in done.stderr

@@ -80,19 +80,19 @@ def test_month_page_over_100k_turns_uses_a_bounded_number_of_queries(
 ):
     client = Client()
     client.force_login(user)
-    # session + user, throughput, chart buckets, turn count, one page of turns.
-    with django_assert_max_num_queries(6):
+    # session + user, the user's theme, throughput, chart buckets, turn count, one page of turns.
+    with django_assert_max_num_queries(7):
         response = client.get("/metrics/", {"period": "month", "date": "2026-03"})
     assert response.status_code == 200
     html = response.content.decode()
     assert "90,000 turns" in html
     assert "page 1 of 1800" in html
     for model in MODELS:
-        assert f"<td>{model}</td>" in html
+        assert f'<td data-label="model">{model}</td>' in html
     assert html.count(' role="img"') == 2  # the two charts (legend swatches are svg too)
     assert html.count("<circle ") == 2 * len(MODELS) * 31  # every model on every day
 
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         assert client.get("/metrics/", {"period": "day", "date": "2026-03-31"}).status_code == 200
     with django_assert_max_num_queries(3):
         body = client.get("/metrics/throughput", {"period": "month", "date": "2026-03"}).json()

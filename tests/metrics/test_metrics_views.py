@@ -44,7 +44,7 @@ def test_page_shows_models_charts_and_turns(browser, sealed, other_user):
     assert "42 tok/s" in html and "7.5 tok/s" in html
     assert "z/theirs" not in html
     # Two inline SVG charts (tok/s and TTFT), one line per model with a point per day used.
-    assert html.count("<svg") == 2
+    assert html.count(' role="img"') == 2  # the two charts (legend swatches are svg too)
     assert len(re.findall(r"<circle ", html)) == 4
     assert "a/fast · Tue 10 · 42 tok/s" in html
     assert "b/slow · Wed 11 · 120ms" in html

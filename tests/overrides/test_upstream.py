@@ -13,11 +13,17 @@ import inspect
 
 import channels.consumer
 import channels.layers
+import daphne.access
+import daphne.cli
+import daphne.http_protocol
 import llama_cpp
 import pytest
+import twisted.web.http
+
+from chat.overrides import daphne as daphne_override
 
 # (what, the upstream function, sha256 of its source, first 16 hex digits) — channels 4.3.2,
-# llama-cpp-python 0.3.36.
+# llama-cpp-python 0.3.36, daphne 4.2.3, Twisted 26.10.
 PINNED = [
     (
         "chat/overrides/consumer.py replaces AsyncConsumer.__call__",
@@ -45,9 +51,39 @@ PINNED = [
         "604032dae1cc01d2",
     ),
     (
+        "chat/overrides/access_log.py: Daphne's CLI builds daphne.cli.AccessLogGenerator",
+        daphne.cli.CommandLineInterface.run,
+        "039cb21244f402ac",
+    ),
+    (
+        "chat/overrides/access_log.py subclasses AccessLogGenerator.__call__",
+        daphne.access.AccessLogGenerator.__call__,
+        "6336ae23d2ba83f5",
+    ),
+    (
         "chat/overrides/llama.py wraps Llama.generate",
         llama_cpp.Llama.generate,
         "6f16f3b97ede3b9f",
+    ),
+    (
+        "chat/overrides/daphne.py relies on HTTPFactory.buildProtocol reading WebRequest",
+        daphne.http_protocol.HTTPFactory.buildProtocol,
+        "35e878a6e0e41af2",
+    ),
+    (
+        "chat/overrides/daphne.py passes parsePOSTFormSubmission through WebRequest.__init__",
+        daphne_override._UPSTREAM.__init__,  # the original, even once install() replaced it
+        "ec85d9f2a762a39f",
+    ),
+    (
+        "chat/overrides/daphne.py turns off the multipart parsing of Request.requestReceived",
+        twisted.web.http.Request.requestReceived,
+        "99ca6c5e24305de4",
+    ),
+    (
+        "chat/overrides/llama.py calls Llama.eval once per n_batch tokens",
+        llama_cpp.Llama.eval,
+        "01b45d258b6688c7",
     ),
 ]
 
@@ -72,3 +108,7 @@ def test_the_hooks_the_overrides_rely_on_still_exist():
     assert layer.get_capacity("x") >= 1 and layer.expiry > 0
     signature = inspect.signature(llama_cpp.Llama.generate)
     assert list(signature.parameters)[:2] == ["self", "tokens"]
+    assert (
+        "parsePOSTFormSubmission" in inspect.signature(twisted.web.http.Request.__init__).parameters
+    )
+    assert daphne_override._UPSTREAM.__name__ == "WebRequest"

@@ -1,10 +1,15 @@
-"""Shared parts of the reliability suite: the benchmark's stand-in as a fast model, and the
-check that a conversation's persisted log equals what a client saw live.
+"""Shared parts of the reliability suite: the benchmark's stand-in as a fast model, the check
+that a conversation's persisted log equals what a client saw live, and a ``POST /chat`` client
+reading its NDJSON in a thread.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+
+import httpx
 
 from bench.standin import Schedule, StandinProcess
 
@@ -78,3 +83,34 @@ def log_of(chunks: list[dict]) -> list[tuple[str, dict]]:
     first = chunks[0]["seq"] if chunks else 1
     assert [c["seq"] for c in chunks] == list(range(first, first + len(chunks)))
     return [(c["role"], c["chunk"]) for c in chunks]
+
+
+class Stream:
+    """``POST /chat`` read line by line in a thread, as a client of the NDJSON stream would."""
+
+    def __init__(self, url: str, headers: dict, conversation_id: str, message: str):
+        self.events: list[dict] = []
+        self.ended = threading.Event()
+        self.status: int | None = None
+        args = (url, headers, conversation_id, message)
+        threading.Thread(target=self._read, args=args, daemon=True).start()
+
+    def _read(self, url, headers, conversation_id, message) -> None:
+        body = {"conversationId": conversation_id, "message": message}
+        try:
+            with (
+                httpx.Client(base_url=url, headers=headers, timeout=120) as client,
+                client.stream("POST", "/chat", json=body) as response,
+            ):
+                self.status = response.status_code
+                for line in response.iter_lines():
+                    if line.strip():
+                        self.events.append(json.loads(line))
+        finally:
+            self.ended.set()
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+    def saw(self, kind: str) -> bool:
+        return kind in self.types()

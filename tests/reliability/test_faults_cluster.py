@@ -102,14 +102,33 @@ def test_a_killed_worker_s_multi_step_turn_is_recovered_by_the_other_s_sweep(clu
     cluster.scripted.script(
         COMPLETIONS, openai_tool_reply([("call_1", "list_files", {})]), gated_reply(gates())
     )
-    with Socket(cluster.ws_url(worker=0)) as sock:
-        send(sock, conversation_id, "look around")
-        events = until_event(sock, "tool-result")
-        events += until_event(sock, "text-delta")  # step 1 streams: step 0 is committed
-        victim.kill()
+    watcher = Socket(cluster.ws_url(worker=1))
+    try:
+        watcher.send({"type": "chat.subscribe", "conversationId": conversation_id})
+        with Socket(cluster.ws_url(worker=0)) as sock:
+            send(sock, conversation_id, "look around")
+            events = until_event(sock, "tool-result")
+            events += until_event(sock, "text-delta")  # step 1 streams: step 0 is committed
+            watched = until_event(watcher, "text-delta")
+            assert watched == events  # B's subscriber follows the turn A runs
+            victim.kill()
+        # B's sweep announces the recovered seal like a normal one, after its commit: the
+        # subscriber hears done{interrupted} and turn-sealed, then the status change.
+        frames = watcher.until(lambda f: f["type"] == "conversation.statusChanged")
+    finally:
+        watcher.close()
+    closing = [f["event"] for f in frames if f["type"] == "chat.delta"]
+    assert [e["type"] for e in closing] == ["done", "turn-sealed"]
+    assert closing[0]["reason"] == "interrupted"
+    assert {e["turnId"] for e in closing} == {events[0]["turnId"]}
+    assert frames[-1] == {
+        "type": "conversation.statusChanged",
+        "conversationId": conversation_id,
+        "status": "idle",
+    }
     try:
         with cluster.client(worker=1) as b:
-            turns = wait_for(lambda: sealed_turns(b, conversation_id), "B's sweep to seal it")
+            turns = sealed_turns(b, conversation_id)
             assert [t["finishReason"] for t in turns] == ["interrupted"]
             assert turns[0]["turnId"] == events[0]["turnId"]
             step_1 = next(i for i, e in enumerate(events) if e["type"] == "text-delta")

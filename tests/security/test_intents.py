@@ -10,6 +10,7 @@ A transport only maps a service's answer to its protocol, so a difference here i
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 
@@ -18,21 +19,32 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient, Client
 from django.urls import reverse
+from django.utils import timezone
 
-from chat.models import Conversation, QueuedMessage, Tab
+from chat.models import (
+    Attachment,
+    Conversation,
+    QueuedMessage,
+    SystemPromptPreset,
+    Tab,
+    UserSettings,
+)
 from chat.ratelimit import turn_rate_check
-from chat.runtime import Message
-from chat.services import _log
+from chat.runtime import Message, TurnMetrics
+from chat.services import _log, attachment_upload
 from chat.services.compaction import TOO_SHORT
 from chat.services.events import conversation_group, user_group
+from tests.chat.images import png_bytes
 from tests.security.conftest import MODEL, api_client, application, script_answers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CONVERSATION = "intent-conv"
 THEIRS = "bob-conv"
+PRESET = "Brief"
 NOT_FOUND = f"conversation not found: {THEIRS}"
 QUIET = 0.3  # seconds without a message that end a capture (after the probe has answered)
 
@@ -74,7 +86,46 @@ class Api(Transport):
         "compact": "compact",
         "compaction": "compaction",
         "continue": "continue_",
+        "send-attachments": "send_attachments",
+        "attach": "attach",
+        "detach": "detach",
+        "system-prompt": "system_prompt",
+        "preset-save": "preset_save",
+        "preset-delete": "preset_delete",
+        "fork": "fork",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
+        "import": "import_",
+        "theme": "theme",
     }
+
+    async def system_prompt(self, ctx, conversation_id, value):
+        path = f"/conversations/{conversation_id}/system-prompt"
+        return await self._call(ctx, "put", path, {"template": value})
+
+    async def preset_save(self, ctx, conversation_id, value):
+        path = f"/system-prompt-presets/{PRESET}"
+        return await self._call(ctx, "put", path, {"template": value})
+
+    async def preset_delete(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/system-prompt-presets/{PRESET}")
+
+    async def fork(self, ctx, conversation_id, value):
+        body = {} if value is None else {"beforeSeq": value}
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/fork", body)
+
+    async def archive(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/archive")
+
+    async def restore(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", f"/conversations/{conversation_id}/restore")
+
+    async def delete(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/conversations/{conversation_id}")
+
+    async def import_(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", "/conversations", value)
 
     async def _call(self, ctx, method, path, body=None):
         client = api_client(ctx.token)
@@ -83,9 +134,16 @@ class Api(Transport):
         # request (the test client does not): a route that waits for a turn (compact) must
         # not hold the thread the turn's database writes need.
         async with ThreadSensitiveContext():
-            response = await (
-                send(path) if body is None else send(path, body, content_type="application/json")
-            )
+            if isinstance(body, bytes):  # an upload
+                response = await send(path, {"file": SimpleUploadedFile("notes.txt", body)})
+            else:
+                if isinstance(body, dict):
+                    body = json.dumps(body)
+                response = await (
+                    send(path)
+                    if body is None
+                    else send(path, body, content_type="application/json")
+                )
         if response.status_code >= 400:
             return response.json()["error"]
         if response.get("Content-Type", "").startswith("application/x-ndjson"):
@@ -146,6 +204,19 @@ class Api(Transport):
     async def continue_(self, ctx, conversation_id, value):
         return await self._call(ctx, "post", f"/conversations/{conversation_id}/continue")
 
+    async def send_attachments(self, ctx, conversation_id, value):
+        body = {"conversationId": conversation_id, "message": "look", "attachments": value}
+        return await self._call(ctx, "post", "/chat", body)
+
+    async def attach(self, ctx, conversation_id, value):
+        return await self._call(ctx, "post", "/attachments", value)
+
+    async def detach(self, ctx, conversation_id, value):
+        return await self._call(ctx, "delete", f"/attachments/{value}")
+
+    async def theme(self, ctx, conversation_id, value):
+        return await self._call(ctx, "put", "/preferences", {"theme": value})
+
 
 class ApiSocket(Transport):
     """The JSON protocol. A probe frame after each op: its answer marks the op's end."""
@@ -156,6 +227,7 @@ class ApiSocket(Transport):
         "queue": "queue",
         "queue-cancel": "queue_cancel",
         "compact": "compact",
+        "send-attachments": "send_attachments",
     }
 
     async def _op(self, ctx, frame, *, until_sealed=False):
@@ -190,6 +262,15 @@ class ApiSocket(Transport):
 
     async def compact(self, ctx, conversation_id, value):
         frame = {"type": "chat.compact", "conversationId": conversation_id}
+        return await self._op(ctx, frame, until_sealed=True)
+
+    async def send_attachments(self, ctx, conversation_id, value):
+        frame = {
+            "type": "chat.send",
+            "conversationId": conversation_id,
+            "message": "look",
+            "attachments": value,
+        }
         return await self._op(ctx, frame, until_sealed=True)
 
     async def queue_cancel(self, ctx, conversation_id, value):
@@ -227,7 +308,44 @@ class WebApp(Transport):
         "compact": "compact",
         "compaction": "compaction",
         "continue": "continue_",
+        "send-attachments": "send_attachments",
+        "system-prompt": "system_prompt",
+        "preset-save": "preset_save",
+        "preset-delete": "preset_delete",
+        "fork": "edit",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
+        "theme": "theme",
+        "retry": "retry",
     }
+
+    async def system_prompt(self, ctx, conversation_id, value):
+        frame = {"action": "system_prompt", "template": value}
+        return await self._act(ctx, conversation_id, frame)
+
+    async def preset_save(self, ctx, conversation_id, value):
+        frame = {"action": "preset_save", "presetName": PRESET, "template": value}
+        return await self._act(ctx, CONVERSATION, frame)
+
+    async def preset_delete(self, ctx, conversation_id, value):
+        frame = {"action": "preset_delete", "presetName": PRESET}
+        return await self._act(ctx, CONVERSATION, frame)
+
+    async def edit(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "edit", "seq": value})
+
+    async def archive(self, ctx, conversation_id, value):
+        frame = {"action": "archive", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
+
+    async def restore(self, ctx, conversation_id, value):
+        frame = {"action": "restore", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
+
+    async def delete(self, ctx, conversation_id, value):
+        frame = {"action": "delete", "conversation": conversation_id}
+        return await self._act(ctx, conversation_id, frame, page=CONVERSATION)
 
     async def _act(self, ctx, conversation_id, frame, *, until_sealed=False, page=None):
         """``frame`` sent from the page of ``page`` (default: the conversation acted on)."""
@@ -259,6 +377,10 @@ class WebApp(Transport):
         return await self._act(
             ctx, conversation_id, {"action": "send", "message": value}, until_sealed=True
         )
+
+    async def send_attachments(self, ctx, conversation_id, value):
+        frame = {"action": "send", "message": "look", "attachments": value}
+        return await self._act(ctx, conversation_id, frame, until_sealed=True)
 
     async def cancel(self, ctx, conversation_id, value):
         return await self._act(ctx, conversation_id, {"action": "cancel", "id": value})
@@ -295,6 +417,13 @@ class WebApp(Transport):
     async def continue_(self, ctx, conversation_id, value):
         return await self._act(ctx, conversation_id, {"action": "continue"}, until_sealed=True)
 
+    async def theme(self, ctx, conversation_id, value):
+        return await self._act(ctx, conversation_id, {"action": "theme", "theme": value})
+
+    async def retry(self, ctx, conversation_id, value):
+        frame = {"action": "retry", "turn": value}
+        return await self._act(ctx, conversation_id, frame, until_sealed=True)
+
 
 class Admin(Transport):
     """The Django admin, as an operator: the change form and the list actions."""
@@ -307,8 +436,23 @@ class Admin(Transport):
         "model": "model",
         "effort": "effort",
         "cwd": "cwd",
+        "archive": "archive",
+        "restore": "restore",
+        "delete": "delete",
     }
     FIELDS = ("title", "model", "reasoning_effort", "cwd")
+
+    async def archive(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "archive", [conversation_id])
+
+    async def restore(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "restore", [conversation_id])
+
+    async def delete(self, ctx, conversation_id, value):
+        changelist = "admin:chat_conversation_changelist"
+        return await self._action(ctx, changelist, "delete_for_good", [conversation_id])
 
     async def _edit(self, ctx, conversation_id, field, value):
         @sync_to_async
@@ -429,7 +573,7 @@ def _collapsed(messages: list[tuple]) -> list[tuple]:
     """Consecutive deltas as one: how a stream is cut into deltas depends on timing."""
     out: list[tuple] = []
     for message in messages:
-        if not (out and message == out[-1] and message[1] in DELTA_EVENTS):
+        if not (out and message == out[-1] and message[1:2] and message[1] in DELTA_EVENTS):
             out.append(message)
     return out
 
@@ -446,6 +590,8 @@ def _normal(message: dict) -> tuple:
     if kind == "chat.queue":
         return kind, tuple(item["text"] for item in message["queue"])
     if kind == "conversation.open":
+        return kind, message["conversation"]
+    if kind in ("chat.deleted", "chat.prompt"):
         return kind, message["conversation"]
     return (kind,)
 
@@ -464,8 +610,13 @@ def state(user, conversation_id: str) -> dict:
             "cwd": conversation.cwd,
         },
         "log": [
-            # A compaction names its step, whose turn id differs from run to run.
-            (role, {k: v for k, v in payload.items() if k != "stepId"})
+            # A compaction names its step, whose turn id differs from run to run; each
+            # transport's run sends an attachment of its own: its id differs.
+            (
+                role,
+                {k: v for k, v in payload.items() if k != "stepId"}
+                | ({"attachmentId": "ATT"} if "attachmentId" in payload else {}),
+            )
             for role, payload in (
                 conversation.chunks.order_by("seq").values_list("role", "payload")
                 if conversation
@@ -473,24 +624,59 @@ def state(user, conversation_id: str) -> dict:
             )
         ],
         "threshold": conversation.compact_threshold if conversation else None,
+        "attachments": list(
+            Attachment.objects.filter(owner=user)
+            .order_by("created_at")
+            .values_list("name", "kind", "conversation_id")
+        ),
         "queue": list(
             QueuedMessage.objects.filter(conversation_id=conversation_id).values_list(
                 "text", flat=True
             )
         ),
         "tabs": list(Tab.objects.filter(user=user).values_list("conversation_id", flat=True)),
+        "managed": None
+        if conversation is None
+        else {
+            "archived": conversation.archived_at is not None,
+            "deleted": conversation.deleted_at is not None,
+            "prompt": (conversation.system_prompt_template, conversation.system_prompt),
+            "forks": conversation.forks.count(),
+        },
+        "presets": list(
+            SystemPromptPreset.objects.filter(owner=user).values_list("name", "template")
+        ),
+        "conversations": Conversation.objects.filter(owner=user).count(),
+        "theme": UserSettings.objects.filter(user=user).values_list("theme", flat=True).first(),
     }
+
+
+FAILED_TURN = "turn-1700000000000-failed"
 
 
 @database_sync_to_async
 def setup(
-    user, other_user, *, status="idle", queued: str | None = None, tabs=(), turns: int = 0
+    user,
+    other_user,
+    *,
+    status="idle",
+    queued: str | None = None,
+    tabs=(),
+    archived=False,
+    preset: str | None = None,
+    failed=False,
+    turns: int = 0,
 ) -> str | None:
     """A fresh conversation of the user (with ``turns`` answered prompts in its log),
-    someone else's, and maybe a queued text (its id)."""
+    someone else's, and maybe a queued text (its id) or a failed turn (FAILED_TURN, in both
+    conversations)."""
     _log.conversation_ensure(user=user, conversation_id=CONVERSATION, title="Old")
     _log.conversation_ensure(user=other_user, conversation_id=THEIRS, title="Bob's")
-    Conversation.objects.filter(pk=CONVERSATION).update(status=status, last_turn_number=turns)
+    Conversation.objects.filter(pk=CONVERSATION).update(
+        status=status,
+        archived_at=timezone.now() if archived else None,
+        last_turn_number=turns,
+    )
     for n in range(turns):
         _log.chunks_append(
             conversation_id=CONVERSATION,
@@ -499,6 +685,17 @@ def setup(
                 Message("assistant", [{"type": "text", "text": f"answer {n}"}]),
             ],
         )
+    SystemPromptPreset.objects.filter(owner=user).delete()
+    if preset is not None:
+        SystemPromptPreset.objects.create(owner=user, name=PRESET, template=preset)
+    if failed:
+        for n, conversation_id in enumerate((CONVERSATION, THEIRS)):
+            turn = _log.turn_begin(
+                conversation_id=conversation_id, turn_id=f"{FAILED_TURN}{n}", model=MODEL, worker=""
+            )
+            prompt = Message("user", [{"type": "text", "text": "try again"}])
+            _log.chunks_append(conversation_id=conversation_id, messages=[prompt], turn_id=turn.id)
+            _log.turn_seal(turn_id=turn.id, metrics=TurnMetrics(turn.id, "error", model=MODEL))
     for position, conversation_id in enumerate(tabs):
         _log.conversation_ensure(user=user, conversation_id=conversation_id)
         Tab.objects.create(user=user, conversation_id=conversation_id, position=position)
@@ -522,7 +719,9 @@ def clean_state(user, other_user):
     async def reset():
         @database_sync_to_async
         def wipe():
+            Attachment.objects.filter(owner__in=[user, other_user]).delete()
             Conversation.objects.filter(owner__in=[user, other_user]).delete()
+            UserSettings.objects.filter(user__in=[user, other_user]).delete()
 
         await wipe()
 
@@ -542,6 +741,7 @@ class Case:
     ignore: frozenset = frozenset()
 
 
+ATTACHMENT = "ATTACHMENT"  # stands for a fresh attachment of the user
 CASES = [
     Case("rename", "  Lisbon   trip ", {}),
     Case("model", MODEL, {}),
@@ -556,7 +756,40 @@ CASES = [
     Case("compaction", 30, {}),
     Case("compact", None, {"turns": 6}),
     Case("continue", None, {"turns": 1}),
+    Case("system-prompt", "Be brief. Chat {{conversation_id}}.", {}),
+    Case("preset-save", "Be brief.", {}),
+    Case("preset-delete", None, {"preset": "Be brief."}),
+    Case("fork", None, {}),
+    Case("archive", None, {"tabs": (CONVERSATION,)}),
+    Case("restore", None, {"archived": True}),
+    Case("delete", None, {"tabs": (CONVERSATION,)}),
+    Case(
+        "import",
+        {"format": "dispatch.conversation", "version": 1, "conversation": {"title": "Imp"}},
+        {},
+    ),
+    Case("theme", "dark", {}),
+    Case("retry", FAILED_TURN + "0", {"failed": True}),
+    Case("send-attachments", [ATTACHMENT], {}, frozenset({"tabs", "user.conversations"})),
+    Case("attach", b"some notes", {}),
+    Case("detach", ATTACHMENT, {}),
 ]
+# Intents only one transport offers: cwd and import (the JSON API; the web app's import
+# posts to that same route), the web app's Retry button, and uploading and removing an
+# attachment (the JSON API; the web app's page calls those same routes).
+ONE_TRANSPORT = {"cwd", "import", "retry", "attach", "detach"}
+# Intents that tell no socket about themselves.
+SILENT = {"stop", "attach", "detach"}
+
+
+async def fresh_attachment(user, value):
+    """``value`` with ATTACHMENT standing for a new attachment of the user (its id)."""
+    if value != ATTACHMENT and value != [ATTACHMENT]:
+        return value
+    # An image: a file would be saved into the working directory, which outlives a run.
+    file = SimpleUploadedFile("dot.png", png_bytes(2, 2))
+    attachment = await attachment_upload(user=user, name="dot.png", content_type="", file=file)
+    return attachment.pk if value == ATTACHMENT else [attachment.pk]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.intent for c in CASES])
@@ -568,7 +801,8 @@ async def test_every_transport_stores_and_announces_the_same(
         await clean_state()
         queued_id = await setup(user, other_user, **case.setup)
         value = queued_id if case.value == "QUEUED" else case.value
-        if case.intent in ("send", "compact", "continue"):
+        value = await fresh_attachment(user, value)
+        if case.intent in ("send", "compact", "continue", "retry", "send-attachments"):
             script_answers(scripted, "general kenobi")
         async with Capture(user.pk, CONVERSATION) as capture:
             refusal = await transport.run(ctx, case.intent, CONVERSATION, value)
@@ -577,12 +811,12 @@ async def test_every_transport_stores_and_announces_the_same(
         stored = {k: v for k, v in stored.items() if k not in case.ignore}
         announced = [m for m in announced if m[0] not in case.ignore]
         outcomes[transport.name] = (refusal, stored, announced)
-    assert len(outcomes) >= 2 or case.intent == "cwd", outcomes
+    assert len(outcomes) >= 2 or case.intent in ONE_TRANSPORT, outcomes
     first_name, first = next(iter(outcomes.items()))
     assert first[0] is None, first  # the request is a good one
     for name, outcome in outcomes.items():
         assert outcome == first, f"{name} differs from {first_name}"
-    assert first[2] or case.intent == "stop", "the intent announced nothing"
+    assert first[2] or case.intent in SILENT, "the intent announced nothing"
 
 
 # ---------------------------------------------------------------- the same refusal
@@ -611,6 +845,27 @@ BAD_INPUTS = [
     ("compaction", "x", "threshold: Input should be a valid integer"),
     ("compact", None, TOO_SHORT.format(keep=10)),
     ("continue", None, "there is no answer to continue in this conversation"),
+    ("system-prompt", "Hi {{nope}}", None),
+    ("system-prompt", "[if cwd]open", "template: line 1: [if] is never closed with [endif]"),
+    ("system-prompt", 5, "template: Input should be a valid string"),
+    ("preset-save", "{{file:/etc/passwd}}", None),
+    ("fork", 0, "beforeSeq: Input should be greater than or equal to 1"),
+    ("fork", 7, "beforeSeq: must be at most 1 (the latest seq + 1)"),
+    ("fork", "x", "beforeSeq: Input should be a valid integer"),
+    ("theme", "purple", None),
+    ("theme", 5, None),
+    ("retry", 5, "turnId: Input should be a valid string"),
+    ("retry", "turn-unknown", "turn not found: turn-unknown"),
+    ("send-attachments", ["att_missing"], "attachment not found: att_missing"),
+    ("send-attachments", "att_x", "attachments: Input should be a valid list"),
+    ("send-attachments", [5], "attachments.0: Input should be a valid string"),
+    (
+        "send-attachments",
+        [f"att_{n}" for n in range(11)],
+        "attachments: at most 10 per message (11 given)",
+    ),
+    ("attach", b"", "file: notes.txt is empty (0 bytes)"),
+    ("detach", "att_missing", "attachment not found: att_missing"),
 ]
 
 
@@ -652,7 +907,10 @@ async def test_the_same_bad_input_gets_the_same_refusal(
         assert refusal == message
 
 
-SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - {"tabs"})
+# Intents that name no conversation (the caller's own tabs, presets, imports, theme,
+# attachments: they name only themselves).
+NO_CONVERSATION = {"tabs", "preset-save", "preset-delete", "import", "theme", "attach", "detach"}
+SOMEONE_ELSES = sorted({i for t in TRANSPORTS for i in t.intents} - NO_CONVERSATION)
 
 
 @pytest.mark.parametrize("intent", SOMEONE_ELSES)
@@ -660,14 +918,16 @@ async def test_someone_elses_conversation_is_not_found_everywhere(
     intent, ctx, scripted, user, other_user, clean_state
 ):
     values = {"send": "hi", "queue": "hi", "rename": "Mine", "model": MODEL, "effort": "low"}
-    values |= {"cwd": "x", "queue-cancel": "1", "compaction": 10}
+    values |= {"cwd": "x", "queue-cancel": "1", "compaction": 10, "retry": FAILED_TURN + "1"}
+    values |= {"send-attachments": [ATTACHMENT]}
     refusals = {}
     for transport in offering(intent):
         if isinstance(transport, Admin):
             continue  # operators act on every conversation, as its owner
         await clean_state()
-        await setup(user, other_user)
-        refusals[transport.name] = await transport.run(ctx, intent, THEIRS, values.get(intent))
+        await setup(user, other_user, failed=intent == "retry")
+        value = await fresh_attachment(user, values.get(intent))
+        refusals[transport.name] = await transport.run(ctx, intent, THEIRS, value)
     assert set(refusals.values()) == {NOT_FOUND}, refusals
 
 

@@ -12,16 +12,26 @@ import threading
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient
 
+from chat import services
 from chat.api import api
-from chat.models import Conversation, QueuedMessage, group_name_for
-from chat.services import _log
+from chat.models import (
+    Attachment,
+    Conversation,
+    QueuedMessage,
+    SystemPromptPreset,
+    group_name_for,
+)
+from chat.services import _log, attachment_upload
 from tests.chat.providers.sse_server import Reply, openai_text_reply
 from tests.security.conftest import (
     COMPLETIONS,
     MODEL,
     api_client,
+    application,
     deltas,
     frames_until,
     run_turn,
@@ -36,7 +46,9 @@ ALICE_CONVERSATION = "alice-conv-1"
 PROMPT = "alpha prompt 7f3a"
 ANSWER = "alpha answer 9c1e"
 QUEUED = "alpha queued 5e2b"
-SECRETS = (PROMPT, ANSWER, QUEUED)
+ATTACHMENT = "alpha photo 3d9f.txt"
+SECRETS = (PROMPT, ANSWER, QUEUED, ATTACHMENT)
+UPLOAD = {"upload": True}  # a multipart body with one file, not JSON
 
 # (method, OpenAPI path) → the request Bob sends: a JSON body or None. Paths with a
 # {conversation_id} are filled with Alice's conversation; every such call must be a 404.
@@ -66,7 +78,31 @@ CALLS: dict[tuple[str, str], dict | None] = {
     ("GET", "/tabs"): None,
     ("PUT", "/tabs"): {"conversationIds": []},
     ("GET", "/metrics/throughput"): None,
+    ("GET", "/preferences"): None,
+    ("PUT", "/preferences"): {"theme": "light"},
     ("GET", "/health"): None,
+    ("DELETE", "/conversations/{conversation_id}"): None,
+    ("GET", "/conversations/{conversation_id}/system-prompt"): None,
+    ("PUT", "/conversations/{conversation_id}/system-prompt"): {"template": "bob's"},
+    ("POST", "/conversations/{conversation_id}/fork"): {},
+    ("GET", "/conversations/{conversation_id}/forks"): None,
+    ("POST", "/conversations/{conversation_id}/archive"): None,
+    ("POST", "/conversations/{conversation_id}/restore"): None,
+    ("GET", "/conversations/{conversation_id}/export"): None,
+    # Bob's own: an import makes a conversation of his; presets are per user.
+    ("POST", "/conversations"): {
+        "format": "dispatch.conversation",
+        "version": 1,
+        "conversation": {"title": "bob's import"},
+    },
+    ("GET", "/system-prompt-presets"): None,
+    ("PUT", "/system-prompt-presets/{name}"): {"template": "bob's preset"},
+    ("DELETE", "/system-prompt-presets/{name}"): None,
+    ("GET", "/search"): None,
+    ("POST", "/attachments"): UPLOAD,
+    ("GET", "/attachments/{attachment_id}"): None,
+    ("GET", "/attachments/{attachment_id}/content"): None,
+    ("DELETE", "/attachments/{attachment_id}"): None,
 }
 # Calls that name no conversation: they answer 200 with the caller's own data only.
 OWN_DATA = {
@@ -75,10 +111,20 @@ OWN_DATA = {
     ("GET", "/models"),
     ("GET", "/conversations"),
     ("GET", "/metrics/throughput"),
+    ("GET", "/preferences"),
+    ("PUT", "/preferences"),
     ("GET", "/health"),
+    ("POST", "/conversations"),
+    ("GET", "/system-prompt-presets"),
+    ("PUT", "/system-prompt-presets/{name}"),
+    ("DELETE", "/system-prompt-presets/{name}"),
+    ("GET", "/search"),
+    ("POST", "/attachments"),
 }
+OWN_DATA_STATUS = {("POST", "/attachments"): 201}
 ALICE_CONVERSATION_CALLS = (set(CALLS) - OWN_DATA) | {("POST", "/chat")}
 PUBLIC = {("GET", "/health")}
+ALICE_PRESET = "alpha preset"
 QUEUE_SURFACE = {"surfaceId": "message-queue", "conversationId": ALICE_CONVERSATION}
 
 
@@ -95,11 +141,26 @@ def test_every_endpoint_is_covered():
     assert openapi_operations() == set(CALLS)
 
 
-async def call(client, method: str, path: str, body: dict | None, *, message_id: str = "1"):
-    url = path.format(conversation_id=ALICE_CONVERSATION, message_id=message_id)
+async def call(
+    client,
+    method: str,
+    path: str,
+    body: dict | None,
+    *,
+    message_id: str = "1",
+    attachment_id: str = "att_none",
+):
+    url = path.format(
+        conversation_id=ALICE_CONVERSATION,
+        message_id=message_id,
+        name=ALICE_PRESET,
+        attachment_id=attachment_id,
+    )
     send = getattr(client, method.lower())
     if body is None:
         return await send(url)
+    if body is UPLOAD:
+        return await send(url, {"file": SimpleUploadedFile("bob.txt", b"bob's own")})
     return await send(url, json.dumps(body), content_type="application/json")
 
 
@@ -114,13 +175,25 @@ def assert_no_secret(response_or_frames) -> None:
 
 
 @pytest.fixture
-async def alice_conversation(scripted, token):
-    """Alice's conversation: one sealed turn (prompt + answer + metrics) and a queued text."""
+async def alice_conversation(scripted, token, user):
+    """Alice's conversation: one sealed turn (prompt + answer + metrics), a queued text and a
+    system prompt preset of hers."""
     await run_turn(scripted, token, ALICE_CONVERSATION, PROMPT, ANSWER)
+    await services.preset_save(user=user, name=ALICE_PRESET, template=f"Say {PROMPT}")
     queued = await database_sync_to_async(_log.queue_push)(
         conversation_id=ALICE_CONVERSATION, text=QUEUED
     )
     return str(queued.pk)
+
+
+@pytest.fixture
+async def alice_attachment(user) -> str:
+    """An attachment Alice uploaded (not sent yet): its id."""
+    file = SimpleUploadedFile(ATTACHMENT, PROMPT.encode())
+    attachment = await attachment_upload(
+        user=user, name=ATTACHMENT, content_type="text/plain", file=file
+    )
+    return attachment.pk
 
 
 async def alice_state() -> dict:
@@ -141,6 +214,14 @@ async def alice_state() -> dict:
                     "text", flat=True
                 )
             ),
+            "attachments": list(
+                Attachment.objects.filter(owner__username="alice").values_list(
+                    "id", "conversation_id", "name", "sent_at"
+                )
+            ),
+            "presets": list(SystemPromptPreset.objects.values_list("owner__username", "template")),
+            "archived": conversation.archived_at,
+            "deleted": conversation.deleted_at,
         }
 
     return await read()
@@ -160,11 +241,18 @@ async def test_alice_reads_her_own_conversation(alice_conversation, token):
 
 
 @pytest.mark.parametrize("operation", sorted(ALICE_CONVERSATION_CALLS), ids=operation_id)
-async def test_bob_gets_404_for_alice_conversation(operation, alice_conversation, other_token):
+async def test_bob_gets_404_for_alice_conversation(
+    operation, alice_conversation, alice_attachment, other_token
+):
     before = await alice_state()
     method, path = operation
     response = await call(
-        api_client(other_token), method, path, CALLS[operation], message_id=alice_conversation
+        api_client(other_token),
+        method,
+        path,
+        CALLS[operation],
+        message_id=alice_conversation,
+        attachment_id=alice_attachment,
     )
     assert response.status_code == 404, response.content
     assert set(response.json()) == {"error"}
@@ -173,10 +261,21 @@ async def test_bob_gets_404_for_alice_conversation(operation, alice_conversation
 
 
 @pytest.mark.parametrize("operation", sorted(OWN_DATA), ids=operation_id)
-async def test_bob_sees_only_his_own_data(operation, alice_conversation, other_token):
+async def test_bob_sees_only_his_own_data(
+    operation, alice_conversation, alice_attachment, other_token
+):
     method, path = operation
+    before = await alice_state()
     response = await call(api_client(other_token), method, path, CALLS[operation])
-    assert response.status_code == 200, response.content
+    assert await alice_state() == {
+        **before,
+        # Bob's own preset of the same name sits next to Alice's, which is unchanged.
+        "presets": before["presets"] + [("bob", "bob's preset")]
+        if operation == ("PUT", "/system-prompt-presets/{name}")
+        else before["presets"],
+    }
+    assert response.status_code == OWN_DATA_STATUS.get(operation, 200), response.content
+    assert alice_attachment not in response.content.decode()
     assert_no_secret(response)
     assert ALICE_CONVERSATION not in response.content.decode()
     if path == "/metrics/throughput":
@@ -184,9 +283,11 @@ async def test_bob_sees_only_his_own_data(operation, alice_conversation, other_t
 
 
 @pytest.mark.parametrize("operation", sorted(set(CALLS) - PUBLIC), ids=operation_id)
-async def test_anonymous_gets_401(operation, alice_conversation):
+async def test_anonymous_gets_401(operation, alice_conversation, alice_attachment):
     method, path = operation
-    response = await call(api_client(None), method, path, CALLS[operation])
+    response = await call(
+        api_client(None), method, path, CALLS[operation], attachment_id=alice_attachment
+    )
     assert response.status_code == 401, response.content
     assert set(response.json()) == {"error"}
     assert_no_secret(response)
@@ -220,6 +321,31 @@ async def test_bob_cannot_put_alice_conversation_in_his_tabs(
     assert alice_tabs.json() == {"conversationIds": [ALICE_CONVERSATION]}
     bob_tabs = await call(api_client(other_token), "GET", "/tabs", None)
     assert bob_tabs.json() == {"conversationIds": []}
+
+
+async def test_preferences_are_each_users_own(token, other_token):
+    alice, bob = api_client(token), api_client(other_token)
+    assert (await call(alice, "PUT", "/preferences", {"theme": "dark"})).json() == {"theme": "dark"}
+    assert (await call(bob, "GET", "/preferences", None)).json() == {"theme": "system"}
+    assert (await call(bob, "PUT", "/preferences", {"theme": "light"})).json() == {"theme": "light"}
+    assert (await call(alice, "GET", "/preferences", None)).json() == {"theme": "dark"}
+
+
+async def test_a_retry_of_alice_turn_from_bobs_page_is_refused(alice_conversation, other_token):
+    """The web app's Retry names a turn: Bob's page may not retry a turn of Alice's."""
+    before = await alice_state()
+    turn_id = await database_sync_to_async(
+        lambda: Conversation.objects.get(pk=ALICE_CONVERSATION).turns.get().id
+    )()
+    bob, connected, _ = await socket(f"/ws/ui?conversation=bob-page&token={other_token}")
+    assert connected
+    await bob.send_to(text_data=json.dumps({"action": "retry", "turn": turn_id}))
+    html = ""
+    while "turn not found" not in html:
+        html = await bob.receive_from(timeout=10)
+    assert f"turn not found: {turn_id}" in html
+    await bob.disconnect()
+    assert await alice_state() == before
 
 
 # ---------------------------------------------------------------- WebSocket
@@ -325,3 +451,72 @@ async def test_subscribing_before_the_owner_creates_the_conversation_leaks_nothi
     assert [f for f in bob_frames if ALICE_CONVERSATION in json.dumps(f)] == []
     await alice.disconnect()
     await bob.disconnect()
+
+
+# ---------------------------------------------------------------- attachments
+
+
+async def test_alice_reads_her_own_attachment(alice_attachment, token):
+    """The baseline of the attachment cases: the content is there for its owner."""
+    client = api_client(token)
+    meta = await client.get(f"/attachments/{alice_attachment}")
+    assert meta.status_code == 200 and meta.json()["name"] == ATTACHMENT
+    content = await client.get(f"/attachments/{alice_attachment}/content")
+    assert b"".join([chunk async for chunk in content.streaming_content]) == PROMPT.encode()
+
+
+async def test_bob_cannot_send_alice_attachment_by_any_transport(
+    alice_conversation, alice_attachment, other_token
+):
+    before = await alice_state()
+    refusal = f"attachment not found: {alice_attachment}"
+    message = {"message": "mine now", "attachments": [alice_attachment]}
+
+    response = await api_client(other_token).post(
+        "/chat", json.dumps({"conversationId": "bob-1", **message}), content_type="application/json"
+    )
+    assert response.status_code == 404 and response.json() == {"error": refusal}
+
+    bob, _, _ = await socket(token=other_token)
+    assert (await bob.receive_json_from(timeout=10))["type"] == "catalog"
+    await bob.send_json_to({"type": "chat.send", "conversationId": "bob-2", **message})
+    reply = await bob.receive_json_from(timeout=10)
+    assert reply == {"type": "chat.error", "conversationId": "bob-2", "message": refusal}
+    await bob.disconnect()
+
+    page = WebsocketCommunicator(
+        await application(), f"/ws/ui?conversation=bob-3&token={other_token}"
+    )
+    assert (await page.connect(timeout=10))[0]
+    await page.send_to(text_data=json.dumps({"action": "send", **message}))
+    seen = ""
+    while refusal not in seen:
+        seen += await page.receive_from(timeout=10)
+    await page.disconnect()
+    assert_no_secret({"seen": seen})
+
+    assert await alice_state() == before
+    assert not await Conversation.objects.filter(pk__in=["bob-1", "bob-2", "bob-3"]).aexists()
+
+
+async def test_search_never_returns_another_users_text(alice_conversation, token, other_token):
+    for words in ("alpha", "alpha prompt", "9c1e", "answer"):
+        mine = await api_client(token).get(f"/search?q={words}")
+        assert mine.json()["results"], words  # the baseline: Alice finds her own text
+        theirs = await api_client(other_token).get(f"/search?q={words}")
+        assert theirs.status_code == 200
+        assert theirs.json()["results"] == []
+        assert_no_secret(theirs)
+
+
+async def test_bob_cannot_import_a_fork_of_alice_conversation(alice_conversation, other_token):
+    document = {
+        "format": "dispatch.conversation",
+        "version": 1,
+        "conversation": {"forkedFrom": {"conversationId": ALICE_CONVERSATION, "seq": 1}},
+    }
+    response = await call(api_client(other_token), "POST", "/conversations", document)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": f"conversation.forkedFrom: conversation {ALICE_CONVERSATION} is not yours"
+    }

@@ -100,6 +100,7 @@ base_url = "{scripted.url}/v1"
 api_key_env = "DISPATCH_WEB_TEST_KEY"
 models = ["fast", "smart"]
 context_window = 8000
+vision = ["fast"]                 # alpha/fast sees images, alpha/smart does not
 
 [[credentials]]
 name = "beta"
@@ -107,6 +108,7 @@ kind = "openai"
 base_url = "{scripted.url}/v1"
 api_key_env = "DISPATCH_WEB_TEST_KEY"
 models = ["large"]
+reasoning_effort = true
 """
     )
     env = {
@@ -115,6 +117,7 @@ models = ["large"]
         "DISPATCH_WEB_TEST_KEY": "test",
         "DISPATCH_CORS_ORIGINS": origins.allowed.url,
         "DISPATCH_IMAGE_ORIGINS": origins.allowed.url,
+        "DISPATCH_TURN_RATE_LIMIT": "0",  # the suite starts many turns; the limit has its tests
     }
     manage(["migrate", "--noinput"], **env)
     return env

@@ -235,13 +235,19 @@ def test_model_output_stays_inert(page, daphne, scripted):
 def test_model_choice_is_per_conversation_and_sticky(page, daphne, scripted):
     scripted.script(COMPLETIONS, openai_text_reply("From beta"))
     open_new_chat(page, daphne)
-    page.get_by_label("Credential").select_option("beta")
+    # alpha does not pass a reasoning effort, so it offers none; beta does.
+    expect(page.get_by_label("Model", exact=True)).to_have_value("alpha/fast")
+    expect(page.get_by_label("Effort")).to_be_hidden()
+    expect(page.locator("#context-gauge")).to_contain_text("/ 8,000")
+    page.get_by_label("Provider").select_option("beta")
     expect(page.locator("#model-select option")).to_have_text(["large"])
-    page.get_by_label("Reasoning effort").select_option("low")
+    expect(page.locator("#context-gauge")).to_contain_text("/ ?")  # beta sets no window
+    page.get_by_label("Effort").select_option("low")
     send(page, "Which model?")
     expect(page.locator("#history .md")).to_have_text("From beta")
     assert scripted.requests[-1].body["model"] == "large"
+    assert scripted.requests[-1].body["reasoning_effort"] == "low"
     page.reload()
-    expect(page.get_by_label("Credential")).to_have_value("beta")
-    expect(page.locator("#model-select")).to_have_value("beta/large")
-    expect(page.get_by_label("Reasoning effort")).to_have_value("low")
+    expect(page.get_by_label("Provider")).to_have_value("beta")
+    expect(page.get_by_label("Model", exact=True)).to_have_value("beta/large")
+    expect(page.get_by_label("Effort")).to_have_value("low")

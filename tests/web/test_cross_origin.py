@@ -37,7 +37,7 @@ CLIENT = """async ({api, token, message}) => {
     return {status: response.status, body: await response.json()};
   });
   await step("cancel", async () => {
-    const response = await fetch(`${api}/conversations/${id}/queue/no-such-message`,
+    const response = await fetch(`${api}/conversations/${id}/queue/999999`,
       {method: "DELETE", headers: auth});
     return {status: response.status, body: await response.json()};
   });

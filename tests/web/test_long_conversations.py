@@ -1,5 +1,5 @@
 """Compaction, the context budget's error and Continue in the web app, in Chromium
-(docs/protocol.md#24-compaction, #49-the-context-budget, #410-continue)."""
+(docs/protocol.md#24-compaction, #410-the-context-budget, #411-continue)."""
 
 from __future__ import annotations
 

@@ -270,3 +270,26 @@ def test_a_continuation_reads_as_the_rest_of_the_answer_it_continues():
     assert render_to_string(
         "chat/_block.html", {"block": live.view.blocks[1], "turn": live.view}
     ) == (render_to_string("chat/_block.html", {"block": later.blocks[1], "turn": later}))
+
+
+def test_a_live_turn_reads_the_prompt_until_its_first_output():
+    live = LiveTurn(TURN, number=1)
+    live.apply({"type": "user-message", "text": "hi"})
+    html = render_to_string("chat/_turn.html", {"turn": live.view})
+    assert "Reading the prompt…" in html and 'class="elapsed"' in html
+    live.apply({"type": "prompt-progress", "stepId": STEP0, "done": 512, "total": 2048})
+    assert "25% of 2,048 tokens" in render_to_string("chat/_turn.html", {"turn": live.view})
+    live.apply({"type": "status", "status": "queued"})
+    assert "Waiting for the model…" in render_to_string("chat/_turn.html", {"turn": live.view})
+    live.apply({"type": "status", "status": "active"})
+    live.apply({"type": "text-delta", "delta": "Hello"})
+    assert "waiting" not in render_to_string("chat/_turn.html", {"turn": live.view})
+
+
+def test_a_turn_is_announced_as_plain_text_with_how_it_ended():
+    live = LiveTurn(TURN, number=1)
+    live.apply({"type": "user-message", "text": "hi"})
+    live.apply({"type": "text-delta", "delta": "Some **bold** & `code`"})
+    live.apply({"type": "done", "reason": "aborted", "durationMs": 5})
+    assert live.view.announcement() == "Answer: Some bold & code (stopped)"
+    assert live.view.answer_markdown == "Some **bold** & `code`"

@@ -9,7 +9,8 @@ request; every request is recorded. Reusable by any suite that needs a scripted 
         provider = OpenAIProvider(base_url=server.url + "/v1", api_key="test")
 
 A ``threading.Event`` inside a reply's events holds the stream there until it is set (to
-test a turn stopped mid-stream); ``ScriptedServer.close`` releases every such gate.
+test a turn stopped mid-stream); ``ScriptedServer.close`` releases every such gate. A
+``Pause`` paces the stream like a model producing tokens at a given speed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +41,14 @@ class SSE:
         return f"{head}data: {data}\n\n".encode()
 
 
-StreamItem = SSE | dict[str, Any] | str | threading.Event
+@dataclass(frozen=True)
+class Pause:
+    """Wait ``seconds`` before the next item: a model's pace between tokens."""
+
+    seconds: float
+
+
+StreamItem = SSE | dict[str, Any] | str | threading.Event | Pause
 
 
 @dataclass
@@ -167,6 +176,9 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 if isinstance(item, threading.Event):
                     self.wfile.flush()
                     item.wait()
+                    continue
+                if isinstance(item, Pause):
+                    time.sleep(item.seconds)
                     continue
                 event = item if isinstance(item, SSE) else SSE(item)
                 data = event.encode()

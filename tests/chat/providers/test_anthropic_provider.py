@@ -6,6 +6,7 @@ import pytest
 
 from chat.providers.anthropic import AnthropicProvider
 from chat.providers.sampling import Sampling
+from chat.providers.streaming import ListedModel
 from chat.runtime.types import (
     Finish,
     Message,
@@ -395,7 +396,10 @@ async def test_list_models(server, make_provider):
         ),
     )
 
-    assert await make_provider(server).list_models() == ["claude-a", "claude-b"]
+    assert await make_provider(server).list_models() == [
+        ListedModel("claude-a"),
+        ListedModel("claude-b"),
+    ]
 
 
 async def test_tool_loop_reply_helper_round_trips(server, make_provider):
@@ -422,3 +426,47 @@ async def test_sampling_is_sent_unless_thinking_is_on(server, make_provider):
     # The API refuses a temperature other than 1 and top_k with thinking on.
     assert "thinking" in thinking
     assert not {"temperature", "top_p", "top_k"} & set(thinking)
+
+
+async def test_a_user_message_with_an_image_becomes_text_and_image_blocks(server, make_provider):
+    server.script(MESSAGES, anthropic_text_reply("a cat"))
+    data = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    image = {
+        "type": "image",
+        "attachmentId": "att_1",
+        "name": "cat.png",
+        "mediaType": "image/png",
+        "size": 70,
+        "width": 1,
+        "height": 1,
+    }
+    file = {"type": "file", "attachmentId": "att_2", "name": "a.txt", "size": 3, "path": "a.txt"}
+    gone = {**image, "attachmentId": "att_3", "unavailable": True}
+    message = Message(
+        "user", [{"type": "text", "text": "Compare"}, {**image, "data": data}, file, gone]
+    )
+
+    _, error = await run_stream(make_provider(server), ProviderRequest("claude-test", [message]))
+
+    assert error is None
+    assert server.requests[0].body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Compare"},
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": data},
+                },
+                {
+                    "type": "text",
+                    "text": "[Attached file: a.txt (3 bytes, unknown type), saved as a.txt in the "
+                    "working directory]",
+                },
+                {
+                    "type": "text",
+                    "text": "[Image: cat.png, 1×1. The image is no longer available.]",
+                },
+            ],
+        }
+    ]

@@ -86,7 +86,7 @@ async def test_models_in_config_order_with_listed_ones_and_context_windows(serve
     models = await catalog.models()
 
     assert list(models.items()) == [
-        ("oa/gpt-4o-mini", ModelInfo(128000)),
+        ("oa/gpt-4o-mini", ModelInfo(128000, vision=True)),  # a known vision model
         ("llama/qwen3-8b", ModelInfo(None)),
         ("llama/org/gemma", ModelInfo(None)),
     ]
@@ -251,3 +251,62 @@ async def test_a_config_file_default_model_wins(tmp_path):
     )
 
     assert Catalog(load_config(path)).default_model == "b/z"
+
+
+# ---------------------------------------------------------------- vision
+
+
+async def test_vision_comes_from_the_config_then_the_listing_then_known_models(server):
+    server.script(
+        MODELS,
+        Reply(
+            body={
+                "object": "list",
+                "data": [
+                    # The listing says: it wins over the name.
+                    {"id": "gpt-4o", "object": "model", "capabilities": ["completion"]},
+                    {"id": "my-model", "object": "model", "capabilities": ["vision"]},
+                    # It does not say: the known models decide.
+                    {"id": "llava-1.6", "object": "model"},
+                    {"id": "qwen3-8b", "object": "model"},
+                ],
+            }
+        ),
+    )
+    known = ("gpt-4o-mini", "gpt-3.5-turbo", "o3-mini", "o4-mini", "gpt-5", "Qwen2.5-VL-7B")
+    catalog = catalog_of(
+        CredentialConfig(name="oa", kind="openai", models=known),
+        CredentialConfig(name="claude", kind="anthropic", models=("claude-sonnet-4-5",)),
+        CredentialConfig(name="on", kind="openai", models=("plain",), vision=True),
+        CredentialConfig(name="off", kind="anthropic", models=("claude-opus-4-1",), vision=False),
+        CredentialConfig(name="some", kind="openai", models=("a", "b"), vision=("b",)),
+        CredentialConfig(name="listed", kind="openai", base_url=server.url + "/v1"),
+        CredentialConfig(name="local", kind="local", models=("m",), path="/nowhere.gguf"),
+    )
+
+    vision = {name: info.vision for name, info in (await catalog.models()).items()}
+
+    assert vision == {
+        "oa/gpt-4o-mini": True,
+        "oa/gpt-3.5-turbo": False,
+        "oa/o3-mini": False,
+        "oa/o4-mini": True,
+        "oa/gpt-5": True,
+        "oa/Qwen2.5-VL-7B": True,
+        "claude/claude-sonnet-4-5": True,
+        "on/plain": True,
+        "off/claude-opus-4-1": False,
+        "some/a": False,
+        "some/b": True,
+        "listed/gpt-4o": False,
+        "listed/my-model": True,
+        "listed/llava-1.6": True,
+        "listed/qwen3-8b": False,
+        "local/m": False,
+    }
+    assert (await catalog.resolve("some/b")).vision is True
+    assert (await catalog.resolve("listed/gpt-4o")).vision is False
+
+
+async def test_the_embedded_model_has_no_vision():
+    assert (await Catalog(DispatchConfig()).resolve("local/smollm2-135m-instruct")).vision is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,6 +24,7 @@ from chat.providers.sampling import Sampling
 from chat.runtime.types import (
     Finish,
     Message,
+    PromptProgress,
     ProviderError,
     ProviderEvent,
     ProviderRequest,
@@ -146,7 +148,8 @@ async def test_tokens_sampled_within_the_batch_interval_travel_as_one_delta():
     received = [await job.next() for _ in range(5)]
     with pytest.raises(ProviderError, match="model crashed"):
         await job.next()
-    assert received == [TextDelta("a"), TextDelta("bcd"), TextDelta("e"), usage, TextDelta("f")]
+    # The batch says how many pieces it merges (a stopped step's output is counted from them).
+    assert received == [TextDelta("a"), TextDelta("bcd", 3), TextDelta("e"), usage, TextDelta("f")]
 
 
 @pytest.fixture
@@ -222,6 +225,44 @@ async def test_closing_the_stream_stops_the_model_within_one_token(provider: Loc
     assert not any(isinstance(e, StatusChange) for e in events)
     assert events[-1] == Finish("length")
     assert provider.tokens_generated == after_close + 4
+
+
+def long_prompt(words: int = 320) -> str:
+    """A prompt of several ``n_batch`` (512) batches, unique so no cached prefix shortens it."""
+    return f"{uuid.uuid4().hex} " + " ".join(f"word{n}" for n in range(words))
+
+
+async def test_a_long_prompt_reports_how_far_it_is_read_before_the_first_token(
+    provider: LocalProvider,
+):
+    events = await collect(provider.stream(request(long_prompt(), 2)))
+
+    progress = [e for e in events if isinstance(e, PromptProgress)]
+    first_text = next(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+    assert len(progress) >= 3 and all(events.index(p) < first_text for p in progress)
+    total = progress[0].total
+    assert progress[0].done == 0 and progress[-1] == PromptProgress(total, total)
+    assert [p.done for p in progress] == sorted({p.done for p in progress})  # rising, no repeat
+    usage = next(e for e in events if isinstance(e, UsageReport)).usage
+    assert usage.input_tokens >= total > 2 * 512
+
+
+async def test_closing_the_stream_while_the_prompt_is_read_stops_between_batches(
+    provider: LocalProvider,
+):
+    stream = provider.stream(request(long_prompt(600), 50))
+    async with contextlib.aclosing(stream):
+        async for event in stream:
+            if isinstance(event, PromptProgress) and event.done > 0:
+                first = event
+                break
+    generated = provider.tokens_generated
+    # The model was let go before the rest of the prompt was read and before any token:
+    # the next stream runs at once, and nothing was sampled for the closed one.
+    assert first.done < first.total
+    events = await collect(provider.stream(request("Hi", 2)))
+    assert not any(isinstance(e, StatusChange) for e in events)
+    assert provider.tokens_generated == generated + 2
 
 
 # ---------------------------------------------------------------- tool calls (pure)
@@ -409,3 +450,27 @@ async def test_the_sampling_settings_reach_the_model(provider: LocalProvider, mo
     first, again, other = await text(seeded(11)), await text(seeded(11)), await text(seeded(12))
     assert first == again  # the seed is used: the same draw twice
     assert first != other  # … and a hot temperature with another seed draws differently
+
+
+def test_the_embedded_model_gets_placeholders_for_attachments():
+    image = {
+        "type": "image",
+        "attachmentId": "att_1",
+        "name": "cat.png",
+        "mediaType": "image/png",
+        "size": 5000,
+        "width": 640,
+        "height": 480,
+        "data": "iVBORw0KGgo=",  # even with the bytes at hand: the model has no vision
+    }
+    file = {"type": "file", "attachmentId": "att_2", "name": "a.py", "size": 10, "path": "a.py"}
+    history = [Message("user", [{"type": "text", "text": "Look"}, image, file])]
+
+    assert to_chat_messages(history) == [
+        {
+            "role": "user",
+            "content": "Look\n\n[Image: cat.png, 640×480. You cannot see images, so only its "
+            "name and size are given.]\n\n[Attached file: a.py (10 bytes, unknown type), saved "
+            "as a.py in the working directory]",
+        }
+    ]

@@ -8,7 +8,7 @@ import pytest
 
 from chat.providers.openai import OpenAIProvider
 from chat.providers.sampling import Sampling
-from chat.providers.streaming import coalesce
+from chat.providers.streaming import ListedModel, coalesce
 from chat.runtime.types import (
     Finish,
     Message,
@@ -55,7 +55,7 @@ async def test_plain_text_streams_deltas_then_usage_then_finish(server, make_pro
     assert error is None
     # Deltas that arrive in one network read come as one (see test_streaming.py).
     assert coalesce(events) == [
-        TextDelta("Hello"),
+        TextDelta("Hello", 2),
         UsageReport(Usage(12, 3)),
         Finish("stop"),
     ]
@@ -87,7 +87,7 @@ async def test_reasoning_content_and_reasoning_become_reasoning_deltas(server, m
 
     assert error is None
     assert coalesce(events) == [
-        ReasoningDelta("think more"),
+        ReasoningDelta("think more", 2),
         TextDelta("answer"),
         Finish("stop"),
     ]
@@ -387,12 +387,30 @@ async def test_list_models(server, make_provider):
                 "data": [
                     {"id": "qwen3-8b", "object": "model", "created": 0, "owned_by": "me"},
                     {"id": "org/gemma", "object": "model", "created": 0, "owned_by": "me"},
+                    # What servers say about images, when they do:
+                    {"id": "llava", "object": "model", "capabilities": ["completion", "vision"]},
+                    {"id": "qwen3", "object": "model", "capabilities": ["completion"]},
+                    {
+                        "id": "or/m",
+                        "object": "model",
+                        "architecture": {"input_modalities": ["text", "image"]},
+                    },
+                    {"id": "lm-vlm", "object": "model", "type": "vlm"},
+                    {"id": "lm-llm", "object": "model", "type": "llm"},
                 ],
             }
         ),
     )
 
-    assert await make_provider(server).list_models() == ["qwen3-8b", "org/gemma"]
+    assert await make_provider(server).list_models() == [
+        ListedModel("qwen3-8b"),
+        ListedModel("org/gemma"),
+        ListedModel("llava", vision=True),
+        ListedModel("qwen3", vision=False),
+        ListedModel("or/m", vision=True),
+        ListedModel("lm-vlm", vision=True),
+        ListedModel("lm-llm", vision=False),
+    ]
 
 
 async def test_a_tool_call_without_an_id_gets_one(server, make_provider):
@@ -450,5 +468,73 @@ async def test_a_listing_reports_context_windows(server, make_provider):
     )  # fmt: skip
     provider = make_provider(server)
 
-    assert await provider.list_models() == ["a", "b", "c", "d"]
-    assert provider.listed_windows == {"a": 8192, "b": 32768}  # "big" is no window
+    assert [(m.id, m.window) for m in await provider.list_models()] == [
+        ("a", 8192),
+        ("b", 32768),
+        ("c", None),  # "big" is no window
+        ("d", None),
+    ]
+
+
+# ---------------------------------------------------------------- attachments
+
+PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+IMAGE = {
+    "type": "image",
+    "attachmentId": "att_1",
+    "name": "cat.png",
+    "mediaType": "image/png",
+    "size": 70,
+    "width": 1,
+    "height": 1,
+}
+FILE = {
+    "type": "file",
+    "attachmentId": "att_2",
+    "name": "notes.csv",
+    "mediaType": "text/csv",
+    "size": 2048,
+    "path": "notes-1.csv",
+}
+
+
+async def test_a_user_message_with_an_image_becomes_text_and_image_url_parts(server, make_provider):
+    server.script(COMPLETIONS, openai_text_reply("a cat"))
+    seen = {**IMAGE, "data": PNG_BASE64}  # what chat.services.vision gives a vision model
+    unseen = {**IMAGE, "attachmentId": "att_3", "name": "dog.png"}
+    described = {**unseen, "description": "A dog asleep.", "describedBy": "v/see"}
+    messages = [
+        Message("user", [{"type": "text", "text": "What is this?"}, seen, FILE, unseen]),
+        Message("assistant", [{"type": "text", "text": "Which one?"}]),
+        Message("user", [{"type": "text", "text": ""}, described]),
+    ]
+
+    _, error = await run_stream(make_provider(server), ProviderRequest("m", messages))
+
+    assert error is None
+    assert server.requests[0].body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG_BASE64}},
+                {
+                    "type": "text",
+                    "text": "[Attached file: notes.csv (2 KiB, text/csv), saved as notes-1.csv "
+                    "in the working directory]",
+                },
+                {
+                    "type": "text",
+                    "text": "[Image: dog.png, 1×1. You cannot see images, so only its name and "
+                    "size are given.]",
+                },
+            ],
+        },
+        {"role": "assistant", "content": "Which one?"},
+        # No image among the parts: one string, as for any text message.
+        {
+            "role": "user",
+            "content": "[Image: dog.png, 1×1. You cannot see images; v/see described it: "
+            "A dog asleep.]",
+        },
+    ]

@@ -25,7 +25,7 @@ def test_adjacent_deltas_of_one_kind_merge_and_nothing_else_does():
     events = [TextDelta("a"), TextDelta("b"), ReasoningDelta("r"), ReasoningDelta("s"),
               TextDelta("c"), call, TextDelta("d"), Finish("stop")]  # fmt: skip
 
-    assert coalesce(events) == [TextDelta("ab"), ReasoningDelta("rs"), TextDelta("c"), call,
+    assert coalesce(events) == [TextDelta("ab", 2), ReasoningDelta("rs", 2), TextDelta("c"), call,
                                 TextDelta("d"), Finish("stop")]  # fmt: skip
     assert coalesce([]) == []
 
@@ -50,7 +50,7 @@ async def test_a_batch_becomes_one_delta_and_batches_stay_apart():
     events, error = await collect(batches, lambda item: [TextDelta(item)])
 
     assert error is None
-    assert events == [TextDelta("abc"), TextDelta("d")]
+    assert events == [TextDelta("abc", 3), TextDelta("d")]
 
 
 async def test_the_items_before_a_malformed_one_are_delivered_then_the_step_fails():
@@ -59,7 +59,7 @@ async def test_the_items_before_a_malformed_one_are_delivered_then_the_step_fail
 
     events, error = await collect(batches, lambda item: [TextDelta(json.loads(item))])
 
-    assert events == [TextDelta("ab")]
+    assert events == [TextDelta("ab", 2)]
     assert error is not None and error.code == "malformed-stream" and not error.retryable
 
 

@@ -23,6 +23,7 @@ from chat.runtime import (
     ToolSpec,
     TurnConfig,
     TurnMetrics,
+    TurnObserver,
     TurnPorts,
     TurnRunner,
 )
@@ -325,6 +326,7 @@ class Turn:
         history: list[Message] | None = None,
         prompt: str = "hello",
         count_tokens: Callable[[ProviderRequest], Any] | None = None,
+        observer: TurnObserver | None = None,
         **config: Any,
     ):
         self.clock = FakeClock()
@@ -355,6 +357,7 @@ class Turn:
                 clock=self.clock,
                 sleep=self.sleep,
                 count_tokens=count_tokens,
+                **({"observer": observer} if observer is not None else {}),
             ),
         )
 

@@ -17,6 +17,7 @@ from chat.runtime import (
 from tests.chat.runtime.fakes import (
     GUARD_SECONDS,
     Signal,
+    Tick,
     Turn,
     Wait,
     call_chunk,
@@ -211,3 +212,124 @@ async def test_abort_after_the_turn_ended_changes_nothing():
     assert metrics["finishReason"] == "stop"
     assert turn.ports.types()[-1] == "turn-sealed"
     assert len(turn.ports.sealed) == 1
+
+
+# ---------------------------------------------------------------- interrupt (a worker's deadline)
+
+
+async def test_interrupt_while_streaming_keeps_only_the_committed_steps():
+    paused, never = asyncio.Event(), asyncio.Event()
+    turn = Turn(
+        [
+            [ToolCallReady("c1", "look", {}), UsageReport(Usage(50, 5)), Finish("tool-calls")],
+            [TextDelta("half an ans"), Signal(paused), Wait(never), TextDelta("wer")],
+        ],
+        tools=lambda bench: [bench.tool("look")],
+    )
+    task = turn.start()
+    await asyncio.wait_for(paused.wait(), GUARD_SECONDS)
+
+    turn.runner.interrupt()
+    metrics = await task
+
+    assert turn.ports.types()[-2:] == ["done", "turn-sealed"]
+    assert turn.ports.of("done")[0]["reason"] == "interrupted"
+    assert metrics["finishReason"] == "interrupted"
+    assert turn.ports.of("error") == []
+    # Step 0 (call + result) was committed; the streaming step 1 is dropped, text and metrics.
+    assert [[m.role for m in s] for s in turn.ports.steps()] == [["assistant", "tool"]]
+    assert [s["stepId"] for s in metrics["steps"]] == [turn.step(0)]
+    assert metrics["usage"] == {"inputTokens": 50, "outputTokens": 5}
+    assert turn.provider.closed == 2  # step 1's stream too was closed, not left dangling
+
+
+async def test_interrupt_during_a_tool_drops_the_whole_step():
+    gate = asyncio.Event()
+    turn = Turn(
+        [[TextDelta("working"), ToolCallReady("c1", "slow", {}), Finish("tool-calls")]],
+        tools=lambda bench: [bench.tool("slow", gate=gate)],
+    )
+    task = turn.start()
+    await asyncio.wait_for(turn.tools["slow"].started.wait(), GUARD_SECONDS)
+
+    turn.runner.interrupt()
+    metrics = await task
+
+    assert turn.tools["slow"].cancelled
+    assert turn.ports.steps() == []
+    assert metrics["finishReason"] == "interrupted" and metrics["steps"] == []
+
+
+async def test_a_stopped_step_counts_its_streamed_tokens_and_ends_at_its_last_token():
+    """Honest metrics: the provider's usage never came, so the output is the streamed pieces
+    (estimated); the time between the last token and the stop is not generation time."""
+    paused, never = asyncio.Event(), asyncio.Event()
+    turn = Turn(
+        [
+            [
+                Tick(0.5),  # reading the prompt
+                TextDelta("one "),
+                Tick(0.1),
+                TextDelta("two three ", tokens=2),  # a provider batch of two pieces
+                Tick(0.1),
+                ReasoningDelta("four"),
+                Signal(paused),
+                Tick(7.0),  # a stall, then the user stops
+                Wait(never),
+            ]
+        ]
+    )
+    task = turn.start()
+    await asyncio.wait_for(paused.wait(), GUARD_SECONDS)
+    turn.runner.abort()
+    metrics = await task
+
+    estimate = {"inputTokens": 0, "outputTokens": 4, "estimated": True}
+    assert turn.ports.of("done")[0]["usage"] == estimate
+    assert metrics["usage"] == estimate
+    (step,) = metrics["steps"]
+    assert step["usage"] == estimate
+    assert step["ttftMs"] == 500.0
+    assert step["decodeMs"] == 200.0  # first to last token, not to the stop
+    assert step["genTotalMs"] == 700.0
+    assert "contextSize" not in metrics  # no input known: the gauge keeps the last known
+
+
+async def test_a_stopped_step_keeps_the_usage_the_provider_reported():
+    paused, never = asyncio.Event(), asyncio.Event()
+    turn = Turn(
+        [
+            [
+                TextDelta("done"),
+                UsageReport(Usage(100, 7)),
+                Signal(paused),
+                Wait(never),
+            ]
+        ]
+    )
+    task = turn.start()
+    await asyncio.wait_for(paused.wait(), GUARD_SECONDS)
+    turn.runner.abort()
+    metrics = await task
+
+    assert metrics["usage"] == {"inputTokens": 100, "outputTokens": 7}
+    assert metrics["contextSize"] == 107
+
+
+async def test_a_step_failed_mid_stream_counts_its_tokens_up_to_the_last_one():
+    turn = Turn(
+        [
+            [
+                TextDelta("a", tokens=3),
+                Tick(0.3),
+                TextDelta("b", tokens=3),
+                Tick(30.0),  # silence until the read timeout
+                ProviderError("the provider timed out", code="timeout", retryable=True),
+            ]
+        ]
+    )
+    metrics = await turn.run()
+
+    assert metrics["finishReason"] == "error"
+    assert metrics["usage"] == {"inputTokens": 0, "outputTokens": 6, "estimated": True}
+    assert metrics["steps"][0]["decodeMs"] == 300.0

@@ -1,4 +1,4 @@
-"""Compaction and the context budget inside a turn (docs/protocol.md#24-compaction, #49-the-context-budget).
+"""Compaction and the context budget inside a turn (docs/protocol.md#24-compaction, #410-the-context-budget).
 
 Windows here are small and messages long, so the runtime's estimate (about four characters a
 token) decides; ``count_tokens`` stands in for a provider that counts exactly.

@@ -117,7 +117,7 @@ def test_the_request_is_system_prompt_summary_then_the_messages_after_it():
 
     sent = request_messages(history, system_prompt="be brief")
 
-    assert sent[0] == Message("system", [text("be brief")])
+    assert sent[0] == Message("system", [{"type": "system", "text": "be brief"}])
     assert sent[1].role == "user"
     assert sent[1].chunks[0]["text"] == f"{SUMMARY_INTRO}\n\na and b happened"
     assert sent[2:] == [user("c"), answer("d"), user("e")]

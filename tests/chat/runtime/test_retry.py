@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from chat.runtime import (
     Finish,
     Message,
@@ -12,7 +14,7 @@ from chat.runtime import (
     Usage,
     UsageReport,
 )
-from tests.chat.runtime.fakes import Turn, text
+from tests.chat.runtime.fakes import CONVERSATION_ID, TURN_ID, Turn, text
 
 
 def retryable(message: str, code: str | None = None) -> ProviderError:
@@ -169,3 +171,27 @@ async def test_error_in_a_later_step_keeps_the_earlier_steps():
         {"type": "error", "message": "context too long", "code": "400"}
     ]
     assert_ended_with_error(turn, "context too long", "400")
+
+
+async def test_retries_recoveries_and_failures_are_logged_with_ids_and_without_text(caplog):
+    caplog.set_level(logging.INFO, logger="chat.runtime")
+    recovered = Turn(
+        [[retryable("HTTP 500: upstream broke", "500")], [TextDelta("fine"), Finish("stop")]],
+        retry_delays=(0.1,),
+    )
+    await recovered.run()
+    failed = Turn([[ProviderError("HTTP 400: bad request", code="400")]])
+    await failed.run()
+
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    ids = f"conversation {CONVERSATION_ID} turn {TURN_ID} step 0"
+    assert lines == [
+        (
+            logging.WARNING,
+            f"{ids}: provider failed (500): HTTP 500: upstream broke; retry 1 in 0.1s",
+        ),
+        (logging.WARNING, f"{ids}: the provider recovered after 1 retries"),
+        (logging.ERROR, f"{ids}: provider failed (400): HTTP 400: bad request; not retryable"),
+    ]
+    prompt = recovered.runner.config.prompt
+    assert prompt and not any(prompt in message for _, message in lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from chat.runtime import (
     Finish,
     Message,
+    PromptProgress,
     ReasoningDelta,
     TextDelta,
     ToolCallReady,
@@ -158,12 +159,36 @@ async def test_finish_reason_tool_calls_without_calls_ends_as_stop():
     assert turn.ports.of("done")[0]["reason"] == "stop"
 
 
-async def test_step_without_usage_report_has_no_usage_on_done():
-    turn = Turn([[TextDelta("x"), Finish("stop")]])
+async def test_step_without_usage_report_estimates_its_output_from_the_deltas():
+    turn = Turn([[TextDelta("x"), TextDelta("yz", tokens=2), Finish("stop")]])
 
     metrics = await turn.run()
 
     done = turn.ports.of("done")[0]
-    assert "usage" not in done and "contextSize" not in done
-    assert metrics["usage"] == {"inputTokens": 0, "outputTokens": 0}
+    estimate = {"inputTokens": 0, "outputTokens": 3, "estimated": True}
+    assert done["usage"] == estimate and "contextSize" not in done
+    assert metrics["usage"] == estimate
+    assert metrics["steps"][0]["usage"] == estimate
     assert "contextSize" not in metrics
+
+
+async def test_step_without_any_output_has_no_usage_on_done():
+    turn = Turn([[Finish("stop")]])
+
+    metrics = await turn.run()
+
+    assert "usage" not in turn.ports.of("done")[0]
+    assert metrics["usage"] == {"inputTokens": 0, "outputTokens": 0}
+
+
+async def test_prompt_progress_is_relayed_with_the_step_id():
+    turn = Turn(
+        [[PromptProgress(0, 1500), PromptProgress(512, 1500), TextDelta("x"), Finish("stop")]]
+    )
+
+    await turn.run()
+
+    progress = [(e["stepId"], e["done"], e["total"]) for e in turn.ports.of("prompt-progress")]
+    step = turn.ports.of("step-complete")[0]["stepId"]
+    assert progress == [(step, 0, 1500), (step, 512, 1500)]
+    assert turn.ports.index("prompt-progress") < turn.ports.index("text-delta")

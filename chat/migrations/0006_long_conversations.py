@@ -20,7 +20,7 @@ def number_turns(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0001_initial"),
+        ("chat", "0005_attachments"),
     ]
 
     operations = [

@@ -1,0 +1,3 @@
+"""A plugin module that cannot be imported."""
+
+raise ImportError("a dependency of the plugin is missing")
