@@ -49,7 +49,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy chat/runtime chat/providers
+	$(BIN)/mypy chat/runtime chat/providers chat/overrides
 
 test: install lint
 	$(BIN)/pytest

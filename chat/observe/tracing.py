@@ -23,7 +23,6 @@ import json
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -236,7 +235,8 @@ class TraceObserver(TurnObserver):
             attributes["gen_ai.request.max_tokens"] = request.max_tokens
         if self._capture:
             attributes["gen_ai.input.messages"] = json.dumps(
-                [asdict(message) for message in request.messages], ensure_ascii=False
+                [{"role": m.role, "chunks": m.chunks} for m in request.messages],
+                ensure_ascii=False,
             )
         self._step = self._tracer.start_span(
             f"chat {self._config.provider_model}",

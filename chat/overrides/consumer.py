@@ -28,6 +28,8 @@ INBOX_SIZE = 64  # messages read ahead of dispatch, from the socket and the chan
 class DirectDispatch:
     """Mixin for an async Channels consumer: ``__call__`` and ``dispatch`` replaced."""
 
+    channel_layer_alias: str  # the consumer's (Channels' AsyncConsumer sets the default)
+
     async def __call__(self, scope, receive, send) -> None:
         """``AsyncConsumer.__call__`` with the inbox in place of ``await_many_dispatch``."""
         self.scope = scope
@@ -52,6 +54,7 @@ class DirectDispatch:
                 message, error = await inbox.get()
                 if error is not None:
                     raise error
+                assert message is not None  # a reader puts a message or an error
                 await self.dispatch(message)
         except StopConsumer:
             pass

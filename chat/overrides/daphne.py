@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from daphne import http_protocol
 
-_UPSTREAM = http_protocol.WebRequest
 
-
-class UnparsedWebRequest(_UPSTREAM):
+class UnparsedWebRequest(http_protocol.WebRequest):
     """Daphne's WebRequest, with Twisted's POST body parsing off."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs["parsePOSTFormSubmission"] = False
         super().__init__(*args, **kwargs)
+
+
+_UPSTREAM = UnparsedWebRequest.__base__  # Daphne's own, even once install() replaced it
 
 
 def install() -> None:

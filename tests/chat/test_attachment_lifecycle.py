@@ -92,7 +92,7 @@ async def test_a_fork_has_its_own_attachments_sharing_the_files(user, store, tmp
         await sync_to_async(attachment_bytes)(copy)
         == await sync_to_async((store / image.storage_name).read_bytes)()
     )
-    turns, _, _ = await sync_to_async(pages.transcript)(conversation_id=fork.id)
+    turns = (await sync_to_async(pages.transcript)(conversation_id=fork.id)).turns
     assert turns[0].blocks[0].attachments[0].available
 
     await conversation_delete(user=user, conversation_id=fork.id)
@@ -132,7 +132,7 @@ async def test_an_export_describes_attachments_and_an_import_keeps_the_descripti
 
     @sync_to_async
     def page() -> str:
-        turns, _, _ = pages.transcript(conversation_id=imported.id)
+        turns = pages.transcript(conversation_id=imported.id).turns
         return render_to_string("chat/_turn.html", {"turn": turns[0]})
 
     html = await page()  # … and pointing at nothing: the file was not exported

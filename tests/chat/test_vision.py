@@ -96,7 +96,7 @@ async def test_an_imported_image_shows_its_name_and_not_available(user):
             messages=[Message("user", [{"type": "text", "text": "look"}, chunk])],
             turn_id="turn-1-aaaaaa",
         )
-        turns, _, _ = pages.transcript(conversation_id=conversation_id)
+        turns = pages.transcript(conversation_id=conversation_id).turns
         return render_to_string("chat/_turn.html", {"turn": turns[0]})
 
     original = await import_and_render("original")

@@ -87,7 +87,7 @@ def test_a_read_only_database_never_leaves_a_turn_stuck(stack, database, postgre
             assert error["message"] == f"turn failed: {READ_ONLY}"
             assert stopped.events[-1]["reason"] == "error"
             # The seal is retried past any fixed schedule, and the stream waits for it.
-            failed = f"sealing turn {stopped.events[0]['turnId']} failed"
+            failed = f"turn {stopped.events[0]['turnId']}: sealing failed"
             wait_for(
                 lambda: stack.workers[0].log.read_text().count(failed) > OLD_SCHEDULE_ATTEMPTS,
                 "more seal attempts than the old schedule made",
