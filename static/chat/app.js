@@ -192,8 +192,25 @@
     if (box) box.scrollTop = box.scrollHeight;
   });
 
+  function csrfToken() {
+    var input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  // A message in the page's notice area, replacing the one before.
+  function notice(message) {
+    var box = document.getElementById("notice");
+    if (!box) return;
+    var alert = document.createElement("div");
+    alert.className = "alert";
+    alert.textContent = message;
+    box.replaceChildren(alert);
+  }
+
   window.dispatchUI = {
     reconnect: function () { if (socket) socket.reconnect(); },
+    csrfToken: csrfToken,
+    notice: notice,
     update: updateButton,
     // Send a frame over the page's socket; false when it is not open.
     send: function (frame) {

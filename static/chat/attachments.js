@@ -22,19 +22,8 @@
     return !!status && status.dataset.status === "active";
   }
 
-  function csrfToken() {
-    var input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
-  function notice(message) {
-    var box = document.getElementById("notice");
-    if (!box) return;
-    var alert = document.createElement("div");
-    alert.className = "alert";
-    alert.textContent = message;
-    box.replaceChildren(alert);
-  }
+  function csrfToken() { return window.dispatchUI.csrfToken(); }
+  function notice(message) { window.dispatchUI.notice(message); }
 
   function formatBytes(size) {
     if (size < 1024) return size + " bytes";

@@ -4,20 +4,8 @@
   "use strict";
   var COMPOSE_KEY = "dispatch.compose:";
 
-  function csrfToken() {
-    var input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
-  function notice(message) {
-    var box = document.getElementById("notice");
-    if (!box) return;
-    box.textContent = "";
-    var alert = document.createElement("div");
-    alert.className = "alert";
-    alert.textContent = message;
-    box.appendChild(alert);
-  }
+  function csrfToken() { return window.dispatchUI.csrfToken(); }
+  function notice(message) { window.dispatchUI.notice(message); }
 
   // Edit: the server navigates to the fork with the message's text for its composer.
   document.addEventListener("htmx:wsAfterMessage", function () {
