@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import report
+from bench import burst, report
 from bench.clients import Trace, direct_streams, socket_turns
 from bench.stack import Stack
 from bench.standin import Schedule, StandinProcess
@@ -38,11 +38,13 @@ class Plan:
     ttft_turns: int
     local_tokens: int
     local_repeat: int
+    burst: burst.BurstPlan
 
 
 FULL = Plan(Schedule(20, 200, 0.05), (1, 100, 500), (100, 500, 1000), (500, 1000),
-            (1_000, 100_000, 1_000_000), 20, 64, 7)  # fmt: skip
-QUICK = Plan(Schedule(20, 40, 0.05), (1, 20), (20, 50), (50,), (1_000, 10_000), 5, 16, 1)
+            (1_000, 100_000, 1_000_000), 20, 64, 7, burst.FULL_BURST)  # fmt: skip
+QUICK = Plan(Schedule(20, 40, 0.05), (1, 20), (20, 50), (50,), (1_000, 10_000), 5, 16, 1,
+             burst.QUICK_BURST)  # fmt: skip
 
 
 def short_credential(url: str) -> str:
@@ -191,6 +193,40 @@ class Bench:
                 await direct.wait()
         return {"dispatch": rates, "direct": direct_rates}
 
+    # ------------------------------------------------------------ bursts of turn starts
+
+    async def bursts(self, stack: Stack, port: int, workers: int) -> dict:
+        single = workers == 1
+        return await burst.burst_runs(
+            self.plan.burst, self.plan.schedule, port, stack, workers,
+            "single" if single else "cluster", log, ndjson=single,
+            short_model=SHORT if single else None,
+        )  # fmt: skip
+
+    async def run_bursts(self, cluster: bool) -> dict:
+        """Only the burst section (``--only-burst``)."""
+        plan, r = self.plan, self.results
+        r["burst"] = {}
+        with (
+            StandinProcess(plan.schedule) as standin,
+            StandinProcess(Schedule(200, 10, 0.05)) as short,
+        ):
+            with Stack(standin.url, config_extra=short_credential(short.url)) as stack:
+                await self.warm(stack, 1)
+                r["burst"]["single"] = await self.bursts(stack, standin.port, 1)
+            if cluster:
+                with RedisServer() as redis, PostgresServer() as postgres:
+                    env = {
+                        "DATABASE_URL": postgres.database_create("bench"),
+                        "REDIS_URL": redis.url,
+                    }
+                    with Stack(
+                        standin.url, workers=2, env=env, config_extra=short_credential(short.url)
+                    ) as stack:
+                        await self.warm(stack, 2)
+                        r["burst"]["cluster"] = await self.bursts(stack, standin.port, 2)
+        return r
+
     # ------------------------------------------------------------ the whole run
 
     async def run(self) -> dict:
@@ -207,6 +243,7 @@ class Bench:
                 r["ttft"] = await self.ttft(stack, short.port)
                 r["history"] = await self.history(stack)
                 r["persistSqlite"] = inproc(stack.env, "persist")
+                r["burst"] = {"single": await self.bursts(stack, standin.port, 1)}
             with RedisServer() as redis, PostgresServer() as postgres:
                 database = postgres.database_create("bench")
                 env = {"DATABASE_URL": database, "REDIS_URL": redis.url}
@@ -219,6 +256,7 @@ class Bench:
                         await self.direct(standin.port, count)
                         r["cluster"][count] = await self.turns(cluster, count, 2, "cluster")
                     r["persistPostgres"] = inproc(cluster.env, "persist")
+                    r["burst"]["cluster"] = await self.bursts(cluster, standin.port, 2)
             try:
                 r["embedded"] = await self.embedded(short.url)
             except Exception as exc:  # reported as "not measured" with the reason
@@ -236,10 +274,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (small counts)")
     parser.add_argument("--out", type=Path, default=report.REPO_ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--only-burst", action="store_true",
+        help="only the burst section (rewritten in place in --out)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="with --only-burst: one worker only"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     started = time.monotonic()
     machine = report.machine()
+    if args.only_burst:
+        results = asyncio.run(Bench(plan).run_bursts(not args.no_cluster))
+        text = burst.section(results["burst"], plan.burst, machine)
+        burst.write_section(args.out, text)
+        print(text)
+        log(f"done in {time.monotonic() - started:.0f}s → {args.out}")
+        return
     results = asyncio.run(Bench(plan).run())
     results["elapsedS"] = time.monotonic() - started
     text = report.render(results, machine, quick=args.quick)
