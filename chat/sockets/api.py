@@ -21,6 +21,10 @@ SURFACE_OPS = {"subscribe", "unsubscribe", "invoke"}
 
 class ApiSocket(BaseSocket):
     kind = "api"
+    # One socket carries many conversations: a chat.send waiting for its turn to start must
+    # not hold up the live events of the others (chat.overrides.consumer). A new feed holds
+    # its live events until the replay that follows the subscribing frame.
+    SEPARATE_LANES = True
 
     async def opened(self) -> None:
         self.subscriptions: dict[str, TurnFeed] = {}
@@ -153,7 +157,9 @@ class ApiSocket(BaseSocket):
                 if await self.ownership.owns(conversation_id):
                     await self.send_json({"type": "chat.delta", "event": message["event"]})
 
-            feed = self.subscriptions[conversation_id] = TurnFeed(conversation_id, deliver)
+            feed = self.subscriptions[conversation_id] = TurnFeed(
+                conversation_id, deliver, held=True
+            )
             await self.channel_layer.group_add(group_name_for(conversation_id), self.channel_name)
         return feed
 
