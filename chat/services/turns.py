@@ -48,7 +48,7 @@ from chat.services.inputs import (
     TurnId,
     check,
 )
-from chat.services.prompts import check_template, system_prompt_for_turn
+from chat.services.prompts import check_template, prompt_settle, system_prompt_for_turn
 from chat.services.recovery import heartbeat_loop
 from chat.services.vision import ImagesForModel
 from chat.services.workspace import conversation_dir, conversation_dir_ready
@@ -291,6 +291,12 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         if request.attachments
         else []
     )
+    # The turn's first append (docs/protocol.md#2-chunks-and-the-log), in this transaction:
+    # the turn needs no round trip of its own before it calls the model (TurnPorts.persist_user
+    # is then a no-op). The runtime builds the same message from the config.
+    user_message = Message("user", [{"type": "text", "text": request.message}, *chunks])
+    _log.chunks_append(conversation_id=conversation.id, messages=[user_message], turn_id=turn_id)
+    prompt_settle(conversation)
     return conversation, history, cwd, chunks
 
 
@@ -366,7 +372,7 @@ def _ports(running: RunningTurn, provider, tools) -> TurnPorts:
             raise storage_failure(exc) from exc
 
     async def persist_user(message: Message) -> None:
-        await persist([message])
+        """Stored with the Turn row (``_turn_open``)."""
 
     async def drain() -> list[str]:
         return await write(queue_take, conversation_id=conversation_id)

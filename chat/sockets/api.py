@@ -59,7 +59,10 @@ class ApiSocket(BaseSocket):
             conversation_id = str(uuid.uuid4())
         check("conversationId", ConversationId, conversation_id)
         subscribed = conversation_id in self.subscriptions
-        await self._subscribe(conversation_id)
+        # The ownership is checked by turn_start (NotFound for someone else's conversation),
+        # in the same round trip to the database as the rest of its checks; until then the
+        # feed delivers nothing of a conversation that is not the user's (``deliver``).
+        await self._subscribe(conversation_id, checked=False)
         try:
             await services.turn_start(
                 user=self.user,
@@ -147,9 +150,11 @@ class ApiSocket(BaseSocket):
 
     # ------------------------------------------------------------------ subscriptions
 
-    async def _subscribe(self, conversation_id: str) -> TurnFeed:
-        """Join the conversation's group (NotFound if it is someone else's); its feed."""
-        await self.ownership.require(conversation_id)
+    async def _subscribe(self, conversation_id: str, *, checked: bool = True) -> TurnFeed:
+        """Join the conversation's group (NotFound if it is someone else's, unless the caller
+        checks that itself: ``checked=False``); its feed."""
+        if checked:
+            await self.ownership.require(conversation_id)
         feed = self.subscriptions.get(conversation_id)
         if feed is None:
 
