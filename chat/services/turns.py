@@ -255,11 +255,8 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         defaults["reasoning_effort"] = request.reasoning_effort
     if request.cwd:
         defaults["cwd"] = request.cwd
-    existed = (
-        selectors.conversation_for_user(user=user, conversation_id=request.conversation_id)
-        is not None
-    )
-    conversation = _log.conversation_ensure(
+    existing = selectors.conversation_for_user(user=user, conversation_id=request.conversation_id)
+    conversation = existing or _log.conversation_ensure(
         user=user, conversation_id=request.conversation_id, **defaults
     )
     updates = {}
@@ -278,11 +275,14 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         conversation_id=conversation.id, turn_id=turn_id, model=resolved.name, worker=worker
     )
     status_changed(conversation_id=conversation.id, status=Conversation.Status.ACTIVE)
-    if not existed:
+    if existing is None:
         publish_on_commit(
             user_group(user.pk), {"type": "conversation.open", "conversation": conversation.id}
         )
-    history = selectors.history_messages(conversation_id=conversation.id)
+    # A conversation's seq counter says whether it has a log to read (a new one has none).
+    history = (
+        selectors.history_messages(conversation_id=conversation.id) if conversation.last_seq else []
+    )
     cwd = conversation_dir_ready(owner_id=conversation.owner_id, cwd=conversation.cwd)
     chunks = (
         attachments_send(
