@@ -6,7 +6,6 @@ by one handler; django-ninja's validation errors are told the way the services t
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
@@ -19,7 +18,7 @@ from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from chat import selectors, services
+from chat import selectors, services, wire
 from chat.auth import api_auth
 from chat.errors import DomainError, InvalidInput
 from chat.models import DEFAULT_REASONING_EFFORT, Conversation
@@ -183,7 +182,7 @@ async def chat(request, payload: ChatIn):
                 event = await queue.get()
                 if event is None:  # stopped while its seal waits for the database
                     return
-                yield json.dumps(event, separators=(",", ":")) + "\n"
+                yield wire.dumps(event) + "\n"
                 if event["type"] == "turn-sealed":
                     return
         finally:

@@ -11,9 +11,9 @@ Replaces ``channels.consumer.AsyncConsumer.__call__`` and ``dispatch`` as of cha
 - Channels' ``await_many_dispatch`` makes a task and an ``asyncio.wait`` per message; here one
   reader per source feeds a bounded inbox, and messages are dispatched in arrival order, one
   at a time, as before (docs/benchmarks.md).
-- A consumer with ``SEPARATE_LANES`` has two inboxes, each dispatched in its own order: the
-  client's frames (one at a time, in arrival order) and the channel layer's messages (one at
-  a time, in arrival order). A frame whose handler waits (a turn start waits for the
+- A consumer with ``SEPARATE_LANES`` has two lanes, each dispatched in its own order: the
+  client's frames (one at a time, in arrival order, through the inbox) and the channel
+  layer's messages (one at a time, in arrival order, each dispatched as it is received). A frame whose handler waits (a turn start waits for the
   database) then no longer holds up the live events of the socket's other conversations.
   The layer's lane starts once ``websocket.connect`` is handled and stops before
   ``websocket.disconnect`` is.
@@ -59,15 +59,11 @@ class DirectDispatch:
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
         frames: Inbox = asyncio.Queue(INBOX_SIZE)
-        layer: Inbox = asyncio.Queue(INBOX_SIZE) if self.SEPARATE_LANES else frames
-        readers = [
-            asyncio.create_task(_read(receive, frames)),
-            asyncio.create_task(_read(self.channel_receive, layer)),
-        ]
+        readers = [asyncio.create_task(_read(receive, frames))]
+        if not self.SEPARATE_LANES:
+            readers.append(asyncio.create_task(_read(self.channel_receive, frames)))
         connected = asyncio.Event()
-        second = (
-            asyncio.create_task(self._layer_lane(layer, connected)) if layer is not frames else None
-        )
+        second = asyncio.create_task(self._layer_lane(connected)) if self.SEPARATE_LANES else None
         first = asyncio.create_task(self._frame_lane(frames, connected, second))
         lanes = [first, *([second] if second else [])]
         try:
@@ -98,14 +94,13 @@ class DirectDispatch:
             if message["type"] == "websocket.connect":
                 connected.set()
 
-    async def _layer_lane(self, inbox: Inbox, connected: asyncio.Event) -> None:
-        """The channel layer's messages, one at a time, once the socket is connected."""
+    async def _layer_lane(self, connected: asyncio.Event) -> None:
+        """The channel layer's messages, one at a time, once the socket is connected: each is
+        dispatched as it is received (no inbox: the layer buffers them meanwhile)."""
         await connected.wait()
+        receive, dispatch = self.channel_receive, self.dispatch
         while True:
-            message, error = await inbox.get()
-            if error is not None:
-                raise error
-            await self.dispatch(message)
+            await dispatch(await receive())
 
     async def dispatch(self, message: dict) -> None:
         """``AsyncConsumer.dispatch`` without its per-message ``aclose_old_connections()``."""
