@@ -270,6 +270,20 @@ def inproc_prompt() -> str:
     return PROMPT
 
 
+def keep_search_section(path: Path, text: str) -> str:
+    """``text`` with the full-text search section of the report at ``path`` (written by
+    ``python -m bench.search``, a run of its own) carried over, if it has one."""
+    import re
+
+    from bench.search import SECTION
+
+    old = path.read_text() if path.exists() else ""
+    found = re.search(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", old, re.S)
+    return (
+        text if found is None else text.rstrip("\n") + "\n\n" + found.group(0).rstrip("\n") + "\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (small counts)")
@@ -295,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     results = asyncio.run(Bench(plan).run())
     results["elapsedS"] = time.monotonic() - started
     text = report.render(results, machine, quick=args.quick)
-    args.out.write_text(text)
+    args.out.write_text(keep_search_section(args.out, text))
     print(text)
     log(f"done in {results['elapsedS']:.0f}s → {args.out}")
 

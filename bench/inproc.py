@@ -282,15 +282,16 @@ def observe(deltas: int, turns: int, repeat: int) -> dict:
 
 def turnstart(turns: int) -> dict:
     """CPU (this thread) per turn of each database phase of a one-step turn, in ms."""
+    import asyncio
+
     from django.contrib.auth.models import User
 
     from chat import selectors
     from chat.providers import get_catalog
     from chat.runtime import Message, StepMetrics, TurnMetrics, Usage
-    from chat.services import _log, turns as service
+    from chat.services import _log
+    from chat.services import turns as service
     from chat.services.events import _collect
-
-    import asyncio
 
     owner, _ = User.objects.get_or_create(username=f"bench-start-{time.monotonic_ns()}")
     resolved = asyncio.run(get_catalog().resolve(get_catalog().default_model))
@@ -315,8 +316,8 @@ def turnstart(turns: int) -> dict:
         )  # fmt: skip
         _collect(service._turn_close, {"turn_id": turn_id, "metrics": metrics})
         sealed = time.thread_time()
-        for phase, (a, b) in zip(phases, ((started, checked), (checked, opened),
-                                          (opened, stepped), (stepped, sealed))):  # fmt: skip
+        marks = (started, checked, opened, stepped, sealed)
+        for phase, a, b in zip(phases, marks, marks[1:], strict=True):
             phases[phase] += (b - a) * 1000 / turns
     phases["total"] = sum(phases.values())
     return {"turns": turns, "cpuMsPerTurn": phases}
