@@ -317,7 +317,7 @@ def turnstart(turns: int) -> dict:
         _collect(service._turn_close, {"turn_id": turn_id, "metrics": metrics})
         sealed = time.thread_time()
         marks = (started, checked, opened, stepped, sealed)
-        for phase, a, b in zip(phases, marks, marks[1:], strict=True):
+        for phase, a, b in zip(phases, marks[:-1], marks[1:], strict=True):
             phases[phase] += (b - a) * 1000 / turns
     phases["total"] = sum(phases.values())
     return {"turns": turns, "cpuMsPerTurn": phases}

@@ -257,7 +257,7 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         defaults["cwd"] = request.cwd
     existing = selectors.conversation_for_user(user=user, conversation_id=request.conversation_id)
     conversation = existing or _log.conversation_ensure(
-        user=user, conversation_id=request.conversation_id, **defaults
+        user=user, conversation_id=request.conversation_id, missing=True, **defaults
     )
     updates = {}
     if request.model and conversation.model != resolved.name:
