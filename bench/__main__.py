@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import report
+from bench import burst, report
 from bench.clients import Trace, direct_streams, socket_turns
 from bench.stack import Stack
 from bench.standin import Schedule, StandinProcess
@@ -39,12 +39,14 @@ class Plan:
     ttft_turns: int
     local_tokens: int
     local_repeat: int
+    burst: burst.BurstPlan
 
 
 FULL = Plan(Schedule(20, 200, 0.05), (1, 100, 500), (100, 500, 1000), (500, 1000),
-            (1_000, 100_000, 1_000_000), (100, 10_000, 1_000_000), 20, 64, 7)  # fmt: skip
+            (1_000, 100_000, 1_000_000), (100, 10_000, 1_000_000), 20, 64, 7,
+            burst.FULL_BURST)  # fmt: skip
 QUICK = Plan(Schedule(20, 40, 0.05), (1, 20), (20, 50), (50,), (1_000, 10_000), (100, 10_000),
-             5, 16, 1)  # fmt: skip
+             5, 16, 1, burst.QUICK_BURST)  # fmt: skip
 
 
 def short_credential(url: str) -> str:
@@ -198,6 +200,40 @@ class Bench:
                 await direct.wait()
         return {"dispatch": rates, "direct": direct_rates}
 
+    # ------------------------------------------------------------ bursts of turn starts
+
+    async def bursts(self, stack: Stack, port: int, workers: int) -> dict:
+        single = workers == 1
+        return await burst.burst_runs(
+            self.plan.burst, self.plan.schedule, port, stack, workers,
+            "single" if single else "cluster", log, ndjson=single,
+            short_model=SHORT if single else None,
+        )  # fmt: skip
+
+    async def run_bursts(self, cluster: bool) -> dict:
+        """Only the burst section (``--only-burst``)."""
+        plan, r = self.plan, self.results
+        r["burst"] = {}
+        with (
+            StandinProcess(plan.schedule) as standin,
+            StandinProcess(Schedule(200, 10, 0.05)) as short,
+        ):
+            with Stack(standin.url, config_extra=short_credential(short.url)) as stack:
+                await self.warm(stack, 1)
+                r["burst"]["single"] = await self.bursts(stack, standin.port, 1)
+            if cluster:
+                with RedisServer() as redis, PostgresServer() as postgres:
+                    env = {
+                        "DATABASE_URL": postgres.database_create("bench"),
+                        "REDIS_URL": redis.url,
+                    }
+                    with Stack(
+                        standin.url, workers=2, env=env, config_extra=short_credential(short.url)
+                    ) as stack:
+                        await self.warm(stack, 2)
+                        r["burst"]["cluster"] = await self.bursts(stack, standin.port, 2)
+        return r
+
     # ------------------------------------------------------------ the whole run
 
     async def run(self) -> dict:
@@ -215,6 +251,7 @@ class Bench:
                 r["history"] = await self.history(stack)
                 r["persistSqlite"] = inproc(stack.env, "persist")
                 r["page"] = self.page(stack)
+                r["burst"] = {"single": await self.bursts(stack, standin.port, 1)}
             with RedisServer() as redis, PostgresServer() as postgres:
                 database = postgres.database_create("bench")
                 env = {"DATABASE_URL": database, "REDIS_URL": redis.url}
@@ -227,6 +264,7 @@ class Bench:
                         await self.direct(standin.port, count)
                         r["cluster"][count] = await self.turns(cluster, count, 2, "cluster")
                     r["persistPostgres"] = inproc(cluster.env, "persist")
+                    r["burst"]["cluster"] = await self.bursts(cluster, standin.port, 2)
             try:
                 r["embedded"] = await self.embedded(short.url)
             except Exception as exc:  # reported as "not measured" with the reason
@@ -251,6 +289,20 @@ def page_only(plan: Plan, out: Path) -> None:
     print(section)
 
 
+def keep_search_section(path: Path, text: str) -> str:
+    """``text`` with the full-text search section of the report at ``path`` (written by
+    ``python -m bench.search``, a run of its own) carried over, if it has one."""
+    import re
+
+    from bench.search import SECTION
+
+    old = path.read_text() if path.exists() else ""
+    found = re.search(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", old, re.S)
+    return (
+        text if found is None else text.rstrip("\n") + "\n\n" + found.group(0).rstrip("\n") + "\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (small counts)")
@@ -260,6 +312,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="measure only GET /c/<id> and replace that section of --out",
     )
+    parser.add_argument(
+        "--only-burst", action="store_true",
+        help="only the burst section (rewritten in place in --out)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="with --only-burst: one worker only"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.only_page:
@@ -267,10 +326,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     started = time.monotonic()
     machine = report.machine()
+    if args.only_burst:
+        results = asyncio.run(Bench(plan).run_bursts(not args.no_cluster))
+        text = burst.section(results["burst"], plan.burst, machine)
+        burst.write_section(args.out, text)
+        print(text)
+        log(f"done in {time.monotonic() - started:.0f}s → {args.out}")
+        return
     results = asyncio.run(Bench(plan).run())
     results["elapsedS"] = time.monotonic() - started
     text = report.render(results, machine, quick=args.quick)
-    args.out.write_text(text)
+    args.out.write_text(keep_search_section(args.out, text))
     print(text)
     log(f"done in {results['elapsedS']:.0f}s → {args.out}")
 

@@ -12,6 +12,9 @@ selectors and services use exactly the database the workers use. Prints one JSON
 - ``llama --max-tokens N``: llama-cpp-python called directly on the prompt a Dispatch turn with
   the local model sends (same messages, same model parameters); decode tokens/s of one run
   per line read from stdin.
+- ``turnstart --turns N``: the database side of N one-step turns, phase by phase, as a
+  worker runs it (the start's checks, the opening transaction, the step's commit, the seal):
+  CPU ms per turn of each phase.
 - ``observe --deltas N --turns T``: the CPU the telemetry (chat.observe) costs per streamed
   delta and per turn, against the same turns without it.
 """
@@ -320,6 +323,49 @@ def observe(deltas: int, turns: int, repeat: int) -> dict:
     return out
 
 
+def turnstart(turns: int) -> dict:
+    """CPU (this thread) per turn of each database phase of a one-step turn, in ms."""
+    import asyncio
+
+    from django.contrib.auth.models import User
+
+    from chat import selectors
+    from chat.providers import get_catalog
+    from chat.runtime import Message, StepMetrics, TurnMetrics, Usage
+    from chat.services import _log
+    from chat.services import turns as service
+    from chat.services.events import _collect
+
+    owner, _ = User.objects.get_or_create(username=f"bench-start-{time.monotonic_ns()}")
+    resolved = asyncio.run(get_catalog().resolve(get_catalog().default_model))
+    phases = {"check": 0.0, "open": 0.0, "step": 0.0, "seal": 0.0}
+    for i in range(turns):
+        conversation_id = f"start-{owner.pk}-{i}"
+        request = service._TurnRequest(conversation_id=conversation_id, message="go")
+        turn_id = f"turn-bench-{owner.pk}-{i}"
+        started = time.thread_time()
+        selectors.conversation_for_user(user=owner, conversation_id=conversation_id)
+        checked = time.thread_time()
+        _collect(service._turn_open, {"user": owner, "request": request, "resolved": resolved,
+                                      "turn_id": turn_id, "worker": "bench"})  # fmt: skip
+        opened = time.thread_time()
+        step = Message("assistant", [{"type": "text", "text": "t" * 40}])
+        _log.chunks_append(conversation_id=conversation_id, messages=[step], turn_id=turn_id)
+        stepped = time.thread_time()
+        metrics = TurnMetrics(
+            turn_id=turn_id, finish_reason="stop", usage=Usage(10, 10), model=resolved.name,
+            duration_ms=500.0, context_size=20,
+            steps=(StepMetrics(step_id=f"{turn_id}#0", usage=Usage(10, 10)),),
+        )  # fmt: skip
+        _collect(service._turn_close, {"turn_id": turn_id, "metrics": metrics})
+        sealed = time.thread_time()
+        marks = (started, checked, opened, stepped, sealed)
+        for phase, a, b in zip(phases, marks[:-1], marks[1:], strict=True):
+            phases[phase] += (b - a) * 1000 / turns
+    phases["total"] = sum(phases.values())
+    return {"turns": turns, "cpuMsPerTurn": phases}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.inproc")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -333,6 +379,8 @@ def main() -> None:
     pg.add_argument("--sizes", required=True, help="comma-separated chunk counts")
     ll = sub.add_parser("llama")
     ll.add_argument("--max-tokens", type=int, default=128)
+    t = sub.add_parser("turnstart")
+    t.add_argument("--turns", type=int, default=200)
     o = sub.add_parser("observe")
     o.add_argument("--deltas", type=int, default=2000)
     o.add_argument("--turns", type=int, default=200)
@@ -345,6 +393,8 @@ def main() -> None:
         out = page(args.user, [int(s) for s in args.sizes.split(",")])
     elif args.command == "persist":
         out = persist(args.repeat)
+    elif args.command == "turnstart":
+        out = turnstart(args.turns)
     elif args.command == "observe":
         out = observe(args.deltas, args.turns, args.repeat)
     else:

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench import burst
 from bench.stats import RunStats, median
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -212,6 +213,7 @@ def render(r: dict, machine: dict[str, str], *, quick: bool) -> str:
             "",
             f"Target: ratio ≥ 0.95 → {ratio:.3f}: {_mark(ratio >= 0.95)}.",
         ]
+    out += ["", burst.section(r["burst"], plan.burst, machine)]
     return "\n".join(out) + "\n"
 
 

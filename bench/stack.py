@@ -7,6 +7,7 @@ log warnings only.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -93,6 +94,10 @@ class Stack:
     def ws_url(self, worker: int = 0) -> str:
         return self.workers[worker].url.replace("http://", "ws://") + f"/ws?token={self.token}"
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) the workers have used so far."""
+        return sum(process_cpu_seconds(w.pid) for w in self.workers if w.pid)
+
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -107,3 +112,10 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from ``/proc/<pid>/stat``, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -25,10 +25,12 @@ Deliver = Callable[[dict], Awaitable[None]]
 class TurnFeed:
     """Feeds ``{"turn", "index", "event"}`` messages of one conversation to ``deliver``."""
 
-    def __init__(self, conversation_id: str, deliver: Deliver):
+    def __init__(self, conversation_id: str, deliver: Deliver, *, held: bool = False):
+        """``held``: live events wait in the buffer until the first ``replay`` is done (for a
+        socket whose events may arrive while the subscribing frame is still handled)."""
         self.conversation_id = conversation_id
         self._deliver = deliver
-        self.pending = False  # a replay is on its way: live events wait in the buffer
+        self.pending = held  # a replay is on its way: live events wait in the buffer
         self._buffer: list[dict] = []
         self.turn: str | None = None  # the turn whose events were delivered last
         self.last_index = -1

@@ -104,11 +104,13 @@ def indexed_text(chunk: dict, role: str) -> str | None:
     return None
 
 
-def title_index(*, conversation_id: str, owner_id: int, title: str) -> None:
-    """Index the conversation's title (replacing the previous one)."""
+def title_index(*, conversation_id: str, owner_id: int, title: str, new: bool = False) -> None:
+    """Index the conversation's title (replacing the previous one; ``new``: a conversation
+    created in this transaction has none)."""
     from chat.models import SearchEntry
 
-    SearchEntry.objects.filter(conversation_id=conversation_id, seq=0).delete()
+    if not new:
+        SearchEntry.objects.filter(conversation_id=conversation_id, seq=0).delete()
     if title.strip():
         SearchEntry.objects.create(
             conversation_id=conversation_id, owner_id=owner_id, seq=0, role="title", text=title

@@ -11,6 +11,12 @@ Replaces ``channels.consumer.AsyncConsumer.__call__`` and ``dispatch`` as of cha
 - Channels' ``await_many_dispatch`` makes a task and an ``asyncio.wait`` per message; here one
   reader per source feeds a bounded inbox, and messages are dispatched in arrival order, one
   at a time, as before (docs/benchmarks.md).
+- A consumer with ``SEPARATE_LANES`` has two lanes, each dispatched in its own order: the
+  client's frames (one at a time, in arrival order, through the inbox) and the channel
+  layer's messages (one at a time, in arrival order, each dispatched as it is received). A frame whose handler waits (a turn start waits for the
+  database) then no longer holds up the live events of the socket's other conversations.
+  The layer's lane starts once ``websocket.connect`` is handled and stops before
+  ``websocket.disconnect`` is.
 """
 
 from __future__ import annotations
@@ -25,10 +31,26 @@ from channels.layers import get_channel_layer
 INBOX_SIZE = 64  # messages read ahead of dispatch, from the socket and the channel layer
 
 
+Inbox = asyncio.Queue  # of (message, None) or (None, the error that ended its source)
+
+
+async def _read(source, inbox: Inbox) -> None:
+    """Feed ``source``'s messages into ``inbox``; its failure too, last."""
+    try:
+        while True:
+            await inbox.put((await source(), None))
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # the consumer raises it, as Channels would
+        await inbox.put((None, exc))
+
+
 class DirectDispatch:
     """Mixin for an async Channels consumer: ``__call__`` and ``dispatch`` replaced."""
 
     channel_layer_alias: str  # the consumer's (Channels' AsyncConsumer sets the default)
+    # The client's frames and the channel layer's messages in two lanes (see the module).
+    SEPARATE_LANES = False
 
     async def __call__(self, scope, receive, send) -> None:
         """``AsyncConsumer.__call__`` with the inbox in place of ``await_many_dispatch``."""
@@ -37,31 +59,49 @@ class DirectDispatch:
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
-        inbox: asyncio.Queue[tuple[dict | None, BaseException | None]] = asyncio.Queue(INBOX_SIZE)
-
-        async def read(source) -> None:
-            try:
-                while True:
-                    await inbox.put((await source(), None))
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # the consumer raises it, as Channels would
-                await inbox.put((None, exc))
-
-        readers = [asyncio.create_task(read(source)) for source in (receive, self.channel_receive)]
+        frames: Inbox = asyncio.Queue(INBOX_SIZE)
+        readers = [asyncio.create_task(_read(receive, frames))]
+        if not self.SEPARATE_LANES:
+            readers.append(asyncio.create_task(_read(self.channel_receive, frames)))
+        connected = asyncio.Event()
+        second = asyncio.create_task(self._layer_lane(connected)) if self.SEPARATE_LANES else None
+        first = asyncio.create_task(self._frame_lane(frames, connected, second))
+        lanes = [first, *([second] if second else [])]
         try:
-            while True:
-                message, error = await inbox.get()
-                if error is not None:
-                    raise error
-                assert message is not None  # a reader puts a message or an error
-                await self.dispatch(message)
+            # A failure in either lane ends the consumer, as one in a handler did before.
+            await asyncio.wait(lanes, return_when=asyncio.FIRST_COMPLETED)
+            if second is not None and second.done() and not second.cancelled():
+                second.result()
+            await first
         except StopConsumer:
             pass
         finally:
-            for reader in readers:
-                reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
+            for task in (*readers, *lanes):
+                task.cancel()
+            await asyncio.gather(*readers, *lanes, return_exceptions=True)
+
+    async def _frame_lane(
+        self, inbox: Inbox, connected: asyncio.Event, layer_lane: asyncio.Task | None
+    ) -> None:
+        """The client's frames (and, in one lane, the layer's messages), one at a time."""
+        while True:
+            message, error = await inbox.get()
+            if error is not None:
+                raise error
+            if message["type"] == "websocket.disconnect" and layer_lane is not None:
+                layer_lane.cancel()  # nothing more goes out on a closed socket
+                await asyncio.gather(layer_lane, return_exceptions=True)
+            await self.dispatch(message)
+            if message["type"] == "websocket.connect":
+                connected.set()
+
+    async def _layer_lane(self, connected: asyncio.Event) -> None:
+        """The channel layer's messages, one at a time, once the socket is connected: each is
+        dispatched as it is received (no inbox: the layer buffers them meanwhile)."""
+        await connected.wait()
+        receive, dispatch = self.channel_receive, self.dispatch
+        while True:
+            await dispatch(await receive())
 
     async def dispatch(self, message: dict) -> None:
         """``AsyncConsumer.dispatch`` without its per-message ``aclose_old_connections()``."""

@@ -3,10 +3,9 @@ turns): one compact JSON AgentEvent per line, from its first event to ``turn-sea
 
 from __future__ import annotations
 
-import json
-
 from django.http import StreamingHttpResponse
 
+from chat import wire
 from chat.running import RunningTurn
 
 # The OpenAPI description of such a response.
@@ -43,7 +42,7 @@ def turn_events_response(running: RunningTurn) -> StreamingHttpResponse:
                 event = await queue.get()
                 if event is None:  # stopped while its seal waits for the database
                     return
-                yield json.dumps(event, separators=(",", ":")) + "\n"
+                yield wire.dumps(event) + "\n"
                 if event["type"] == "turn-sealed":
                     return
         finally:

@@ -47,20 +47,26 @@ def default_title(text: str) -> str:
     return text if len(text) <= TITLE_LENGTH else text[:TITLE_LENGTH].rstrip() + "…"
 
 
-def conversation_ensure(*, user, conversation_id: str, **defaults) -> Conversation:
-    """The caller's conversation, created on first use; NotFound when someone else owns it."""
-    for _ in range(3):
-        conversation = conversation_for_user(user=user, conversation_id=conversation_id)
-        if conversation is not None:
-            return conversation
+def conversation_ensure(
+    *, user, conversation_id: str, missing: bool = False, **defaults
+) -> Conversation:
+    """The caller's conversation, created on first use; NotFound when someone else owns it.
+    ``missing``: the caller has just read that it does not exist (in this transaction), so
+    the first attempt creates it without reading it again."""
+    for attempt in range(3):
+        if attempt or not missing:
+            conversation = conversation_for_user(user=user, conversation_id=conversation_id)
+            if conversation is not None:
+                return conversation
         try:
             with transaction.atomic():
                 conversation = Conversation.objects.create(
                     id=conversation_id, owner=user, **defaults
                 )
                 search.title_index(
-                    conversation_id=conversation.id, owner_id=user.pk, title=conversation.title
-                )
+                    conversation_id=conversation.id, owner_id=user.pk, title=conversation.title,
+                    new=True,
+                )  # fmt: skip
                 return conversation
         except IntegrityError:
             continue  # created concurrently: read it again

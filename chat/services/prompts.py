@@ -98,6 +98,20 @@ async def system_prompt_for_turn(*, conversation: Conversation) -> str:
     return prompt
 
 
+def prompt_settle(conversation: Conversation) -> None:
+    """In a turn's opening transaction: store the prompt now when its template is empty
+    (nothing to resolve: no git, no files), so ``system_prompt_for_turn`` needs no round trip.
+    """
+    key = resolved_key(conversation)
+    if (
+        conversation.system_prompt_resolved_for == key
+        or effective_template(conversation)[0].strip()
+    ):
+        return
+    _store(conversation_id=conversation.id, prompt="", key=key)
+    conversation.system_prompt, conversation.system_prompt_resolved_for = "", key
+
+
 def _store(*, conversation_id: str, prompt: str, key: str, **fields) -> None:
     Conversation.objects.filter(pk=conversation_id).update(
         system_prompt=prompt, system_prompt_resolved_for=key, **fields

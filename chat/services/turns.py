@@ -56,7 +56,7 @@ from chat.services.inputs import (
     TurnId,
     check,
 )
-from chat.services.prompts import check_template, system_prompt_for_turn
+from chat.services.prompts import check_template, prompt_settle, system_prompt_for_turn
 from chat.services.recovery import heartbeat_loop
 from chat.services.vision import ImagesForModel
 from chat.services.workspace import conversation_dir, conversation_dir_ready
@@ -309,12 +309,9 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         defaults["reasoning_effort"] = request.reasoning_effort
     if request.cwd:
         defaults["cwd"] = request.cwd
-    existed = (
-        selectors.conversation_for_user(user=user, conversation_id=request.conversation_id)
-        is not None
-    )
-    conversation = _log.conversation_ensure(
-        user=user, conversation_id=request.conversation_id, **defaults
+    existing = selectors.conversation_for_user(user=user, conversation_id=request.conversation_id)
+    conversation = existing or _log.conversation_ensure(
+        user=user, conversation_id=request.conversation_id, missing=True, **defaults
     )
     updates = {}
     if request.model and conversation.model != resolved.name:
@@ -336,11 +333,14 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         kind=request.kind,
     )
     status_changed(conversation_id=conversation.id, status=Conversation.Status.ACTIVE)
-    if not existed:
+    if existing is None:
         publish_on_commit(
             user_group(user.pk), {"type": "conversation.open", "conversation": conversation.id}
         )
-    history = selectors.history_messages(conversation_id=conversation.id)
+    # A conversation's seq counter says whether it has a log to read (a new one has none).
+    history = (
+        selectors.history_messages(conversation_id=conversation.id) if conversation.last_seq else []
+    )
     cwd = conversation_dir_ready(owner_id=conversation.owner_id, cwd=conversation.cwd)
     size = selectors.last_context_size(conversation_id=conversation.id)
     chunks = (
@@ -350,7 +350,22 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         if request.attachments
         else []
     )
-    return conversation, history, cwd, chunks, size
+    # The turn's first append (docs/protocol.md#2-chunks-and-the-log), in this transaction:
+    # the turn needs no round trip of its own before it calls the model (TurnPorts.persist_user
+    # only stamps the runtime's copy with the seq). The runtime builds the same message from
+    # the config. A compaction turn has no user message.
+    user_seq = None
+    if request.kind == Turn.Kind.TURN:
+        continuation = {"continuation": True} if request.continuation else {}
+        text = {"type": "text", "text": request.message, **continuation}
+        stored = _log.chunks_append(
+            conversation_id=conversation.id,
+            messages=[Message("user", [text, *chunks])],
+            turn_id=turn_id,
+        )
+        user_seq = stored[-1]["seq"]
+    prompt_settle(conversation)
+    return conversation, history, cwd, chunks, size, user_seq
 
 
 async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> RunningTurn:
@@ -362,7 +377,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     running = RunningTurn(conversation_id=conversation_id, turn_id=turn_id)
     running_turns.turns[conversation_id] = running  # claim before awaiting: no double start
     try:
-        conversation, history, cwd, attachments, size = await write(
+        conversation, history, cwd, attachments, size, user_seq = await write(
             _turn_open, user=user, request=request, resolved=resolved, turn_id=turn_id,
             worker=worker,
         )  # fmt: skip
@@ -399,7 +414,7 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
         resolved.provider, conversation_id=conversation_id, vision=resolved.vision
     )
     # A compaction turn runs no tool, but its cut leaves room for their descriptions.
-    ports = _ports(running, resolved, provider, tools.tools())
+    ports = _ports(running, resolved, provider, tools.tools(), user_seq=user_seq)
     ports.observer = observe.turn_observer(turn_config, system=resolved.kind, tools=ports.tools)
     running.runner = TurnRunner(turn_config, ports)
     # A fresh context: the turn outlives the request that starts it, so it must not inherit
@@ -430,7 +445,14 @@ def context_settings(conversation: Conversation, resolved: ResolvedModel) -> dic
     }
 
 
-def _ports(running: RunningTurn, resolved: ResolvedModel, provider: Provider, tools) -> TurnPorts:
+def _ports(
+    running: RunningTurn,
+    resolved: ResolvedModel,
+    provider: Provider,
+    tools,
+    *,
+    user_seq: int | None,
+) -> TurnPorts:
     conversation_id, turn_id = running.conversation_id, running.turn_id
 
     async def emit(event: dict) -> None:
@@ -452,7 +474,8 @@ def _ports(running: RunningTurn, resolved: ResolvedModel, provider: Provider, to
         _log.messages_stamp(messages, stored)
 
     async def persist_user(message: Message) -> None:
-        await persist([message])
+        """Stored with the Turn row (``_turn_open``): only its seq is given to it here."""
+        message.seq = user_seq
 
     async def drain() -> list[str]:
         return await write(queue_take, conversation_id=conversation_id)

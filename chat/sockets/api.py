@@ -21,6 +21,10 @@ SURFACE_OPS = {"subscribe", "unsubscribe", "invoke"}
 
 class ApiSocket(BaseSocket):
     kind = "api"
+    # One socket carries many conversations: a chat.send waiting for its turn to start must
+    # not hold up the live events of the others (chat.overrides.consumer). A new feed holds
+    # its live events until the replay that follows the subscribing frame.
+    SEPARATE_LANES = True
 
     async def opened(self) -> None:
         self.subscriptions: dict[str, TurnFeed] = {}
@@ -55,7 +59,10 @@ class ApiSocket(BaseSocket):
             conversation_id = str(uuid.uuid4())
         check("conversationId", ConversationId, conversation_id)
         subscribed = conversation_id in self.subscriptions
-        await self._subscribe(conversation_id)
+        # The ownership is checked by turn_start (NotFound for someone else's conversation),
+        # in the same round trip to the database as the rest of its checks; until then the
+        # feed delivers nothing of a conversation that is not the user's (``deliver``).
+        await self._subscribe(conversation_id, checked=False)
         try:
             await services.turn_start(
                 user=self.user,
@@ -158,9 +165,11 @@ class ApiSocket(BaseSocket):
 
     # ------------------------------------------------------------------ subscriptions
 
-    async def _subscribe(self, conversation_id: str) -> TurnFeed:
-        """Join the conversation's group (NotFound if it is someone else's); its feed."""
-        await self.ownership.require(conversation_id)
+    async def _subscribe(self, conversation_id: str, *, checked: bool = True) -> TurnFeed:
+        """Join the conversation's group (NotFound if it is someone else's, unless the caller
+        checks that itself: ``checked=False``); its feed."""
+        if checked:
+            await self.ownership.require(conversation_id)
         feed = self.subscriptions.get(conversation_id)
         if feed is None:
 
@@ -168,7 +177,9 @@ class ApiSocket(BaseSocket):
                 if await self.ownership.owns(conversation_id):
                     await self.send_json({"type": "chat.delta", "event": message["event"]})
 
-            feed = self.subscriptions[conversation_id] = TurnFeed(conversation_id, deliver)
+            feed = self.subscriptions[conversation_id] = TurnFeed(
+                conversation_id, deliver, held=True
+            )
             await self.channel_layer.group_add(group_name_for(conversation_id), self.channel_name)
         return feed
 

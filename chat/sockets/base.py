@@ -37,7 +37,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InternalError, OperationalError
 
-from chat import observe, selectors
+from chat import observe, selectors, wire
 from chat.errors import DomainError, NotFound
 from chat.overrides.consumer import DirectDispatch
 from chat.running import running_turns
@@ -162,7 +162,7 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
         The socket keeps working until the worker exits; then it is closed with 4503."""
 
     async def send_json(self, content: dict) -> None:
-        await self.send(text_data=json.dumps(content))
+        await self.send(text_data=wire.dumps(content))
 
     # ------------------------------------------------------------------ frames in
 

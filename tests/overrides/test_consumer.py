@@ -73,3 +73,70 @@ async def test_a_failing_source_ends_the_consumer_with_its_error():
 
     with pytest.raises(ConnectionError, match="socket gone"):
         await asyncio.wait_for(consumer({"type": "websocket"}, receive, None), timeout=10)
+
+
+class TwoLanes(Recorder):
+    """Frames and group messages in separate lanes; a frame ``block`` waits for ``release``."""
+
+    SEPARATE_LANES = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.lane_running = {"s": 0, "g": 0}
+        self.fifty = asyncio.Event()  # 50 messages were handled
+
+    async def websocket_receive(self, message):
+        if message["text"] == "block":
+            await self.release.wait()
+        await self._handle(message["text"])
+
+    async def _handle(self, what: str) -> None:
+        lane = "g" if what.startswith("g") else "s"
+        self.lane_running[lane] += 1
+        assert self.lane_running[lane] == 1, "two messages of one lane were handled at once"
+        self.running += 1
+        await asyncio.sleep(0)
+        self.log.append(what)
+        if len(self.log) == 50:
+            self.fifty.set()
+        self.running -= 1
+        self.lane_running[lane] -= 1
+
+
+async def test_separate_lanes_a_waiting_frame_does_not_hold_up_group_messages():
+    consumer = TwoLanes()
+    socket: asyncio.Queue[dict] = asyncio.Queue()
+    await socket.put({"type": "websocket.connect"})
+    running = asyncio.create_task(consumer({"type": "websocket"}, socket.get, socket.put))
+    await consumer.joined.wait()
+    await socket.put({"type": "websocket.receive", "text": "block"})
+    for n in range(20):
+        await socket.put({"type": "websocket.receive", "text": f"s{n}"})
+    layer = consumer.channel_layer
+    for n in range(50):
+        await layer.group_send("recorder", {"type": "test.event", "n": f"g{n}"})
+    # Every group message is handled while the first frame still waits.
+    await asyncio.wait_for(consumer.fifty.wait(), timeout=10)
+    assert consumer.log == [f"g{n}" for n in range(50)]
+    consumer.release.set()
+    await socket.put({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(running, timeout=10)  # a deadlock guard, not a timing assertion
+    frames = [x for x in consumer.log if x.startswith("s") or x == "block"]
+    assert frames == ["block", *(f"s{n}" for n in range(20))]
+
+
+async def test_separate_lanes_a_failing_group_handler_ends_the_consumer():
+    consumer = TwoLanes()
+
+    async def broken(message):
+        raise RuntimeError("handler failed")
+
+    consumer.test_event = broken
+    socket: asyncio.Queue[dict] = asyncio.Queue()
+    await socket.put({"type": "websocket.connect"})
+    running = asyncio.create_task(consumer({"type": "websocket"}, socket.get, socket.put))
+    await consumer.joined.wait()
+    await consumer.channel_layer.group_send("recorder", {"type": "test.event", "n": "g0"})
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await asyncio.wait_for(running, timeout=10)
