@@ -199,16 +199,13 @@ def to_openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     return out
 
 
-# Sent as fields the SDK does not know: OpenAI-compatible servers (vLLM, llama.cpp) take them.
-EXTRA_SAMPLING = ("top_k", "min_p")
-
-
 def sampling_params(sampling: Sampling) -> dict[str, Any]:
-    """The request's sampling fields (chat-completions names; extras in ``extra_body``)."""
+    """The request's sampling fields, in the body as they are: ``top_k`` and ``min_p`` are not
+    in the chat-completions API, but OpenAI-compatible servers (vLLM, llama.cpp) take them, and
+    the whole body goes to the SDK as ``extra_body`` (``_chunks``)."""
     given = sampling.given()
     given.pop("repeat_penalty", None)  # the config allows it only for local models
-    extra = {key: given.pop(key) for key in EXTRA_SAMPLING if key in given}
-    return {**given, "extra_body": extra} if extra else given
+    return given
 
 
 def _user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
