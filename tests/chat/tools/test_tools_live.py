@@ -74,3 +74,48 @@ def test_a_catastrophic_search_is_answered_and_health_stays_up(stack: Stack) -> 
     assert result["content"] == f"no matches for {pattern!r}" and not result["isError"]
     assert health == [200]
     assert httpx.get(f"{stack.url}/health", timeout=30).status_code == 200
+
+
+def test_two_users_agents_cannot_reach_each_others_files(stack: Stack) -> None:
+    """Issue #21.1: Bob's secret, in Bob's workspace, is out of reach of Alice's agent by a
+    relative path, an absolute path, a symlink Alice made, a glob, a search, a write, an edit,
+    the shell, and a cwd naming Bob's workspace."""
+    bob, alice = stack.workspace("bob"), stack.workspace("alice")
+    secret = f"bob-private-{uuid.uuid4().hex}"
+    (bob / "notes").mkdir(parents=True, exist_ok=True)
+    (bob / "notes" / "secret.txt").write_text(secret)
+    alice.mkdir(parents=True, exist_ok=True)
+    link = alice / f"to-bob-{uuid.uuid4().hex[:6]}"
+    link.symlink_to(bob)
+    relative = f"../{stack.user_ids['bob']}/notes/secret.txt"
+    calls = [
+        ("c1", "read_file", {"path": relative}),
+        ("c2", "read_file", {"path": str(bob / "notes" / "secret.txt")}),
+        ("c3", "read_file", {"path": f"{link.name}/notes/secret.txt"}),
+        ("c4", "list_files", {"path": f"../{stack.user_ids['bob']}"}),
+        ("c5", "list_files", {"path": ".", "glob": "../**"}),
+        ("c6", "search_files", {"pattern": "bob-private", "path": str(bob)}),
+        ("c7", "search_files", {"pattern": "bob-private", "path": link.name}),
+        ("c8", "write_file", {"path": relative, "content": "alice was here", "overwrite": True}),
+        ("c9", "write_file", {"path": f"{link.name}/notes/new.txt", "content": "x"}),
+        ("c10", "edit_file", {"path": relative, "oldString": "bob", "newString": "alice"}),
+        ("c11", "run_shell", {"command": f"cat {relative} {bob}/notes/secret.txt; ls .."}),
+    ]
+    events, _ = _turn(stack, calls)
+    results = {e["toolCallId"]: e for e in events if e["type"] == "tool-result"}
+    assert set(results) == {call[0] for call in calls}
+    for call_id, result in results.items():
+        assert secret not in result["content"], call_id
+        if call_id != "c11":  # the shell runs, sees nothing; every file tool refuses
+            assert result["isError"], (call_id, result["content"])
+    assert str(stack.user_ids["bob"]) not in results["c11"]["content"].split()
+    assert (bob / "notes" / "secret.txt").read_text() == secret
+    assert sorted(p.name for p in (bob / "notes").iterdir()) == ["secret.txt"]
+
+    # A cwd naming Bob's workspace is refused before any turn starts.
+    with stack.client() as client:
+        for cwd in (str(bob), f"../{stack.user_ids['bob']}", link.name):
+            body = {"conversationId": f"cwd-{uuid.uuid4().hex[:8]}", "message": "x", "cwd": cwd}
+            response = client.post("/chat", json=body)
+            assert response.status_code == 400, cwd
+            assert response.json() == {"error": "cwd: must be a directory inside your workspace"}
