@@ -127,14 +127,7 @@ async def ndjson_turns(
         _ndjson(host, int(port), token, f"{prefix}-{i}", trace, run, gate)
         for i, trace in enumerate(run.traces)
     ]
-    try:
-        await asyncio.wait_for(asyncio.gather(*jobs), deadline)
-    except TimeoutError:
-        for trace in run.traces:
-            if not trace.done:
-                trace.error = trace.error or "timed out"
-    run.wall_s = time.monotonic() - started
-    return run
+    return await _finish(run, jobs, deadline, started)
 
 
 async def _ndjson(
@@ -219,6 +212,11 @@ async def socket_turns(
         )
         for n, group in enumerate(groups)
     ]
+    return await _finish(run, jobs, deadline, started)
+
+
+async def _finish(run: Run, jobs: list, deadline: float, started: float) -> Run:
+    """Await the run's clients until ``deadline`` (s); a trace still open then timed out."""
     try:
         await asyncio.wait_for(asyncio.gather(*jobs), deadline)
     except TimeoutError:

@@ -342,7 +342,7 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         selectors.history_messages(conversation_id=conversation.id) if conversation.last_seq else []
     )
     cwd = conversation_dir_ready(owner_id=conversation.owner_id, cwd=conversation.cwd)
-    size = selectors.last_context_size(conversation_id=conversation.id)
+    size = selectors.last_context_size(conversation_id=conversation.id) if history else None
     chunks = (
         attachments_send(
             user=user, conversation=conversation, attachment_ids=request.attachments, cwd=cwd
