@@ -1,5 +1,6 @@
 """Conversations and their append-only chunk log (docs/protocol.md#1-vocabulary-and-ids–§3)."""
 
+import functools
 import hashlib
 
 from django.conf import settings
@@ -72,6 +73,7 @@ class Conversation(models.Model):
         return group_name_for(self.id)
 
 
+@functools.lru_cache(maxsize=4096)  # every event of a turn goes to its group
 def group_name_for(conversation_id: str) -> str:
     return "conv." + hashlib.sha1(conversation_id.encode()).hexdigest()
 

@@ -80,8 +80,9 @@ class DispatchCommandLine(CommandLineInterface):
     server_class = DrainingServer
 
 
-from chat.overrides import access_log  # noqa: E402
+from chat.overrides import access_log, twisted_write  # noqa: E402
 
 if __name__ == "__main__":
     access_log.install()
+    twisted_write.install()
     DispatchCommandLine.entrypoint()

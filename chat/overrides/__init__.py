@@ -5,7 +5,8 @@ tests/test_overrides.py fails loudly when that library's code changes, so an upg
 checked against the override instead of silently drifting from it:
 
 - ``consumer``: Channels' ``AsyncConsumer.__call__`` and ``dispatch`` (channels 4.3) — one
-  inbox instead of a task per message, and no database hop per message.
+  inbox instead of a task per message, no database hop per message, and frames sent past the
+  session middleware's ``send``, which never saves for a socket.
 - ``channel_layer``: Channels' ``InMemoryChannelLayer`` (channels 4.3) — constant cost per
   send whatever the number of sockets.
 - ``llama``: llama-cpp-python's ``Llama.generate`` and ``Llama.eval`` (0.3) — a hook between
@@ -15,7 +16,11 @@ checked against the override instead of silently drifting from it:
   never reaches the log.
 - ``daphne``: Daphne's ``WebRequest`` (daphne 4.2, Twisted 26) — without Twisted's parsing of
   multipart bodies, which Daphne never uses (uploads were parsed twice, once on the reactor).
+- ``twisted_write``: Twisted's ``FileDescriptor.write`` for the connections Daphne accepts
+  (Twisted 26, asyncio reactor) — a write is flushed at the end of the loop's turn instead of
+  after an epoll round trip per frame.
 
 Nothing here imports Django at module level; ``llama`` imports llama_cpp (only the embedded
-model's provider imports it); ``daphne`` is installed by dispatch_site/asgi.py.
+model's provider imports it); ``daphne`` is installed by dispatch_site/asgi.py, ``access_log``
+and ``twisted_write`` by dispatch_site/serve.py.
 """

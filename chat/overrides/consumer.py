@@ -17,6 +17,9 @@ Replaces ``channels.consumer.AsyncConsumer.__call__`` and ``dispatch`` as of cha
   database) then no longer holds up the live events of the socket's other conversations.
   The layer's lane starts once ``websocket.connect`` is handled and stops before
   ``websocket.disconnect`` is.
+- Frames skip Channels' session middleware on their way out: its ``send`` saves a modified
+  session on ``http.response.start`` only, so for a socket it is a few attribute reads through
+  the lazy session per frame for nothing (``InstanceSessionWrapper.send``, channels 4.3).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import functools
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
+from channels.sessions import InstanceSessionWrapper
 
 INBOX_SIZE = 64  # messages read ahead of dispatch, from the socket and the channel layer
 
@@ -45,6 +49,14 @@ async def _read(source, inbox: Inbox) -> None:
         await inbox.put((None, exc))
 
 
+def _unwrapped(send):
+    """The send under Channels' session middleware, which never saves for a socket."""
+    wrapper = getattr(send, "__self__", None)
+    if isinstance(wrapper, InstanceSessionWrapper) and wrapper.scope.get("type") == "websocket":
+        return _unwrapped(wrapper.real_send)
+    return send
+
+
 class DirectDispatch:
     """Mixin for an async Channels consumer: ``__call__`` and ``dispatch`` replaced."""
 
@@ -58,7 +70,7 @@ class DirectDispatch:
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = send
+        self.base_send = _unwrapped(send)
         frames: Inbox = asyncio.Queue(INBOX_SIZE)
         readers = [asyncio.create_task(_read(receive, frames))]
         if not self.SEPARATE_LANES:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import search
+from chat import rawsql, search
 from chat.errors import Conflict
 from chat.models import (
     Chunk,
@@ -19,9 +19,12 @@ from chat.models import (
     Turn,
 )
 from chat.runtime import Message, TurnMetrics
-from chat.selectors import conversation_for_user
+from chat.selectors import conversation_for_user, conversation_status
 from metrics.services import turn_metrics_record
 
+CHUNK_INSERT = rawsql.Insert(Chunk)
+SEARCH_INSERT = rawsql.Insert(SearchEntry)
+TURN_INSERT = rawsql.Insert(Turn)
 TITLE_LENGTH = 40
 # What U+0000 in model or tool output becomes: PostgreSQL's text and jsonb cannot hold it, and
 # U+FFFD is what HTML parsers and decoders put in place of characters they cannot use.
@@ -73,7 +76,7 @@ def conversation_ensure(
     raise Conflict(f"could not create conversation {conversation_id}")
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def chunks_append(
     *, conversation_id: str, messages: list[Message], turn_id: str = ""
 ) -> list[dict]:
@@ -81,19 +84,30 @@ def chunks_append(
 
     The conversation row is locked while its counters are bumped, so concurrent writers get
     seqs 1, 2, 3 … with no gap and no duplicate, and every message a fresh ordinal. Chunks are
-    stored ``storable`` (no U+0000).
+    stored ``storable`` (no U+0000). Inside a caller's transaction it takes no savepoint: an
+    error rolls the caller's transaction back with it. Plain statements (chat.rawsql): every
+    turn runs this once per step.
     """
-    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-    seq, ordinal = conversation.last_seq, conversation.last_message_ordinal
-    rows, entries = [], []
+    found = rawsql.one(
+        'SELECT "last_seq", "last_message_ordinal", "owner_id" FROM "chat_conversation" '
+        'WHERE "id" = %s' + rawsql.for_update(),
+        [conversation_id],
+    )
+    if found is None:
+        raise Conversation.DoesNotExist(conversation_id)
+    seq, ordinal, owner_id = found
+    now = timezone.now()
+    stored, rows, entries = [], [], []
     for message in messages:
         if not message.chunks:
             continue
         ordinal += 1
         for chunk in storable(message.chunks):
             seq += 1
+            stored.append({"seq": seq, "role": message.role, "chunk": chunk})
             rows.append(
-                Chunk(
+                CHUNK_INSERT.values(
+                    now,
                     conversation_id=conversation_id,
                     seq=seq,
                     message=ordinal,
@@ -107,20 +121,23 @@ def chunks_append(
             text = search.indexed_text(chunk, message.role)
             if text is not None:
                 entries.append(
-                    SearchEntry(
+                    SEARCH_INSERT.values(
+                        now,
                         conversation_id=conversation_id,
-                        owner_id=conversation.owner_id,
+                        owner_id=owner_id,
                         seq=seq,
                         role=message.role,
                         text=text,
                     )
                 )
-    Chunk.objects.bulk_create(rows)
-    SearchEntry.objects.bulk_create(entries)
-    Conversation.objects.filter(pk=conversation_id).update(
-        last_seq=seq, last_message_ordinal=ordinal, last_activity_at=timezone.now()
+    CHUNK_INSERT.many(rows)
+    SEARCH_INSERT.many(entries)
+    rawsql.run(
+        'UPDATE "chat_conversation" SET "last_seq" = %s, "last_message_ordinal" = %s, '
+        '"last_activity_at" = %s WHERE "id" = %s',
+        [seq, ordinal, rawsql.at(now), conversation_id],
     )
-    return [row.to_wire() for row in rows]
+    return stored
 
 
 def messages_stamp(messages: list[Message], stored: list[dict]) -> None:
@@ -133,52 +150,76 @@ def messages_stamp(messages: list[Message], stored: list[dict]) -> None:
             message.seq = stored[position - 1]["seq"]
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def turn_begin(
     *, conversation_id: str, turn_id: str, model: str, worker: str, kind: str = Turn.Kind.TURN
-) -> Turn:
+) -> None:
     """Record a running turn (numbered, unless it is a compaction turn); Conflict when the
-    conversation already has one."""
-    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
-    if Turn.objects.filter(conversation=conversation, status=Turn.Status.RUNNING).exists():
+    conversation already has one. Plain statements (chat.rawsql): every turn starts here."""
+    found = rawsql.one(
+        'SELECT "last_turn_number", "model", EXISTS (SELECT 1 FROM "chat_turn" '
+        'WHERE "conversation_id" = %s AND "status" = %s) FROM "chat_conversation" '
+        'WHERE "id" = %s' + rawsql.for_update(),
+        [conversation_id, Turn.Status.RUNNING, conversation_id],
+    )
+    if found is None:
+        raise Conversation.DoesNotExist(conversation_id)
+    last_number, current_model, running = found
+    if running:
         raise Conflict("a turn is already running in this conversation")
     now = timezone.now()
-    number = None if kind == Turn.Kind.COMPACTION else conversation.last_turn_number + 1
-    turn = Turn.objects.create(
-        id=turn_id,
-        conversation=conversation,
-        model=model,
-        worker=worker,
-        heartbeat_at=now,
-        kind=kind,
-        number=number,
+    number = None if kind == Turn.Kind.COMPACTION else last_number + 1
+    TURN_INSERT.one(
+        TURN_INSERT.values(
+            now,
+            id=turn_id,
+            conversation_id=conversation_id,
+            model=model,
+            worker=worker,
+            heartbeat_at=now,
+            kind=kind,
+            number=number,
+        )  # fmt: skip
     )
-    fields = {"status": Conversation.Status.ACTIVE, "last_activity_at": now}
+    fields = {"status": Conversation.Status.ACTIVE, "last_activity_at": rawsql.at(now)}
     if number is not None:
         fields["last_turn_number"] = number
-    if not conversation.model:
+    if not current_model:
         fields["model"] = model
-    Conversation.objects.filter(pk=conversation_id).update(**fields)
-    return turn
+    assignments = ", ".join(f"{rawsql.quoted(name)} = %s" for name in fields)
+    rawsql.run(
+        f'UPDATE "chat_conversation" SET {assignments} WHERE "id" = %s',
+        [*fields.values(), conversation_id],
+    )
 
 
-@transaction.atomic
-def turn_seal(*, turn_id: str, metrics: TurnMetrics) -> str:
+@transaction.atomic(savepoint=False)
+def turn_seal(*, turn_id: str, metrics: TurnMetrics) -> tuple[str, str]:
     """Seal a turn: its TurnMetrics and the sealed status commit together. Returns the turn's
-    conversation id."""
-    turn = Turn.objects.select_for_update().get(pk=turn_id)
-    if turn.status == Turn.Status.SEALED:
-        return turn.conversation_id
+    conversation id and the conversation's status after it (idle, or closed). Plain
+    statements (chat.rawsql): every turn ends here."""
+    found = rawsql.one(
+        'SELECT "conversation_id", "status" FROM "chat_turn" WHERE "id" = %s' + rawsql.for_update(),
+        [turn_id],
+    )
+    if found is None:
+        raise Turn.DoesNotExist(turn_id)
+    conversation_id, status = found
+    if status == Turn.Status.SEALED:
+        return conversation_id, conversation_status(conversation_id=conversation_id)
     now = timezone.now()
-    turn.status = Turn.Status.SEALED
-    turn.ended_at = now
-    turn.finish_reason = metrics.finish_reason
-    turn.save(update_fields=["status", "ended_at", "finish_reason"])
-    turn_metrics_record(turn=turn, metrics=metrics)
-    Conversation.objects.filter(pk=turn.conversation_id).exclude(
-        status=Conversation.Status.CLOSED
-    ).update(status=Conversation.Status.IDLE, last_activity_at=now)
-    return turn.conversation_id
+    rawsql.run(
+        'UPDATE "chat_turn" SET "status" = %s, "ended_at" = %s, "finish_reason" = %s '
+        'WHERE "id" = %s',
+        [Turn.Status.SEALED, rawsql.at(now), metrics.finish_reason, turn_id],
+    )
+    turn_metrics_record(turn_id=turn_id, conversation_id=conversation_id, metrics=metrics)
+    idle = rawsql.run(
+        'UPDATE "chat_conversation" SET "status" = %s, "last_activity_at" = %s '
+        'WHERE "id" = %s AND "status" <> %s',
+        [Conversation.Status.IDLE, rawsql.at(now), conversation_id, Conversation.Status.CLOSED],
+    )
+    return conversation_id, Conversation.Status.IDLE if idle else Conversation.Status.CLOSED
 
 
 def conversation_set_status(*, conversation_id: str, status: str) -> None:
@@ -203,12 +244,17 @@ def queue_push(*, conversation_id: str, text: str) -> QueuedMessage:
     return QueuedMessage.objects.create(conversation_id=conversation_id, text=text)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def queue_drain(*, conversation_id: str) -> list[str]:
-    """Take every queued message of the conversation, oldest first."""
-    rows = list(QueuedMessage.objects.select_for_update().filter(conversation_id=conversation_id))
-    QueuedMessage.objects.filter(pk__in=[r.pk for r in rows]).delete()
-    return [r.text for r in rows]
+    """Take every queued message of the conversation, oldest first (every seal asks)."""
+    taken = rawsql.rows(
+        'SELECT "id", "text" FROM "chat_queuedmessage" WHERE "conversation_id" = %s '
+        'ORDER BY "queued_at", "id"' + rawsql.for_update(),
+        [conversation_id],
+    )
+    if taken:
+        QueuedMessage.objects.filter(pk__in=[pk for pk, _ in taken]).delete()
+    return [text for _, text in taken]
 
 
 def queue_delete(*, conversation_id: str, message_id: str) -> bool:

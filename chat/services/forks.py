@@ -177,7 +177,10 @@ def _turn_copy(
         number=number if kind == Turn.Kind.TURN else None,
     )
     if metrics is not None:
-        turn_metrics_record(turn=turn, metrics=replace(metrics, turn_id=turn_id), copied=True)
+        turn_metrics_record(
+            turn_id=turn.id, conversation_id=turn.conversation_id,
+            metrics=replace(metrics, turn_id=turn_id), copied=True,
+        )  # fmt: skip
 
 
 def _turns_numbered(conversation: Conversation) -> None:

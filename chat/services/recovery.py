@@ -52,7 +52,7 @@ def _recover(turn: Turn) -> bool:
     if not Turn.objects.filter(pk=turn.pk, status=Turn.Status.RUNNING).exists():
         return False  # sealed meanwhile (its worker came back, or another sweep)
     metrics = TurnMetrics(turn.id, "interrupted", model=turn.model or None, kind=turn.kind)
-    conversation_id = _log.turn_seal(turn_id=turn.id, metrics=metrics)
+    conversation_id, _ = _log.turn_seal(turn_id=turn.id, metrics=metrics)
     duration_ms = round((timezone.now() - turn.started_at).total_seconds() * 1000, 3)
     group = conversation_group(conversation_id)
     base = {"conversationId": conversation_id, "turnId": turn.id}

@@ -514,8 +514,7 @@ def _ports(
 def _turn_close(*, turn_id: str, metrics: TurnMetrics) -> tuple[str, list[str]]:
     """Seal the turn; the conversation's status then, and the queue to carry into a new turn
     (taken in the same transaction; nothing is carried into a closed conversation)."""
-    conversation_id = _log.turn_seal(turn_id=turn_id, metrics=metrics)
-    status = selectors.conversation_status(conversation_id=conversation_id)
+    conversation_id, status = _log.turn_seal(turn_id=turn_id, metrics=metrics)
     if status == Conversation.Status.CLOSED:
         return status, []
     return status, queue_take(conversation_id=conversation_id)

@@ -13,11 +13,14 @@ import inspect
 
 import channels.consumer
 import channels.layers
+import channels.sessions
 import daphne.access
 import daphne.cli
 import daphne.http_protocol
 import llama_cpp
 import pytest
+import twisted.internet.abstract
+import twisted.internet.asyncioreactor
 import twisted.web.http
 
 from chat.overrides import daphne as daphne_override
@@ -81,6 +84,26 @@ PINNED = [
         "99ca6c5e24305de4",
     ),
     (
+        "chat/overrides/consumer.py skips InstanceSessionWrapper.send for sockets",
+        channels.sessions.InstanceSessionWrapper.send,
+        "e951315e4ef0f195",
+    ),
+    (
+        "chat/overrides/twisted_write.py replaces FileDescriptor.write",
+        twisted.internet.abstract.FileDescriptor.write,
+        "3e46c97fc173bc7e",
+    ),
+    (
+        "chat/overrides/twisted_write.py flushes through FileDescriptor.doWrite",
+        twisted.internet.abstract.FileDescriptor.doWrite,
+        "a986d7b1b1054e43",
+    ),
+    (
+        "chat/overrides/twisted_write.py flushes through the reactor's _readOrWrite",
+        twisted.internet.asyncioreactor.AsyncioSelectorReactor._readOrWrite,
+        "df202ad63297273d",
+    ),
+    (
         "chat/overrides/llama.py calls Llama.eval once per n_batch tokens",
         llama_cpp.Llama.eval,
         "01b45d258b6688c7",
@@ -112,3 +135,6 @@ def test_the_hooks_the_overrides_rely_on_still_exist():
         "parsePOSTFormSubmission" in inspect.signature(twisted.web.http.Request.__init__).parameters
     )
     assert daphne_override._UPSTREAM.__name__ == "WebRequest"
+    reactor = twisted.internet.asyncioreactor.AsyncioSelectorReactor
+    assert {"_writers", "_asyncioEventloop"} <= set(reactor.__init__.__code__.co_names)
+    assert hasattr(twisted.internet.abstract, "_dataMustBeBytes")

@@ -690,12 +690,13 @@ def setup(
         SystemPromptPreset.objects.create(owner=user, name=PRESET, template=preset)
     if failed:
         for n, conversation_id in enumerate((CONVERSATION, THEIRS)):
-            turn = _log.turn_begin(
-                conversation_id=conversation_id, turn_id=f"{FAILED_TURN}{n}", model=MODEL, worker=""
+            turn_id = f"{FAILED_TURN}{n}"
+            _log.turn_begin(
+                conversation_id=conversation_id, turn_id=turn_id, model=MODEL, worker=""
             )
             prompt = Message("user", [{"type": "text", "text": "try again"}])
-            _log.chunks_append(conversation_id=conversation_id, messages=[prompt], turn_id=turn.id)
-            _log.turn_seal(turn_id=turn.id, metrics=TurnMetrics(turn.id, "error", model=MODEL))
+            _log.chunks_append(conversation_id=conversation_id, messages=[prompt], turn_id=turn_id)
+            _log.turn_seal(turn_id=turn_id, metrics=TurnMetrics(turn_id, "error", model=MODEL))
     for position, conversation_id in enumerate(tabs):
         _log.conversation_ensure(user=user, conversation_id=conversation_id)
         Tab.objects.create(user=user, conversation_id=conversation_id, position=position)
