@@ -23,11 +23,14 @@ The SQL never contains the user's text: it is passed as a parameter, built from 
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass
 
 from django.db import connection
+
+from chat import rawsql
 
 MAX_INDEXED_CHARS = 200_000
 MAX_QUERY_WORDS = 16
@@ -112,9 +115,20 @@ def title_index(*, conversation_id: str, owner_id: int, title: str, new: bool = 
     if not new:
         SearchEntry.objects.filter(conversation_id=conversation_id, seq=0).delete()
     if title.strip():
-        SearchEntry.objects.create(
-            conversation_id=conversation_id, owner_id=owner_id, seq=0, role="title", text=title
+        insert = _title_insert()
+        insert.one(
+            insert.values(
+                conversation_id=conversation_id, owner_id=owner_id, seq=0, role="title", text=title
+            )
         )
+
+
+@functools.cache
+def _title_insert() -> rawsql.Insert:
+    """Every new conversation's title entry: a plain statement (chat.rawsql)."""
+    from chat.models import SearchEntry
+
+    return rawsql.Insert(SearchEntry)
 
 
 # ---------------------------------------------------------------- querying

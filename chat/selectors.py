@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from chat import search
+from chat import rawsql, search
 from chat.errors import NotFound
 from chat.models import (
     Attachment,
@@ -33,7 +33,7 @@ NO_ONE = 0
 def conversation_for_user(*, user, conversation_id: str) -> Conversation | None:
     """The caller's conversation, None when it does not exist yet; NotFound if not theirs or
     deleted (a deleted id stays taken, and answers 404 for good)."""
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    conversation = rawsql.get(Conversation, conversation_id)
     if conversation is not None and (
         conversation.owner_id != user.pk or conversation.deleted_at is not None
     ):

@@ -22,6 +22,7 @@ from chat.runtime import Message, TurnMetrics
 from chat.selectors import conversation_for_user, conversation_status
 from metrics.services import turn_metrics_record
 
+CONVERSATION_INSERT = rawsql.Insert(Conversation)
 CHUNK_INSERT = rawsql.Insert(Chunk)
 SEARCH_INSERT = rawsql.Insert(SearchEntry)
 TURN_INSERT = rawsql.Insert(Turn)
@@ -63,9 +64,8 @@ def conversation_ensure(
                 return conversation
         try:
             with transaction.atomic():
-                conversation = Conversation.objects.create(
-                    id=conversation_id, owner=user, **defaults
-                )
+                conversation = Conversation(id=conversation_id, owner=user, **defaults)
+                CONVERSATION_INSERT.one(CONVERSATION_INSERT.of(conversation))
                 search.title_index(
                     conversation_id=conversation.id, owner_id=user.pk, title=conversation.title,
                     new=True,

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from asgiref.sync import sync_to_async
 
-from chat import selectors
+from chat import rawsql, selectors
 from chat.config import get_config
 from chat.errors import InvalidInput, NotFound
 from chat.models import Conversation, SystemPromptPreset
@@ -108,7 +108,11 @@ def prompt_settle(conversation: Conversation) -> None:
         or effective_template(conversation)[0].strip()
     ):
         return
-    _store(conversation_id=conversation.id, prompt="", key=key)
+    rawsql.run(  # a plain statement: every turn of a new conversation stores it
+        'UPDATE "chat_conversation" SET "system_prompt" = %s, "system_prompt_resolved_for" = %s '
+        'WHERE "id" = %s',
+        ["", key, conversation.id],
+    )
     conversation.system_prompt, conversation.system_prompt_resolved_for = "", key
 
 

@@ -19,6 +19,7 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from chat import selectors  # noqa: E402
 from chat.models import Chunk, SearchEntry, Turn  # noqa: E402
 from chat.runtime import Message, StepMetrics, TurnMetrics, Usage  # noqa: E402
 from chat.services import _log  # noqa: E402
@@ -68,7 +69,17 @@ def main(cid: str) -> None:
     turn_row = TurnRow.objects.get(turn_id=turn_id)
     step_row = StepRow.objects.get(turn_metrics=turn_row)
     conversation.refresh_from_db()
+    fetched = selectors.conversation_for_user(user=user, conversation_id=cid)  # chat.rawsql.get
     out = {
+        "fetched": [
+            fetched.pk,
+            fetched.title,
+            fetched.owner_id == user.pk,
+            recent(fetched.created_at),
+            recent(fetched.last_activity_at),
+            fetched.archived_at,
+            fetched.system_prompt_template,
+        ],  # fmt: skip
         "stored": stored,
         "sealed": list(sealed),
         "again": list(again),

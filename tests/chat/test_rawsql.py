@@ -31,6 +31,7 @@ def expected(cid: str) -> dict:
     call = {"type": "tool-call", "id": "c1", "name": "read", "input": {"path": "a"}, "stepId": step}
     user = {"type": "text", "text": "hi\u00e9 \u2603"}
     return {
+        "fetched": [cid, "Raw", True, True, True, None, None],
         "stored": [
             {"seq": 2, "role": "assistant", "chunk": text},
             {"seq": 3, "role": "assistant", "chunk": call},
