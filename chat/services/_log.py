@@ -179,7 +179,7 @@ def turn_begin(
             heartbeat_at=now,
             kind=kind,
             number=number,
-        )  # fmt: skip
+        )
     )
     fields = {"status": Conversation.Status.ACTIVE, "last_activity_at": rawsql.at(now)}
     if number is not None:
