@@ -115,7 +115,7 @@ def title_index(*, conversation_id: str, owner_id: int, title: str, new: bool = 
     if not new:
         SearchEntry.objects.filter(conversation_id=conversation_id, seq=0).delete()
     if title.strip():
-        insert = _title_insert()
+        insert = entry_insert()
         insert.one(
             insert.values(
                 conversation_id=conversation_id, owner_id=owner_id, seq=0, role="title", text=title
@@ -124,8 +124,9 @@ def title_index(*, conversation_id: str, owner_id: int, title: str, new: bool = 
 
 
 @functools.cache
-def _title_insert() -> rawsql.Insert:
-    """Every new conversation's title entry: a plain statement (chat.rawsql)."""
+def entry_insert() -> rawsql.Insert:
+    """The insert of search entries: a plain statement (chat.rawsql), as every turn's
+    messages and every new conversation's title are indexed."""
     from chat.models import SearchEntry
 
     return rawsql.Insert(SearchEntry)

@@ -15,7 +15,6 @@ from chat.models import (
     Chunk,
     Conversation,
     QueuedMessage,
-    SearchEntry,
     Turn,
 )
 from chat.runtime import Message, TurnMetrics
@@ -24,7 +23,6 @@ from metrics.services import turn_metrics_record
 
 CONVERSATION_INSERT = rawsql.Insert(Conversation)
 CHUNK_INSERT = rawsql.Insert(Chunk)
-SEARCH_INSERT = rawsql.Insert(SearchEntry)
 TURN_INSERT = rawsql.Insert(Turn)
 TITLE_LENGTH = 40
 # What U+0000 in model or tool output becomes: PostgreSQL's text and jsonb cannot hold it, and
@@ -97,7 +95,7 @@ def chunks_append(
         raise Conversation.DoesNotExist(conversation_id)
     seq, ordinal, owner_id = found
     now = timezone.now()
-    stored, rows, entries = [], [], []
+    stored, rows, entries, index = [], [], [], search.entry_insert()
     for message in messages:
         if not message.chunks:
             continue
@@ -121,7 +119,7 @@ def chunks_append(
             text = search.indexed_text(chunk, message.role)
             if text is not None:
                 entries.append(
-                    SEARCH_INSERT.values(
+                    index.values(
                         now,
                         conversation_id=conversation_id,
                         owner_id=owner_id,
@@ -131,12 +129,11 @@ def chunks_append(
                     )
                 )
     CHUNK_INSERT.many(rows)
-    SEARCH_INSERT.many(entries)
-    rawsql.run(
-        'UPDATE "chat_conversation" SET "last_seq" = %s, "last_message_ordinal" = %s, '
-        '"last_activity_at" = %s WHERE "id" = %s',
-        [seq, ordinal, rawsql.at(now), conversation_id],
-    )
+    index.many(entries)
+    rawsql.update(
+        Conversation, conversation_id, last_seq=seq, last_message_ordinal=ordinal,
+        last_activity_at=now,
+    )  # fmt: skip
     return stored
 
 
@@ -181,16 +178,12 @@ def turn_begin(
             number=number,
         )
     )
-    fields = {"status": Conversation.Status.ACTIVE, "last_activity_at": rawsql.at(now)}
+    fields = {"status": Conversation.Status.ACTIVE, "last_activity_at": now}
     if number is not None:
         fields["last_turn_number"] = number
     if not current_model:
         fields["model"] = model
-    assignments = ", ".join(f"{rawsql.quoted(name)} = %s" for name in fields)
-    rawsql.run(
-        f'UPDATE "chat_conversation" SET {assignments} WHERE "id" = %s',
-        [*fields.values(), conversation_id],
-    )
+    rawsql.update(Conversation, conversation_id, **fields)
 
 
 @transaction.atomic(savepoint=False)
@@ -208,10 +201,8 @@ def turn_seal(*, turn_id: str, metrics: TurnMetrics) -> tuple[str, str]:
     if status == Turn.Status.SEALED:
         return conversation_id, conversation_status(conversation_id=conversation_id)
     now = timezone.now()
-    rawsql.run(
-        'UPDATE "chat_turn" SET "status" = %s, "ended_at" = %s, "finish_reason" = %s '
-        'WHERE "id" = %s',
-        [Turn.Status.SEALED, rawsql.at(now), metrics.finish_reason, turn_id],
+    rawsql.update(
+        Turn, turn_id, status=Turn.Status.SEALED, ended_at=now, finish_reason=metrics.finish_reason
     )
     turn_metrics_record(turn_id=turn_id, conversation_id=conversation_id, metrics=metrics)
     idle = rawsql.run(

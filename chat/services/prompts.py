@@ -108,18 +108,16 @@ def prompt_settle(conversation: Conversation) -> None:
         or effective_template(conversation)[0].strip()
     ):
         return
-    rawsql.run(  # a plain statement: every turn of a new conversation stores it
-        'UPDATE "chat_conversation" SET "system_prompt" = %s, "system_prompt_resolved_for" = %s '
-        'WHERE "id" = %s',
-        ["", key, conversation.id],
-    )
+    _store(conversation_id=conversation.id, prompt="", key=key)
     conversation.system_prompt, conversation.system_prompt_resolved_for = "", key
 
 
 def _store(*, conversation_id: str, prompt: str, key: str, **fields) -> None:
-    Conversation.objects.filter(pk=conversation_id).update(
-        system_prompt=prompt, system_prompt_resolved_for=key, **fields
-    )
+    # A plain statement (chat.rawsql): every turn of a new conversation stores its prompt.
+    rawsql.update(
+        Conversation, conversation_id, system_prompt=prompt, system_prompt_resolved_for=key,
+        **fields,
+    )  # fmt: skip
 
 
 async def conversation_set_system_prompt(
