@@ -58,13 +58,9 @@ class ApiSocket(BaseSocket):
         if conversation_id is None:
             conversation_id = str(uuid.uuid4())
         check("conversationId", ConversationId, conversation_id)
-        subscribed = conversation_id in self.subscriptions
-        # The ownership is checked by turn_start (NotFound for someone else's conversation),
-        # in the same round trip to the database as the rest of its checks; until then the
-        # feed delivers nothing of a conversation that is not the user's (``deliver``).
-        await self._subscribe(conversation_id, checked=False)
-        try:
-            await services.turn_start(
+        await self._start_subscribed(
+            conversation_id,
+            lambda: services.turn_start(
                 user=self.user,
                 conversation_id=conversation_id,
                 message=frame.get("message"),
@@ -72,29 +68,36 @@ class ApiSocket(BaseSocket):
                 reasoning_effort=frame.get("reasoningEffort"),
                 cwd=frame.get("cwd"),
                 attachments=frame.get("attachments"),
-            )
+            ),
+        )
+
+    async def op_compact(self, frame: dict) -> None:
+        """Compact the conversation now (docs/protocol.md#24-compaction): like ``chat.send``,
+        it subscribes the sender, and the compaction turn's events arrive as ``chat.delta``."""
+        conversation_id = check("conversationId", ConversationId, frame.get("conversationId"))
+        await self._start_subscribed(
+            conversation_id,
+            lambda: services.conversation_compact(user=self.user, conversation_id=conversation_id),
+        )
+
+    async def _start_subscribed(self, conversation_id: str, start) -> None:
+        """Subscribe the sender, then ``start()`` a turn in the conversation; a refused start
+        leaves no subscription behind. The service checks the ownership (NotFound for someone
+        else's conversation) in the same round trip to the database as the rest of its checks;
+        until then the feed delivers nothing of a conversation that is not the user's
+        (``deliver``)."""
+        subscribed = conversation_id in self.subscriptions
+        await self._subscribe(conversation_id, checked=False)
+        try:
+            await start()
         except BaseException:
-            if not subscribed:  # a refused send leaves no subscription behind
+            if not subscribed:
                 await self._unsubscribe(conversation_id)
             raise
         self.ownership.claim(conversation_id)
         # The turn runs here: its events so far come straight from this process, so the sender
         # misses none even if the channel layer dropped the first ones (e.g. while its Redis
         # subscription was still being set up); the group's copies are deduplicated.
-        await self.subscriptions[conversation_id].replay(reply_to=self.channel_name)
-
-    async def op_compact(self, frame: dict) -> None:
-        """Compact the conversation now (docs/protocol.md#24-compaction): like ``chat.send``,
-        it subscribes the sender, and the compaction turn's events arrive as ``chat.delta``."""
-        conversation_id = check("conversationId", ConversationId, frame.get("conversationId"))
-        subscribed = conversation_id in self.subscriptions
-        await self._subscribe(conversation_id)
-        try:
-            await services.conversation_compact(user=self.user, conversation_id=conversation_id)
-        except BaseException:
-            if not subscribed:  # a refused compaction leaves no subscription behind
-                await self._unsubscribe(conversation_id)
-            raise
         await self.subscriptions[conversation_id].replay(reply_to=self.channel_name)
 
     async def op_subscribe(self, frame: dict) -> None:
