@@ -79,8 +79,8 @@ def test_edit_and_regenerate_fork_the_conversation(page, daphne, scripted):
     expect(page.locator(".forked-from")).to_contain_text("Forked from Name a colour")
     expect(page.locator("#history .bubble.user")).to_have_count(1)  # the copy before the edit
     page.locator("#message").fill("Another one, but warm")
+    scripted.script(COMPLETIONS, openai_text_reply("Red."))  # before the send that asks for it
     page.locator("#message").press("Enter")
-    scripted.script(COMPLETIONS, openai_text_reply("Red."))
     expect(page.locator("#history .md").last).to_have_text("Red.")
     edited = conversation_id(page)
 
