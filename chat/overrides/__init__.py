@@ -8,7 +8,9 @@ checked against the override instead of silently drifting from it:
   inbox instead of a task per message, no database hop per message, and frames sent past the
   session middleware's ``send``, which never saves for a socket.
 - ``channel_layer``: Channels' ``InMemoryChannelLayer`` (channels 4.3) — constant cost per
-  send whatever the number of sockets.
+  send whatever the number of sockets, no queue built per send or receive.
+- ``ws_send``: Daphne's reply path (daphne 4.2) and Autobahn's ``sendMessage`` (autobahn 26)
+  for a plain text frame — written by the consumer to the connection's transport.
 - ``llama``: llama-cpp-python's ``Llama.generate`` and ``Llama.eval`` (0.3) — a hook between
   sampled tokens, to count them and to stop a generation within one token, and between prompt
   batches, to report how far the prompt is read and to stop there.

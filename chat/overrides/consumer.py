@@ -20,17 +20,23 @@ Replaces ``channels.consumer.AsyncConsumer.__call__`` and ``dispatch`` as of cha
 - Frames skip Channels' session middleware on their way out: its ``send`` saves a modified
   session on ``http.response.start`` only, so for a socket it is a few attribute reads through
   the lazy session per frame for nothing (``InstanceSessionWrapper.send``, channels 4.3).
+- ``_write_text`` is ``chat.overrides.ws_send``'s writer of text frames for the connection
+  (None off Daphne): a WebSocket consumer's ``send`` uses it before Channels' and Daphne's
+  reply path (chat/sockets/base.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.sessions import InstanceSessionWrapper
+
+from chat.overrides.ws_send import text_writer
 
 INBOX_SIZE = 64  # messages read ahead of dispatch, from the socket and the channel layer
 
@@ -63,6 +69,7 @@ class DirectDispatch:
     channel_layer_alias: str  # the consumer's (Channels' AsyncConsumer sets the default)
     # The client's frames and the channel layer's messages in two lanes (see the module).
     SEPARATE_LANES = False
+    _write_text: Callable[[str], bool] | None = None  # set by __call__ (see the module)
 
     async def __call__(self, scope, receive, send) -> None:
         """``AsyncConsumer.__call__`` with the inbox in place of ``await_many_dispatch``."""
@@ -71,6 +78,7 @@ class DirectDispatch:
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = _unwrapped(send)
+        self._write_text = text_writer(self.base_send)
         frames: Inbox = asyncio.Queue(INBOX_SIZE)
         readers = [asyncio.create_task(_read(receive, frames))]
         if not self.SEPARATE_LANES:

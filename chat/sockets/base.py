@@ -161,6 +161,15 @@ class BaseSocket(DirectDispatch, AsyncWebsocketConsumer):
         """This worker shuts down: tell the client to reconnect (it lands on another worker).
         The socket keeps working until the worker exits; then it is closed with 4503."""
 
+    async def send(self, text_data=None, bytes_data=None, close=False) -> None:
+        """Channels' ``send``; a text frame is written to the connection directly when it can
+        be (chat/overrides/ws_send.py)."""
+        if text_data is not None and bytes_data is None and not close:
+            write = self._write_text
+            if write is not None and write(text_data):
+                return
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
     async def send_json(self, content: dict) -> None:
         await self.send(text_data=wire.dumps(content))
 

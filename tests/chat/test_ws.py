@@ -129,6 +129,22 @@ def test_malformed_frames_get_chat_error_and_the_socket_keeps_working(stack):
     assert events[-2]["reason"] == "stop"
 
 
+def test_frames_of_every_length_arrive_whole(stack):
+    """A frame's length takes 7, 16 or 64 bits (RFC 6455 §5.2): a short error, the turn's
+    events, and an answer of 160,000 bytes of UTF-8 all arrive whole and in order
+    (chat/overrides/ws_send.py writes them)."""
+    answer = "é" * 80_000  # more bytes than characters
+    stack.scripted.script(COMPLETIONS, openai_text_reply(answer))
+    with Socket(stack.ws_url()) as sock:
+        sock.ws.send('{"type": "nope"}')
+        assert len(sock.ws.recv(timeout=TIMEOUT).encode()) <= 125
+        sock.send({"type": "chat.send", "conversationId": new_id(), "message": "hello"})
+        events = sock.deltas_until_sealed()
+    assert [e["type"] for e in events[:2]] == ["user-message", "turn-start"]
+    assert "".join(e["delta"] for e in events if e["type"] == "text-delta") == answer
+    assert events[-1]["type"] == "turn-sealed"
+
+
 def test_second_send_on_a_busy_conversation_is_a_chat_error(stack):
     gate = threading.Event()
     stack.scripted.script(COMPLETIONS, gated_reply(gate))

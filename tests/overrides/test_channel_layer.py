@@ -59,3 +59,28 @@ async def test_a_full_member_does_not_stop_the_others():
     await layer.group_send("g", {"type": "x"})
     assert await layer.receive(free) == {"type": "x"}
     assert await layer.receive(full) == {"type": "already"}
+
+
+async def test_bad_names_are_refused_every_time_and_good_ones_are_checked_once():
+    layer = InMemoryChannelLayer()
+    for _ in range(2):  # a refusal is not remembered as a pass
+        with pytest.raises(TypeError):
+            await layer.send("bad name!?", {"type": "x"})
+        with pytest.raises(TypeError):
+            await layer.group_send("bad group name", {"type": "x"})
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "x"})
+    assert await layer.receive(channel) == {"type": "x"}
+
+
+async def test_a_channel_keeps_its_queue_until_it_is_empty():
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "a"})
+    queue = layer.channels[channel]
+    await layer.send(channel, {"type": "b"})
+    assert layer.channels[channel] is queue  # no second queue for a channel that has one
+    assert await layer.receive(channel) == {"type": "a"}
+    assert layer.channels[channel] is queue
+    assert await layer.receive(channel) == {"type": "b"}
+    assert channel not in layer.channels  # emptied: dropped, as Channels does

@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 import inspect
 
+import autobahn.websocket.protocol
 import channels.consumer
+import channels.generic.websocket
 import channels.layers
 import channels.sessions
 import daphne.access
 import daphne.cli
 import daphne.http_protocol
+import daphne.server
+import daphne.ws_protocol
 import llama_cpp
 import pytest
 import twisted.internet.abstract
@@ -26,7 +30,7 @@ import twisted.web.http
 from chat.overrides import daphne as daphne_override
 
 # (what, the upstream function, sha256 of its source, first 16 hex digits) — channels 4.3.2,
-# llama-cpp-python 0.3.36, daphne 4.2.3, Twisted 26.10.
+# llama-cpp-python 0.3.36, daphne 4.2.3, Twisted 26.10, autobahn 26.10.
 PINNED = [
     (
         "chat/overrides/consumer.py replaces AsyncConsumer.__call__",
@@ -102,6 +106,51 @@ PINNED = [
         "chat/overrides/twisted_write.py flushes through the reactor's _readOrWrite",
         twisted.internet.asyncioreactor.AsyncioSelectorReactor._readOrWrite,
         "df202ad63297273d",
+    ),
+    (
+        "chat/overrides/channel_layer.py replaces InMemoryChannelLayer.receive",
+        channels.layers.InMemoryChannelLayer.receive,
+        "e615f8ae40b60e12",
+    ),
+    (
+        "chat/sockets/base.py's send falls back to AsyncWebsocketConsumer.send",
+        channels.generic.websocket.AsyncWebsocketConsumer.send,
+        "52ce6c1290fea217",
+    ),
+    (
+        "chat/overrides/ws_send.py recognizes the send Server.create_application gives",
+        daphne.server.Server.create_application,
+        "f1e300b4ecf636c8",
+    ),
+    (
+        "chat/overrides/ws_send.py does what Server.handle_reply checks",
+        daphne.server.Server.handle_reply,
+        "9d9dbaea6de0657a",
+    ),
+    (
+        "chat/overrides/ws_send.py replaces WebSocketProtocol.handle_reply for text",
+        daphne.ws_protocol.WebSocketProtocol.handle_reply,
+        "5331423b1cf2016a",
+    ),
+    (
+        "chat/overrides/ws_send.py replaces WebSocketProtocol.serverSend for text",
+        daphne.ws_protocol.WebSocketProtocol.serverSend,
+        "345f21330d2a18ce",
+    ),
+    (
+        "chat/overrides/ws_send.py replaces Autobahn's sendMessage for a plain text frame",
+        autobahn.websocket.protocol.WebSocketProtocol.sendMessage,
+        "048d6bcf0d712309",
+    ),
+    (
+        "chat/overrides/ws_send.py writes the frame Autobahn's sendFrame builds",
+        autobahn.websocket.protocol.WebSocketProtocol.sendFrame,
+        "89cc8b024c413aa0",
+    ),
+    (
+        "chat/overrides/ws_send.py writes as Autobahn's sendData does without a send queue",
+        autobahn.websocket.protocol.WebSocketProtocol.sendData,
+        "5dcca425b048b07e",
     ),
     (
         "chat/overrides/llama.py calls Llama.eval once per n_batch tokens",
