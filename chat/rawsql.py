@@ -16,8 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.utils import timezone
+
+
+def _db():
+    """This thread's connection. ``django.db.connection`` is a proxy that looks it up again
+    on every attribute read, and adapting a row's values reads it for every field."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def quoted(name: str) -> str:
@@ -28,30 +34,30 @@ def quoted(name: str) -> str:
 def for_update() -> str:
     """`` FOR UPDATE`` where the database has row locks (PostgreSQL; SQLite's writer lock is
     the whole database, taken by the transaction)."""
-    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return " FOR UPDATE" if _db().features.has_select_for_update else ""
 
 
 def at(value) -> Any:
     """A datetime as a DateTimeField stores it."""
-    return connection.ops.adapt_datetimefield_value(value)
+    return _db().ops.adapt_datetimefield_value(value)
 
 
 def run(sql: str, params: Sequence = ()) -> int:
     """Execute one statement; the number of rows it changed."""
-    with connection.cursor() as cursor:
+    with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
 
 def one(sql: str, params: Sequence = ()) -> tuple | None:
     """The first row of a query, or None."""
-    with connection.cursor() as cursor:
+    with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
 
 
 def rows(sql: str, params: Sequence = ()) -> list[tuple]:
-    with connection.cursor() as cursor:
+    with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
@@ -71,7 +77,8 @@ def update(model: type[models.Model], pk, /, **fields) -> int:
         sql = _UPDATES[key] = (
             f"UPDATE {quoted(meta.db_table)} SET {assignments} WHERE {quoted(meta.pk.column)} = %s"
         )
-    values = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in fields.items()]
+    db = _db()
+    values = [meta.get_field(name).get_db_prep_save(v, db) for name, v in fields.items()]
     return run(sql, [*values, pk])
 
 
@@ -115,6 +122,7 @@ class Insert:
 
     def values(self, now=None, **given) -> list:
         now = now or timezone.now()
+        db = _db()
         out = []
         for field in self._prepare():
             if field.attname in given:
@@ -123,7 +131,7 @@ class Insert:
                 value = now
             else:
                 value = field.get_default()
-            out.append(field.get_db_prep_save(value, connection))
+            out.append(field.get_db_prep_save(value, db))
         return out
 
     def of(self, instance: models.Model) -> list:
@@ -140,25 +148,26 @@ class Insert:
                 setattr(instance, field.attname, value)
             given[field.attname] = value
         instance._state.adding = False
-        instance._state.db = connection.alias
+        instance._state.db = DEFAULT_DB_ALIAS
         return self.values(now, **given)
 
     def many(self, rows: Iterable[list]) -> None:
         """Insert rows made by ``values``."""
         rows = list(rows)
         if rows:
-            with connection.cursor() as cursor:
+            with _db().cursor() as cursor:
                 cursor.executemany(self._sql, rows)
 
     def one(self, row: list) -> Any:
         """Insert one row made by ``values``; the ``returning`` column's value, if named."""
-        with connection.cursor() as cursor:
+        db = _db()
+        with db.cursor() as cursor:
             if self.returning is None:
                 cursor.execute(self._sql, row)
                 return None
             column = self.model._meta.get_field(self.returning).column
-            if connection.features.can_return_columns_from_insert:
+            if db.features.can_return_columns_from_insert:
                 cursor.execute(f"{self._sql} RETURNING {quoted(column)}", row)
                 return cursor.fetchone()[0]
             cursor.execute(self._sql, row)
-            return connection.ops.last_insert_id(cursor, self.model._meta.db_table, column)
+            return db.ops.last_insert_id(cursor, self.model._meta.db_table, column)
