@@ -1,6 +1,7 @@
 """Writes to a client's socket flushed at the end of the loop's turn, not after a round of
 epoll: ``write`` of the connections Daphne accepts (``twisted.internet.tcp.Server``; Twisted 26,
-``FileDescriptor.write`` and ``doWrite``, the asyncio reactor's ``_readOrWrite``).
+``FileDescriptor.write``, ``writeSequence`` and ``doWrite``, the asyncio reactor's
+``_readOrWrite``).
 
 Twisted buffers each write, then asks the reactor to say when the socket can take it: an
 ``add_writer`` (epoll_ctl), a turn of the loop, the callback through ``callWithLogger``, the
@@ -18,21 +19,46 @@ from __future__ import annotations
 from twisted.internet import abstract, tcp
 
 _UPSTREAM = abstract.FileDescriptor.write
+# tcp.Server's own (Twisted's ConnectionMixin): they pass a connection's writes through TLS
+# after ``startTLS``, which Daphne never calls (its TLS endpoints wrap the protocol instead).
+_CONNECTION_WRITE = tcp.Server.write
+_CONNECTION_WRITE_SEQUENCE = tcp.Server.writeSequence
 
 
 def write(self, data: bytes) -> None:
     """``FileDescriptor.write``, with the flush asked of the loop instead of epoll."""
+    if self.TLS:
+        return _CONNECTION_WRITE(self, data)
     abstract._dataMustBeBytes(data)
     if not self.connected or self._writeDisconnected or not data:
         return
     self._tempDataBuffer.append(data)
     self._tempDataLen += len(data)
     self._maybePauseProducer()
-    reactor = self.reactor
-    if self._flush_soon or self in reactor._writers:
+    _flush_later(self)
+
+
+def write_sequence(self, iovec) -> None:
+    """``FileDescriptor.writeSequence`` (HTTP's chunked bodies use it), flushed as ``write``."""
+    if self.TLS:
+        return _CONNECTION_WRITE_SEQUENCE(self, iovec)
+    for data in iovec:
+        abstract._dataMustBeBytes(data)
+    if not self.connected or not iovec or self._writeDisconnected:
+        return
+    self._tempDataBuffer.extend(iovec)
+    for data in iovec:
+        self._tempDataLen += len(data)
+    self._maybePauseProducer()
+    _flush_later(self)
+
+
+def _flush_later(connection) -> None:
+    reactor = connection.reactor
+    if connection._flush_soon or connection in reactor._writers:
         return  # a flush is due, or the socket waits to be writable: the data goes with it
-    self._flush_soon = True
-    reactor._asyncioEventloop.call_soon(flush, self)
+    connection._flush_soon = True
+    reactor._asyncioEventloop.call_soon(flush, connection)
 
 
 def flush(connection) -> None:
@@ -58,4 +84,5 @@ def install() -> bool:
         return False
     tcp.Server._flush_soon = False  # type: ignore[attr-defined]
     tcp.Server.write = write  # type: ignore[method-assign]
+    tcp.Server.writeSequence = write_sequence  # type: ignore[method-assign]
     return True

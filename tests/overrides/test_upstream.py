@@ -25,6 +25,7 @@ import llama_cpp
 import pytest
 import twisted.internet.abstract
 import twisted.internet.asyncioreactor
+import twisted.internet.tcp
 import twisted.web.http
 
 from chat.overrides import daphne as daphne_override
@@ -96,6 +97,21 @@ PINNED = [
         "chat/overrides/twisted_write.py replaces FileDescriptor.write",
         twisted.internet.abstract.FileDescriptor.write,
         "3e46c97fc173bc7e",
+    ),
+    (
+        "chat/overrides/twisted_write.py replaces FileDescriptor.writeSequence",
+        twisted.internet.abstract.FileDescriptor.writeSequence,
+        "1606f230d318191a",
+    ),
+    (
+        "chat/overrides/twisted_write.py keeps ConnectionMixin.write for TLS",
+        twisted.internet.tcp.Connection.write,
+        "ea311df0946d3f99",
+    ),
+    (
+        "chat/overrides/twisted_write.py keeps ConnectionMixin.writeSequence for TLS",
+        twisted.internet.tcp.Connection.writeSequence,
+        "a892b82c72b8fe70",
     ),
     (
         "chat/overrides/twisted_write.py flushes through FileDescriptor.doWrite",

@@ -1,10 +1,12 @@
 """Run by tests/overrides/test_twisted_write.py (``python -m tests.overrides.twisted_write_server``):
 a Twisted server on the asyncio reactor over uvloop, as Daphne runs in dispatch_site.serve,
 with chat.overrides.twisted_write installed. To the one client it accepts it writes PIECES
-pieces in one callback, then PIECES more, one per turn of the loop; it prints its port, then —
+pieces in one callback, then PIECES more, one per turn of the loop (every other piece with
+``writeSequence``); it prints its port, then —
 once everything is written to the transport — whether data was still waiting for the socket to
 be writable (the client reads nothing until then). When the client says it has everything, it
-answers "bye" and closes."""
+answers "bye" (a sequence written on an idle connection); when the client says it has that
+too, it closes."""
 
 from __future__ import annotations
 
@@ -24,20 +26,30 @@ class Sender(protocol.Protocol):
 
     def connectionMade(self) -> None:
         for index in range(PIECES):
-            self.transport.write(piece(index))
+            self.send(index)
         self.later(PIECES)
+
+    def send(self, index: int) -> None:
+        """A piece in one write, or (every other one) as a sequence, as HTTP bodies are."""
+        data = piece(index)
+        if index % 2:
+            self.transport.writeSequence([data[: SIZE // 3], data[SIZE // 3 :]])
+        else:
+            self.transport.write(data)
 
     def later(self, index: int) -> None:
         if index < 2 * PIECES:
-            self.transport.write(piece(index))
+            self.send(index)
             self.reactor.callLater(0, self.later, index + 1)
             return
         waiting = self.transport in self.reactor._writers
         print("written", "waiting" if waiting else "sent", flush=True)
 
     def dataReceived(self, data: bytes) -> None:
-        self.transport.write(b"bye")  # the client has it all: answer, then close
-        self.transport.loseConnection()
+        if data == b"done":  # the client has it all: answer; nothing else would send it
+            self.transport.writeSequence([b"b", b"ye"])
+        else:  # the client has the answer too
+            self.transport.loseConnection()
 
     def connectionLost(self, reason) -> None:
         self.reactor.stop()
