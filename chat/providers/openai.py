@@ -4,8 +4,9 @@ Streams chat completions and turns them into the runtime's provider events. The 
 retries are off: the runtime owns the retry policy and needs to see every failure.
 
 The SDK sends the request and raises its errors; the stream's lines are read raw and parsed
-with ``orjson.loads`` (its JSONDecodeError is json's). Building the SDK's pydantic models for every chunk was a third of a
-worker's CPU under load (bench/RESULTS.md), and the stream's JSON is all the adapter needs.
+with ``orjson.loads`` (its JSONDecodeError is json's). Building the SDK's pydantic models for
+every chunk was a third of a worker's CPU under load (bench/RESULTS.md), and the stream's JSON
+is all the adapter needs.
 """
 
 from __future__ import annotations
