@@ -63,22 +63,27 @@ def rows(sql: str, params: Sequence = ()) -> list[tuple]:
 
 
 _BY_PK: dict[type[models.Model], str] = {}
-_UPDATES: dict[tuple, str] = {}
+_UPDATES: dict[tuple, tuple[str, list[models.Field]]] = {}
 
 
 def update(model: type[models.Model], pk, /, **fields) -> int:
     """``UPDATE`` the model's row with that primary key: ``fields`` by attribute name, their
     values adapted by the fields. The number of rows changed (0 or 1)."""
-    meta = model._meta
     key = (model, *fields)
-    sql = _UPDATES.get(key)
-    if sql is None:
-        assignments = ", ".join(f"{quoted(meta.get_field(name).column)} = %s" for name in fields)
-        sql = _UPDATES[key] = (
+    found = _UPDATES.get(key)
+    if found is None:
+        meta = model._meta
+        targets = [meta.get_field(name) for name in fields]
+        assignments = ", ".join(f"{quoted(field.column)} = %s" for field in targets)
+        sql = (
             f"UPDATE {quoted(meta.db_table)} SET {assignments} WHERE {quoted(meta.pk.column)} = %s"
         )
+        found = _UPDATES[key] = (sql, targets)
+    sql, targets = found
     db = _db()
-    values = [meta.get_field(name).get_db_prep_save(v, db) for name, v in fields.items()]
+    values = [
+        field.get_db_prep_save(v, db) for field, v in zip(targets, fields.values(), strict=True)
+    ]
     return run(sql, [*values, pk])
 
 
