@@ -20,3 +20,11 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(value, separators=(",", ":"))
+
+
+def line(value: Any) -> bytes:
+    """``value`` as one NDJSON line: compact JSON in UTF-8 and a newline."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, separators=(",", ":")).encode() + b"\n"

@@ -124,7 +124,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    # django-htmx's, synchronous only: the whole chain then runs in the request's thread in
+    # one go instead of hopping between threads for every hook (dispatch_site/middleware.py).
+    "dispatch_site.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "dispatch_site.urls"

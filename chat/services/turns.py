@@ -85,6 +85,8 @@ class _TurnRequest:
     conversation_id: str
     message: str
     model: str | None = None
+    # No model named: the conversation's own, if it has one (else the resolved default).
+    own_model: bool = False
     reasoning_effort: str | None = None
     cwd: str | None = None
     kind: str = Turn.Kind.TURN
@@ -124,6 +126,7 @@ async def turn_start(
         else check("conversationId", ConversationId, conversation_id),
         message=check("message", PromptText if attachment_ids else MessageText, message),
         model=None if model is None else check("model", ModelName, model),
+        own_model=model is None,
         reasoning_effort=None
         if reasoning_effort is None
         else check("reasoningEffort", ReasoningEffort, reasoning_effort),
@@ -136,13 +139,19 @@ async def turn_start(
     if request.cwd:
         conversation_dir(owner_id=user.pk, cwd=request.cwd)
     turns_accepted()
-    existing = await database_sync_to_async(selectors.conversation_for_user)(
-        user=user, conversation_id=request.conversation_id
-    )
-    if request.conversation_id in running_turns.turns:
-        raise Conflict("a turn is already running in this conversation")
-    model_name = request.model or (existing.model if existing else "")
-    resolved = await resolve_model(model_name or get_catalog().default_model)
+    # The opening transaction checks the owner (NotFound for someone else's conversation) and,
+    # without a model, whether the conversation has one of its own: no round trip before it.
+    default = get_catalog().default_model
+    try:
+        resolved = await resolve_model(request.model or default)
+    except InvalidInput:
+        if request.model is not None or conversation_id is None:
+            raise
+        # The default is unavailable; the conversation may still have a model of its own.
+        existing = await database_sync_to_async(selectors.conversation_for_user)(
+            user=user, conversation_id=request.conversation_id
+        )
+        resolved = await resolve_model(existing.model if existing and existing.model else default)
     await turn_rate_check(user=user)
     return await _launch(user=user, request=request, resolved=resolved)
 
@@ -296,11 +305,21 @@ def _status_message(conversation_id: str, status: str) -> dict:
 # ---------------------------------------------------------------------- running a turn
 
 
+class _OwnModel(Exception):
+    """A turn started without a model (``own_model``), in a conversation whose own model is not
+    the one resolved for it (the default): resolve this one and open the turn again."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
 def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id: str, worker: str):
     """One transaction: the conversation (created or updated), the running Turn row, the
     ``active`` status and the attachments given to the new message (their chunks); then the
     history the turn starts from, its working directory and the size the last turn measured
-    (the base of the context budget's estimates)."""
+    (the base of the context budget's estimates). Raises _OwnModel, having written nothing,
+    for an ``own_model`` request in a conversation whose own model is not ``resolved``."""
     title = request.message.strip() or ", ".join(
         attachments_names(user=user, ids=request.attachments)
     )
@@ -310,6 +329,8 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
     if request.cwd:
         defaults["cwd"] = request.cwd
     existing = selectors.conversation_for_user(user=user, conversation_id=request.conversation_id)
+    if request.own_model and existing and existing.model and existing.model != resolved.name:
+        raise _OwnModel(existing.model)  # before anything is written
     conversation = existing or _log.conversation_ensure(
         user=user, conversation_id=request.conversation_id, missing=True, **defaults
     )
@@ -373,14 +394,26 @@ async def _launch(*, user, request: _TurnRequest, resolved: ResolvedModel) -> Ru
     turn_id = new_turn_id()
     conversation_id = request.conversation_id
     if conversation_id in running_turns.turns:
+        # Someone else's conversation is not found, running or not (its owner is not always
+        # checked yet: turn_start leaves it to the opening transaction).
+        await database_sync_to_async(selectors.conversation_for_user)(
+            user=user, conversation_id=conversation_id
+        )
         raise Conflict("a turn is already running in this conversation")
     running = RunningTurn(conversation_id=conversation_id, turn_id=turn_id)
     running_turns.turns[conversation_id] = running  # claim before awaiting: no double start
     try:
-        conversation, history, cwd, attachments, size, user_seq = await write(
-            _turn_open, user=user, request=request, resolved=resolved, turn_id=turn_id,
-            worker=worker,
-        )  # fmt: skip
+        for _ in range(3):  # the conversation's own model may change meanwhile: try again
+            try:
+                conversation, history, cwd, attachments, size, user_seq = await write(
+                    _turn_open, user=user, request=request, resolved=resolved,
+                    turn_id=turn_id, worker=worker,
+                )  # fmt: skip
+                break
+            except _OwnModel as own:
+                resolved = await resolve_model(own.name)
+        else:
+            raise Conflict("the conversation's model changed while the turn started")
     except BaseException:
         running_turns.turns.pop(conversation_id, None)
         raise

@@ -23,3 +23,18 @@ def test_what_orjson_refuses_is_encoded_by_the_standard_library():
     assert "\\ud800" in text
     text.encode("utf-8")  # fit for a socket
     assert json.loads(text) == lone
+
+
+def test_an_ndjson_line_is_one_compact_json_value_and_a_newline():
+    event = {"type": "text-delta", "delta": "héllo\nnext · 🌊", "n": 2}
+    line = wire.line(event)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1  # the text's newline is escaped
+    assert json.loads(line) == event
+    assert line.decode() == wire.dumps(event) + "\n"
+
+
+def test_an_ndjson_line_of_what_orjson_refuses_is_still_one_line():
+    for value in ({"value": 2**70}, {"text": "a\ud800b"}):
+        line = wire.line(value)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert json.loads(line) == value

@@ -21,6 +21,8 @@ import daphne.cli
 import daphne.http_protocol
 import daphne.server
 import daphne.ws_protocol
+import django.core.handlers.asgi
+import django.http.response
 import llama_cpp
 import pytest
 import twisted.internet.abstract
@@ -31,8 +33,23 @@ import twisted.web.http
 from chat.overrides import daphne as daphne_override
 
 # (what, the upstream function, sha256 of its source, first 16 hex digits) — channels 4.3.2,
-# llama-cpp-python 0.3.36, daphne 4.2.3, Twisted 26.10, autobahn 26.10.
+# llama-cpp-python 0.3.36, daphne 4.2.3, Twisted 26.10, autobahn 26.10, Django 5.2.
 PINNED = [
+    (
+        "chat/routes/ndjson.py replaces StreamingHttpResponse.__aiter__",
+        django.http.response.StreamingHttpResponse.__aiter__,
+        "7b36f5b3e5de1837",
+    ),
+    (
+        "chat/routes/ndjson.py reads the _iterator StreamingHttpResponse keeps",
+        django.http.response.StreamingHttpResponse._set_streaming_content,
+        "c11520c56e73d757",
+    ),
+    (
+        "chat/routes/ndjson.py relies on ASGIHandler.send_response iterating aiter(response)",
+        django.core.handlers.asgi.ASGIHandler.send_response,
+        "77eda2b08689b44e",
+    ),
     (
         "chat/overrides/consumer.py replaces AsyncConsumer.__call__",
         channels.consumer.AsyncConsumer.__call__,

@@ -453,6 +453,48 @@ async def test_subscribing_before_the_owner_creates_the_conversation_leaks_nothi
     await bob.disconnect()
 
 
+async def test_bob_sending_to_alice_running_conversation_is_not_found_not_a_conflict(
+    scripted, token, other_token
+):
+    """A turn start checks the owner in its opening transaction, not in a read of its own
+    (when the frame names the model): a turn running there must still not show through as
+    "already running" to someone else, by any transport, with a model or without."""
+    gate = threading.Event()
+    scripted.script(COMPLETIONS, Reply(events=[gate, *openai_text_reply(ANSWER).events]))
+    alice, _, _ = await socket(token=token)
+    assert (await alice.receive_json_from(timeout=10))["type"] == "catalog"
+    await alice.send_json_to(
+        {"type": "chat.send", "conversationId": ALICE_CONVERSATION, "message": PROMPT}
+    )
+    await frames_until(alice, lambda f: f.get("event", {}).get("type") == "turn-start")
+
+    bob, _, _ = await socket(token=other_token)
+    assert (await bob.receive_json_from(timeout=10))["type"] == "catalog"
+    not_found = f"conversation not found: {ALICE_CONVERSATION}"
+    for model in ({"model": MODEL}, {}):
+        await bob.send_json_to(
+            {"type": "chat.send", "conversationId": ALICE_CONVERSATION, "message": "hi", **model}
+        )
+        reply = await bob.receive_json_from(timeout=10)
+        assert reply == {
+            "type": "chat.error", "conversationId": ALICE_CONVERSATION, "message": not_found
+        }, model  # fmt: skip
+        response = await api_client(other_token).post(
+            "/chat",
+            json.dumps({"conversationId": ALICE_CONVERSATION, "message": "hi", **model}),
+            content_type="application/json",
+        )
+        assert response.status_code == 404, (model, response.content)
+        assert response.json() == {"error": not_found}
+
+    gate.set()
+    frames = await frames_until(alice, sealed(ALICE_CONVERSATION))
+    assert deltas(frames, ALICE_CONVERSATION) == ANSWER
+    assert "hi" not in json.dumps(frames)
+    await alice.disconnect()
+    await bob.disconnect()
+
+
 # ---------------------------------------------------------------- attachments
 
 
