@@ -214,7 +214,8 @@ def write_section(path, text: str) -> None:
     current = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
     if pattern.search(current):
-        updated = pattern.sub(lambda _: text.rstrip("\n"), current)
+        # The section ends with one blank line before the next one, as the others do.
+        updated = pattern.sub(lambda _: text.rstrip("\n") + "\n", current)
     else:
         updated = current.rstrip("\n") + "\n\n" + text
     path.write_text(updated.rstrip("\n") + "\n")

@@ -21,6 +21,9 @@ checked against the override instead of silently drifting from it:
 - ``twisted_write``: Twisted's ``FileDescriptor.write`` for the connections Daphne accepts
   (Twisted 26, asyncio reactor) — a write is flushed at the end of the loop's turn instead of
   after an epoll round trip per frame.
+- ``_Lines`` in chat/routes/ndjson.py, outside this package because it subclasses Django's
+  ``StreamingHttpResponse`` (Django 5.2) — an NDJSON response's lines go to the ASGI handler
+  as they come, without two more asynchronous generators per line.
 
 Nothing here imports Django at module level; ``llama`` imports llama_cpp (only the embedded
 model's provider imports it); ``daphne`` is installed by dispatch_site/asgi.py, ``access_log``

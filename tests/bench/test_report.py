@@ -31,3 +31,16 @@ def test_only_the_page_section_is_replaced():
     assert report.replace_section("# Results\n", report.PAGE_TITLE, section) == (
         "# Results\n\n" + section
     )
+
+
+def test_the_burst_section_is_replaced_in_place_and_keeps_the_blank_line(tmp_path):
+    from bench import burst
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# Results\n\n{burst.SECTION}\n\nold rows\n\n## Full-text search\n\ns\n")
+    burst.write_section(results, f"{burst.SECTION}\n\nnew rows\n")
+    assert results.read_text() == (
+        f"# Results\n\n{burst.SECTION}\n\nnew rows\n\n## Full-text search\n\ns\n"
+    )
+    burst.write_section(results, f"{burst.SECTION}\n\nnewer rows\n")  # again: the same shape
+    assert results.read_text().count("\n\n## Full-text search") == 1
