@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 
+import asgiref.sync
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
+from django.core.cache import caches
 
+from chat.errors import RateLimited
 from chat.models import Conversation, QueuedMessage
+from chat.ratelimit import turn_rate_check
 from tests.security.conftest import MODEL, api_client, run_turn, socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,3 +74,44 @@ async def test_starting_turns_over_the_rate_limit_is_a_429(settings, scripted, t
 
     # The limit is per user.
     await run_turn(scripted, other_token, "bob-1", "hello", "answer bob")
+
+
+async def test_the_in_process_rate_count_needs_no_thread(settings, user, monkeypatch):
+    """With the local-memory cache the count is taken on the event loop: a start in a burst
+    does not wait for the database's thread to count it."""
+    settings.DISPATCH_TURN_RATE_LIMIT = 2
+    settings.DISPATCH_TURN_RATE_WINDOW = 3600
+    hops = []
+    upstream = asgiref.sync.SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        hops.append(self.func)
+        return await upstream(self, *args, **kwargs)
+
+    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__call__", counted)
+    await turn_rate_check(user=user)
+    await turn_rate_check(user=user)
+    with pytest.raises(RateLimited):
+        await turn_rate_check(user=user)
+    assert hops == []
+
+
+async def test_the_rate_count_is_shared_through_redis(settings, redis_url, user, other_user):
+    """With Redis (every worker's cache) the count is one round trip, off the database's
+    thread, and every worker sees the same count."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": f"rate-{uuid.uuid4().hex[:8]}",
+        }
+    }
+    settings.DISPATCH_TURN_RATE_LIMIT = 2
+    settings.DISPATCH_TURN_RATE_WINDOW = 3600
+    await turn_rate_check(user=user)
+    await turn_rate_check(user=user)
+    with pytest.raises(RateLimited):
+        await turn_rate_check(user=user)
+    await turn_rate_check(user=other_user)  # per user
+    key = f"turn-rate:{user.pk}:{int(time.time() // 3600)}"
+    assert await sync_to_async(caches["default"].get)(key) == 3
