@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -77,7 +78,18 @@ class Running:
         return b"".join(self.err).decode("utf-8", "replace")
 
     def wait(self) -> int:
-        code = self.process.wait(timeout=60)
+        try:
+            code = self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Say where the CLI is stuck (its Python stack), not only that it is.
+            dump = subprocess.run(
+                [str(VENV_BIN / "py-spy"), "dump", "--pid", str(self.process.pid)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            raise AssertionError(
+                f"the CLI did not exit in 60 s; its stack:\n{dump.stdout}{dump.stderr}\n"
+                f"stdout: {self.stdout!r}\nstderr: {self.stderr!r}"
+            ) from None
         for reader in self._readers:
             reader.join(timeout=10)
         return code
@@ -104,12 +116,22 @@ def dispatch_background(cli_env):
     started: list[Running] = []
 
     def start(*args: str) -> Running:
-        process = subprocess.Popen(
-            [str(DISPATCH), *args],
-            env=cli_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        # The CLI must start with Ctrl-C as a shell gives it, whatever an earlier test left in
+        # this process: an ignored or blocked SIGINT would be inherited across exec.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        if ignored:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            process = subprocess.Popen(
+                [str(DISPATCH), *args],
+                env=cli_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        finally:
+            if ignored:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         started.append(Running(process).start())
         return started[-1]
 
