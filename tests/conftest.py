@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asgiref.sync
 import pytest
 from django.test import Client
 
@@ -82,3 +83,18 @@ def token(user) -> str:
 def api(token) -> Client:
     """A test client that authenticates as ``user`` with ``Authorization: Bearer <token>``."""
     return Client(headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def thread_hops(monkeypatch) -> list[str]:
+    """What each round trip from the event loop to a thread (``sync_to_async``) ran, in
+    order, while the test runs."""
+    called: list[str] = []
+    upstream = asgiref.sync.SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        called.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await upstream(self, *args, **kwargs)
+
+    monkeypatch.setattr(asgiref.sync.SyncToAsync, "__call__", counted)
+    return called
