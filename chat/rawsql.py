@@ -163,6 +163,15 @@ class Insert:
             with _db().cursor() as cursor:
                 cursor.executemany(self._sql, rows)
 
+    def new(self, row: list) -> bool:
+        """Insert one row made by ``values`` unless its key is taken (``ON CONFLICT DO
+        NOTHING``: no error, so no savepoint, on SQLite and PostgreSQL alike); whether it was
+        inserted."""
+        self._prepare()
+        with _db().cursor() as cursor:
+            cursor.execute(f"{self._sql} ON CONFLICT DO NOTHING", row)
+            return cursor.rowcount == 1
+
     def one(self, row: list) -> Any:
         """Insert one row made by ``values``; the ``returning`` column's value, if named."""
         db = _db()

@@ -6,7 +6,9 @@ Each function is one transaction; ``chunks_append`` is the only code that assign
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from typing import NamedTuple
+
+from django.db import transaction
 from django.utils import timezone
 
 from chat import rawsql, search
@@ -49,44 +51,56 @@ def default_title(text: str) -> str:
     return text if len(text) <= TITLE_LENGTH else text[:TITLE_LENGTH].rstrip() + "…"
 
 
-def conversation_ensure(
-    *, user, conversation_id: str, missing: bool = False, **defaults
-) -> Conversation:
-    """The caller's conversation, created on first use; NotFound when someone else owns it.
-    ``missing``: the caller has just read that it does not exist (in this transaction), so
-    the first attempt creates it without reading it again."""
-    for attempt in range(3):
-        if attempt or not missing:
-            conversation = conversation_for_user(user=user, conversation_id=conversation_id)
-            if conversation is not None:
-                return conversation
-        try:
-            with transaction.atomic():
-                conversation = Conversation(id=conversation_id, owner=user, **defaults)
-                CONVERSATION_INSERT.one(CONVERSATION_INSERT.of(conversation))
-                search.title_index(
-                    conversation_id=conversation.id, owner_id=user.pk, title=conversation.title,
-                    new=True,
-                )  # fmt: skip
-                return conversation
-        except IntegrityError:
-            continue  # created concurrently: read it again
+def conversation_ensure(*, user, conversation_id: str, **defaults) -> Conversation:
+    """The caller's conversation, created on first use; NotFound when someone else owns it."""
+    for _ in range(3):
+        conversation = conversation_for_user(
+            user=user, conversation_id=conversation_id
+        ) or conversation_create(user=user, conversation_id=conversation_id, **defaults)
+        if conversation is not None:
+            return conversation
     raise Conflict(f"could not create conversation {conversation_id}")
 
 
 @transaction.atomic(savepoint=False)
+def conversation_create(*, user, conversation_id: str, **defaults) -> Conversation | None:
+    """Create the caller's conversation (the caller has just read that it does not exist);
+    None when it was created concurrently."""
+    conversation = Conversation(id=conversation_id, owner=user, **defaults)
+    if not CONVERSATION_INSERT.new(CONVERSATION_INSERT.of(conversation)):
+        return None
+    search.title_index(
+        conversation_id=conversation.id, owner_id=user.pk, title=conversation.title, new=True
+    )
+    return conversation
+
+
+class LogCounters(NamedTuple):
+    """A conversation's log counters, as a transaction that holds its row read them."""
+
+    last_seq: int
+    last_message_ordinal: int
+    owner_id: int
+
+
+@transaction.atomic(savepoint=False)
 def chunks_append(
-    *, conversation_id: str, messages: list[Message], turn_id: str = ""
+    *,
+    conversation_id: str,
+    messages: list[Message],
+    turn_id: str = "",
+    counters: LogCounters | None = None,
 ) -> list[dict]:
     """Append messages to the log in one transaction; returns their StoredChunks.
 
     The conversation row is locked while its counters are bumped, so concurrent writers get
     seqs 1, 2, 3 … with no gap and no duplicate, and every message a fresh ordinal. Chunks are
     stored ``storable`` (no U+0000). Inside a caller's transaction it takes no savepoint: an
-    error rolls the caller's transaction back with it. Plain statements (chat.rawsql): every
-    turn runs this once per step.
+    error rolls the caller's transaction back with it. ``counters``: the row's, as the
+    caller's transaction has just locked and read them (``turn_begin``), so they are not read
+    again. Plain statements (chat.rawsql): every turn runs this once per step.
     """
-    found = rawsql.one(
+    found = counters or rawsql.one(
         'SELECT "last_seq", "last_message_ordinal", "owner_id" FROM "chat_conversation" '
         'WHERE "id" = %s' + rawsql.for_update(),
         [conversation_id],
@@ -149,19 +163,34 @@ def messages_stamp(messages: list[Message], stored: list[dict]) -> None:
 
 @transaction.atomic(savepoint=False)
 def turn_begin(
-    *, conversation_id: str, turn_id: str, model: str, worker: str, kind: str = Turn.Kind.TURN
-) -> None:
+    *,
+    conversation_id: str,
+    turn_id: str,
+    model: str,
+    worker: str,
+    kind: str = Turn.Kind.TURN,
+    created: Conversation | None = None,
+) -> LogCounters:
     """Record a running turn (numbered, unless it is a compaction turn); Conflict when the
-    conversation already has one. Plain statements (chat.rawsql): every turn starts here."""
-    found = rawsql.one(
-        'SELECT "last_turn_number", "model", EXISTS (SELECT 1 FROM "chat_turn" '
-        'WHERE "conversation_id" = %s AND "status" = %s) FROM "chat_conversation" '
-        'WHERE "id" = %s' + rawsql.for_update(),
-        [conversation_id, Turn.Status.RUNNING, conversation_id],
-    )
+    conversation already has one. Returns the conversation's log counters as the transaction
+    locked them, for ``chunks_append``. ``created``: the conversation, when the caller's
+    transaction has just inserted it (no turn, no log), which needs no read. Plain statements
+    (chat.rawsql): every turn starts here."""
+    found: tuple | None
+    if created is not None:
+        found = (created.last_turn_number, created.model, False, created.last_seq)
+        found += (created.last_message_ordinal, created.owner_id)
+    else:
+        found = rawsql.one(
+            'SELECT "last_turn_number", "model", EXISTS (SELECT 1 FROM "chat_turn" '
+            'WHERE "conversation_id" = %s AND "status" = %s), "last_seq", '
+            '"last_message_ordinal", "owner_id" FROM "chat_conversation" '
+            'WHERE "id" = %s' + rawsql.for_update(),
+            [conversation_id, Turn.Status.RUNNING, conversation_id],
+        )
     if found is None:
         raise Conversation.DoesNotExist(conversation_id)
-    last_number, current_model, running = found
+    last_number, current_model, running, *counters = found
     if running:
         raise Conflict("a turn is already running in this conversation")
     now = timezone.now()
@@ -184,6 +213,7 @@ def turn_begin(
     if not current_model:
         fields["model"] = model
     rawsql.update(Conversation, conversation_id, **fields)
+    return LogCounters(*counters)
 
 
 @transaction.atomic(savepoint=False)

@@ -328,12 +328,12 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         defaults["reasoning_effort"] = request.reasoning_effort
     if request.cwd:
         defaults["cwd"] = request.cwd
-    existing = selectors.conversation_for_user(user=user, conversation_id=request.conversation_id)
+    whose = {"user": user, "conversation_id": request.conversation_id}
+    existing = selectors.conversation_for_user(**whose)
     if request.own_model and existing and existing.model and existing.model != resolved.name:
         raise _OwnModel(existing.model)  # before anything is written
-    conversation = existing or _log.conversation_ensure(
-        user=user, conversation_id=request.conversation_id, missing=True, **defaults
-    )
+    created = None if existing else _log.conversation_create(**whose, **defaults)
+    conversation = existing or created or _log.conversation_ensure(**whose, **defaults)
     updates = {}
     if request.model and conversation.model != resolved.name:
         updates["model"] = resolved.name
@@ -346,12 +346,13 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
         updates["system_prompt_resolved_for"] = ""  # resolved for this turn
     if updates:
         _log.conversation_update(conversation=conversation, **updates)
-    _log.turn_begin(
+    counters = _log.turn_begin(
         conversation_id=conversation.id,
         turn_id=turn_id,
         model=resolved.name,
         worker=worker,
         kind=request.kind,
+        created=created,
     )
     status_changed(conversation_id=conversation.id, status=Conversation.Status.ACTIVE)
     if existing is None:
@@ -383,6 +384,7 @@ def _turn_open(*, user, request: _TurnRequest, resolved: ResolvedModel, turn_id:
             conversation_id=conversation.id,
             messages=[Message("user", [text, *chunks])],
             turn_id=turn_id,
+            counters=counters,
         )
         user_seq = stored[-1]["seq"]
     prompt_settle(conversation)

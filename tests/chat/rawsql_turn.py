@@ -20,7 +20,7 @@ from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from chat import selectors  # noqa: E402
-from chat.models import Chunk, SearchEntry, Turn  # noqa: E402
+from chat.models import Chunk, Conversation, SearchEntry, Turn  # noqa: E402
 from chat.runtime import Message, StepMetrics, TurnMetrics, Usage  # noqa: E402
 from chat.services import _log  # noqa: E402
 from metrics.models import StepMetrics as StepRow  # noqa: E402
@@ -34,13 +34,16 @@ def recent(value: datetime.datetime | None) -> bool:
 def main(cid: str) -> None:
     user = User.objects.create_user(cid)
     turn_id = f"{cid}-t"
-    conversation = _log.conversation_ensure(user=user, conversation_id=cid, title="Raw")
-    with transaction.atomic():
-        _log.turn_begin(conversation_id=cid, turn_id=turn_id, model="m/x", worker="w")
+    with transaction.atomic():  # as a turn's opening transaction: nothing read twice
+        conversation = _log.conversation_create(user=user, conversation_id=cid, title="Raw")
+        counters = _log.turn_begin(
+            conversation_id=cid, turn_id=turn_id, model="m/x", worker="w", created=conversation
+        )
         _log.chunks_append(
             conversation_id=cid,
             messages=[Message("user", [{"type": "text", "text": "hi\u00e9 \u2603"}])],
             turn_id=turn_id,
+            counters=counters,
         )
     stored = _log.chunks_append(
         conversation_id=cid,
@@ -71,6 +74,7 @@ def main(cid: str) -> None:
     conversation.refresh_from_db()
     fetched = selectors.conversation_for_user(user=user, conversation_id=cid)  # chat.rawsql.get
     out = {
+        "owner": user.pk,
         "fetched": [
             fetched.pk,
             fetched.title,
@@ -146,6 +150,24 @@ def main(cid: str) -> None:
             step_row.gen_total_ms,
         ],  # fmt: skip
     }
+    # A second turn: its counters as turn_begin read (and, on PostgreSQL, locked) them.
+    with transaction.atomic():
+        counters = _log.turn_begin(
+            conversation_id=cid, turn_id=f"{cid}-t2", model="m/x", worker="w"
+        )
+        second = _log.chunks_append(
+            conversation_id=cid,
+            messages=[Message("user", [{"type": "text", "text": "again"}])],
+            turn_id=f"{cid}-t2",
+            counters=counters,
+        )
+    conversation.refresh_from_db()
+    # Its id taken: nothing inserted, no error, the transaction still usable (PostgreSQL).
+    with transaction.atomic():
+        taken = _log.conversation_create(user=user, conversation_id=cid, title="Again")
+        title = Conversation.objects.get(pk=cid).title
+    out["taken"] = [taken, title]
+    out["second"] = [list(counters), second, conversation.last_seq, conversation.last_turn_number]
     print(json.dumps(out))
 
 

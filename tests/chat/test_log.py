@@ -17,9 +17,10 @@ import psycopg
 import pytest
 from django.db import IntegrityError, transaction
 
-from chat.models import Chunk
+from chat.errors import NotFound
+from chat.models import Chunk, SearchEntry
 from chat.runtime import Message
-from chat.services._log import chunks_append, conversation_ensure
+from chat.services._log import chunks_append, conversation_create, conversation_ensure
 from tests.servers import REPO_ROOT, manage, subprocess_env
 
 WRITER = [sys.executable, "-m", "tests.chat.log_writer"]
@@ -187,3 +188,17 @@ def test_unique_seq_rejects_a_duplicate_insert(user):
     assert list(Chunk.objects.filter(conversation_id="dup").values_list("seq", "message")) == [
         (1, 1)
     ]
+
+
+@pytest.mark.django_db
+def test_creating_a_conversation_whose_id_is_taken_changes_nothing(user, other_user):
+    assert conversation_create(user=user, conversation_id="taken", title="Mine") is not None
+
+    assert conversation_create(user=other_user, conversation_id="taken", title="Theirs") is None
+    assert conversation_create(user=user, conversation_id="taken", title="Again") is None
+
+    with pytest.raises(NotFound):
+        conversation_ensure(user=other_user, conversation_id="taken")
+    assert conversation_ensure(user=user, conversation_id="taken").title == "Mine"
+    titles = SearchEntry.objects.filter(conversation_id="taken").values_list("owner_id", "text")
+    assert list(titles) == [(user.pk, "Mine")]

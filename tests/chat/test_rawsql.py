@@ -24,13 +24,14 @@ def run_turn(**env: str) -> tuple[str, dict]:
     return cid, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def expected(cid: str) -> dict:
+def expected(cid: str, owner: int) -> dict:
     turn = f"{cid}-t"
     step = f"{turn}#0"
     text = {"type": "text", "text": "nul\ufffdhere", "stepId": step}
     call = {"type": "tool-call", "id": "c1", "name": "read", "input": {"path": "a"}, "stepId": step}
     user = {"type": "text", "text": "hi\u00e9 \u2603"}
     return {
+        "owner": owner,
         "fetched": [cid, "Raw", True, True, True, None, None],
         "stored": [
             {"seq": 2, "role": "assistant", "chunk": text},
@@ -56,6 +57,12 @@ def expected(cid: str) -> dict:
         "turnMetrics": [cid, "m/x", "stop", 12, 7, False, 3, None, 812.5, 19, 340.0, 300.0,
                         False, True],
         "stepMetrics": [step, 0, "step", 12, 7, 40.0, 300.0, 340.0],
+        "taken": [None, "Raw"],
+        "second": [
+            [3, 2, owner],
+            [{"seq": 4, "role": "user", "chunk": {"type": "text", "text": "again"}}],
+            4, 2,
+        ],
     }  # fmt: skip
 
 
@@ -63,10 +70,10 @@ def test_sqlite_reads_back_what_the_plain_statements_wrote(tmp_path):
     env = {"DISPATCH_VAR_DIR": str(tmp_path)}
     manage(["migrate", "--noinput"], **env)
     cid, out = run_turn(**env)
-    assert out == expected(cid)
+    assert out == expected(cid, out["owner"])
 
 
 @pytest.mark.usefixtures("postgres_server")
 def test_postgres_reads_back_what_the_plain_statements_wrote(migrated_postgres_url, tmp_path):
     cid, out = run_turn(DATABASE_URL=migrated_postgres_url, DISPATCH_VAR_DIR=str(tmp_path))
-    assert out == expected(cid)
+    assert out == expected(cid, out["owner"])
