@@ -167,7 +167,6 @@ class Insert:
         """Insert one row made by ``values`` unless its key is taken (``ON CONFLICT DO
         NOTHING``: no error, so no savepoint, on SQLite and PostgreSQL alike); whether it was
         inserted."""
-        self._prepare()
         with _db().cursor() as cursor:
             cursor.execute(f"{self._sql} ON CONFLICT DO NOTHING", row)
             return cursor.rowcount == 1

@@ -176,10 +176,9 @@ def turn_begin(
     locked them, for ``chunks_append``. ``created``: the conversation, when the caller's
     transaction has just inserted it (no turn, no log), which needs no read. Plain statements
     (chat.rawsql): every turn starts here."""
-    found: tuple | None
-    if created is not None:
-        found = (created.last_turn_number, created.model, False, created.last_seq)
-        found += (created.last_message_ordinal, created.owner_id)
+    if created is not None:  # inserted by this transaction: no turn, no log, nothing to read
+        last_number, current_model, running = created.last_turn_number, created.model, False
+        counters = LogCounters(created.last_seq, created.last_message_ordinal, created.owner_id)
     else:
         found = rawsql.one(
             'SELECT "last_turn_number", "model", EXISTS (SELECT 1 FROM "chat_turn" '
@@ -188,9 +187,10 @@ def turn_begin(
             'WHERE "id" = %s' + rawsql.for_update(),
             [conversation_id, Turn.Status.RUNNING, conversation_id],
         )
-    if found is None:
-        raise Conversation.DoesNotExist(conversation_id)
-    last_number, current_model, running, *counters = found
+        if found is None:
+            raise Conversation.DoesNotExist(conversation_id)
+        last_number, current_model, running, *locked = found
+        counters = LogCounters(*locked)
     if running:
         raise Conflict("a turn is already running in this conversation")
     now = timezone.now()
@@ -213,7 +213,7 @@ def turn_begin(
     if not current_model:
         fields["model"] = model
     rawsql.update(Conversation, conversation_id, **fields)
-    return LogCounters(*counters)
+    return counters
 
 
 @transaction.atomic(savepoint=False)

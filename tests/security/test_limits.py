@@ -75,15 +75,20 @@ async def test_starting_turns_over_the_rate_limit_is_a_429(settings, scripted, t
     await run_turn(scripted, other_token, "bob-1", "hello", "answer bob")
 
 
-async def test_the_in_process_rate_count_needs_no_thread(settings, user, thread_hops):
-    """With the local-memory cache the count is taken on the event loop: a start in a burst
-    does not wait for the database's thread to count it."""
+async def _two_starts_then_refused(settings, user) -> None:
+    """A limit of two turns an hour: the user's third start is refused."""
     settings.DISPATCH_TURN_RATE_LIMIT = 2
     settings.DISPATCH_TURN_RATE_WINDOW = 3600
     await turn_rate_check(user=user)
     await turn_rate_check(user=user)
     with pytest.raises(RateLimited):
         await turn_rate_check(user=user)
+
+
+async def test_the_in_process_rate_count_needs_no_thread(settings, user, thread_hops):
+    """With the local-memory cache the count is taken on the event loop: a start in a burst
+    does not wait for the database's thread to count it."""
+    await _two_starts_then_refused(settings, user)
     assert thread_hops == []
 
 
@@ -97,12 +102,7 @@ async def test_the_rate_count_is_shared_through_redis(settings, redis_url, user,
             "KEY_PREFIX": f"rate-{uuid.uuid4().hex[:8]}",
         }
     }
-    settings.DISPATCH_TURN_RATE_LIMIT = 2
-    settings.DISPATCH_TURN_RATE_WINDOW = 3600
-    await turn_rate_check(user=user)
-    await turn_rate_check(user=user)
-    with pytest.raises(RateLimited):
-        await turn_rate_check(user=user)
+    await _two_starts_then_refused(settings, user)
     await turn_rate_check(user=other_user)  # per user
     key = f"turn-rate:{user.pk}:{int(time.time() // 3600)}"
     assert await sync_to_async(caches["default"].get)(key) == 3
