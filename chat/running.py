@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from channels.layers import get_channel_layer
 
@@ -86,20 +87,35 @@ class RunningTurns:
         # Shutting down: no new turns or sockets here; running turns finish (chat.startup).
         self.draining = False
         self._background: list[asyncio.Task] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._starting: asyncio.Task[str] | None = None
 
-    async def ensure_started(self, *background: Callable[[], Awaitable[None]]) -> str:
-        """Start this worker's channel listener and ``background`` loops (once per event loop)."""
+    async def ensure_started(self, *background: Callable[[], Coroutine[Any, Any, None]]) -> str:
+        """Start this worker's channel listener and ``background`` loops (once per event loop);
+        its channel name. Calls made while the start awaits the channel layer wait for the
+        same start: a turn opened then must not be stored without its worker (no heartbeat,
+        no replay from another worker)."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self._loop = loop
-            layer = get_channel_layer()
-            self.worker = await layer.new_channel("dispatch.worker.")
-            # Fresh contexts: these outlive the request that starts them (see _launch).
-            self._background = [
-                loop.create_task(job, context=contextvars.Context())
-                for job in (self._listen(layer), *(job() for job in background))
-            ]
+        starting = self._starting
+        if starting is None or starting.get_loop() is not loop:
+            # A fresh context: the loops outlive the request that starts them (see _launch).
+            starting = self._starting = loop.create_task(
+                self._start(background), context=contextvars.Context()
+            )
+        try:
+            return await asyncio.shield(starting)  # a caller's cancellation leaves it going
+        except Exception:
+            if self._starting is starting:  # the layer failed: the next call starts again
+                self._starting = None
+            raise
+
+    async def _start(self, background: tuple[Callable[[], Coroutine[Any, Any, None]], ...]) -> str:
+        layer = get_channel_layer()
+        self.worker = await layer.new_channel("dispatch.worker.")
+        loop = asyncio.get_running_loop()
+        self._background = [  # each in a fresh context of its own
+            loop.create_task(job, context=contextvars.Context())
+            for job in (self._listen(layer), *(job() for job in background))
+        ]
         return self.worker
 
     async def until_idle(self) -> None:
