@@ -10,6 +10,7 @@ dropped whichever path brought it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from channels.db import database_sync_to_async
@@ -17,7 +18,10 @@ from channels.db import database_sync_to_async
 from chat import selectors, services
 from chat.running import running_turns
 
-REPLAY_TIMEOUT = 5.0
+log = logging.getLogger(__name__)
+
+REPLAY_TIMEOUT = 5.0  # seconds the owner of a running turn has to answer a replay request
+REPLAY_ASKS = 3  # requests before live events go on without the replay
 
 Deliver = Callable[[dict], Awaitable[None]]
 
@@ -32,6 +36,7 @@ class TurnFeed:
         self._deliver = deliver
         self.pending = held  # a replay is on its way: live events wait in the buffer
         self._buffer: list[dict] = []
+        self._asking: object = None  # the replay whose answer is awaited
         self.turn: str | None = None  # the turn whose events were delivered last
         self.last_index = -1
 
@@ -42,8 +47,14 @@ class TurnFeed:
         if local is not None:  # the turn runs in this process: no round trip
             await self.on_replay(local)
             return
+        self._asking = asking = object()  # a later replay's asks supersede these
+        await self._ask(reply_to, asking, REPLAY_ASKS)
+
+    async def _ask(self, reply_to: str, asking: object, asks: int) -> None:
+        """Ask the owner (``asks`` times at most, REPLAY_TIMEOUT apart, while it is silent:
+        the channel layer may have dropped the request, or the owner be slow)."""
         owner = await turn_owner(self.conversation_id)
-        if owner is None:
+        if owner is None:  # no turn runs (any more): nothing to replay
             await self._release()
             return
         await services.worker_start()
@@ -51,8 +62,21 @@ class TurnFeed:
             owner=owner, conversation_id=self.conversation_id, reply_to=reply_to
         )
         asyncio.get_running_loop().call_later(
-            REPLAY_TIMEOUT, lambda: asyncio.ensure_future(self._replay_timed_out())
+            REPLAY_TIMEOUT,
+            lambda: asyncio.ensure_future(self._unanswered(reply_to, asking, asks - 1)),
         )
+
+    async def _unanswered(self, reply_to: str, asking: object, asks: int) -> None:
+        if not self.pending or asking is not self._asking:
+            return  # answered, or asked again since
+        if asks == 0:  # the owner never answered (it died): go on with what came live
+            await self._release()
+            return
+        try:
+            await self._ask(reply_to, asking, asks)
+        except Exception:  # the database or the layer is out: go on with what came live
+            log.warning("conversation %s: replay not asked again", self.conversation_id)
+            await self._release()
 
     def forget(self) -> None:
         """Start over (a resync): the next turn events are delivered from scratch."""
@@ -73,10 +97,6 @@ class TurnFeed:
             for index, event in enumerate(message["events"]):
                 await self._pass({"turn": message["turn"], "index": index, "event": event})
         await self._release()
-
-    async def _replay_timed_out(self) -> None:
-        if self.pending:  # the owner never answered (it died): go on with what came live
-            await self._release()
 
     async def _release(self) -> None:
         self.pending = False
