@@ -11,6 +11,7 @@ is all the adapter needs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -110,18 +111,18 @@ class OpenAIProvider:
 
     async def _chunks(self, params: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The stream's chunks as parsed JSON, a batch per network read, until ``[DONE]``."""
-        create = self._clients.get().chat.completions.with_streaming_response.create
-        # The body goes as ``extra_body``, which the SDK merges into the JSON as it is: its
-        # per-request transform of typed params walks every message and tool (0.67 ms of CPU
-        # per call with five tools, docs/benchmarks.md) and changes nothing in dicts that are
-        # already in the wire format. ``model``/``messages``/``stream`` are given to satisfy
-        # its signature and pick the streaming response; ``extra_body`` overrides them.
-        body = {key: value for key, value in params.items() if key != "stream"}
-        async with create(
-            model=params["model"], messages=[], stream=True, extra_body=body
-        ) as response:
+        # The SDK's generic ``post`` (its way to any endpoint, with the client's options,
+        # headers and errors) sends the body as it is: ``chat.completions.create`` first
+        # transforms its typed params, walking every message and tool (0.67 ms of CPU per
+        # call with five tools, docs/benchmarks.md) and the forty-odd params it takes, and
+        # changes nothing in dicts already in the wire format. ``cast_to=httpx.Response``
+        # with ``stream=True``: the response unread, for the raw lines.
+        response = await self._clients.get().post(
+            "/chat/completions", body=params, cast_to=httpx.Response, stream=True
+        )
+        async with contextlib.aclosing(response):
             sse = SSEData()
-            async for data in response.http_response.aiter_bytes():
+            async for data in response.aiter_bytes():
                 batch: list[dict[str, Any]] = []
                 try:
                     done = _parse(sse.feed(data), batch)
