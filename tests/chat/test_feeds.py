@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
-from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from chat import feeds
 from chat.feeds import TurnFeed
@@ -18,16 +17,13 @@ TURN = "turn-1-feeds0"
 
 
 @pytest.fixture
-async def owner(monkeypatch, redis_url, user):
+async def owner(monkeypatch, redis_layer, user):
     """The channel of a worker that owns a running turn of ``feed-1``; the test plays it."""
-    layer = RedisPubSubChannelLayer(hosts=[redis_url])
-    monkeypatch.setattr("chat.running.get_channel_layer", lambda: layer)
     monkeypatch.setattr(feeds.services, "worker_start", _started)  # this process runs no turn
     monkeypatch.setattr(feeds, "REPLAY_TIMEOUT", 0.05)
-    channel = await layer.new_channel("dispatch.worker.")
+    channel = await redis_layer.new_channel("dispatch.worker.")
     await database_sync_to_async(_open)(user, channel)
-    yield layer, channel
-    await layer.flush()
+    return redis_layer, channel
 
 
 async def _started() -> str:

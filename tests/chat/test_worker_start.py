@@ -16,14 +16,16 @@ from tests.servers import free_port
 
 
 @pytest.fixture
-def layer(monkeypatch, redis_url):
-    layer = RedisPubSubChannelLayer(hosts=[redis_url])
-    monkeypatch.setattr("chat.running.get_channel_layer", lambda: layer)
-    return layer
+def running():
+    """A process's registry of running turns; its background loops stop with the test."""
+    running = RunningTurns()
+    yield running
+    for task in running._background:
+        task.cancel()
 
 
-async def test_calls_made_while_the_worker_starts_get_its_channel(layer):
-    running, beats = RunningTurns(), []
+async def test_calls_made_while_the_worker_starts_get_its_channel(redis_layer, running):
+    beats = []
 
     async def heartbeat() -> None:
         beats.append(1)
@@ -34,22 +36,17 @@ async def test_calls_made_while_the_worker_starts_get_its_channel(layer):
     assert names == [running.worker] * 8 and "dispatch.worker." in running.worker
     assert await running.ensure_started(heartbeat) == running.worker  # started once
     assert beats == [1]
-    for task in running._background:
-        task.cancel()
-    await layer.flush()
 
 
-async def test_a_start_the_layer_failed_is_made_again_by_the_next_call(monkeypatch, layer):
+async def test_a_start_the_layer_failed_is_made_again_by_the_next_call(
+    monkeypatch, redis_layer, running
+):
     down = RedisPubSubChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"])
     monkeypatch.setattr("chat.running.get_channel_layer", lambda: down)
-    running = RunningTurns()
 
     failed = await asyncio.gather(running.ensure_started(), running.ensure_started(),
                                   return_exceptions=True)  # fmt: skip
     assert all(isinstance(f, RedisError) for f in failed) and running.worker == ""
 
-    monkeypatch.setattr("chat.running.get_channel_layer", lambda: layer)
+    monkeypatch.setattr("chat.running.get_channel_layer", lambda: redis_layer)
     assert "dispatch.worker." in await running.ensure_started()
-    for task in running._background:
-        task.cancel()
-    await layer.flush()
